@@ -1,0 +1,41 @@
+"""numopt: torch.optim for NumPy arrays, with a Numba core.
+
+>>> import numpy as np, numopt
+>>> w = numopt.Parameter(np.zeros((2, 2), np.float32))
+>>> w.grad = np.ones((2, 2), np.float32)
+>>> opt = numopt.SGD([w], lr=1.0)
+>>> opt.step()
+>>> float(w.data[0, 0])
+-1.0
+"""
+
+from __future__ import annotations
+
+import numba as _numba
+
+from .optim import SGD
+from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from .parameter import Parameter, SparseGrad
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "SGD",
+    "Optimizer",
+    "Parameter",
+    "SparseGrad",
+    "get_num_threads",
+    "register_optimizer_step_post_hook",
+    "register_optimizer_step_pre_hook",
+    "set_num_threads",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads numopt's kernels use (at most ``NUMBA_NUM_THREADS``)."""
+    _numba.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads numopt's kernels use."""
+    return _numba.get_num_threads()

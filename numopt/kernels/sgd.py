@@ -1,0 +1,55 @@
+"""SGD with momentum, dampening, Nesterov momentum and weight decay."""
+
+from __future__ import annotations
+
+from numba import prange
+
+from .._jit import CHUNK, kernel
+
+
+@kernel
+def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+    r"""One SGD step over flat arrays, in place (torch.optim.SGD's rule).
+
+    For every element, with :math:`g` the gradient (negated if ``maximize``)::
+
+        g  <- g + weight_decay * param                        (if weight_decay != 0)
+        if momentum != 0:
+            b  <- g                                           (first_step)
+            b  <- momentum * b + (1 - dampening) * g          (later steps)
+            g  <- g + momentum * b    if nesterov    else    b
+        param <- param - lr * g
+
+    Parameters
+    ----------
+    param, grad : 1-D arrays of one float dtype
+        ``param`` is updated in place; ``grad`` is only read.
+    momentum_buffer : 1-D array
+        Updated in place; unused (may be empty) when ``momentum == 0``.
+    lr, momentum, dampening, weight_decay : scalars of ``param``'s dtype
+    nesterov, maximize, first_step : bool
+        ``first_step`` starts the momentum buffer from the gradient.
+    """
+    n = param.size
+    one = param.dtype.type(1)
+    keep = one - dampening
+    use_momentum = momentum != 0
+    use_wd = weight_decay != 0
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            g = grad[i]
+            if maximize:
+                g = -g
+            if use_wd:
+                g = g + weight_decay * param[i]
+            if use_momentum:
+                if first_step:
+                    b = g
+                else:
+                    b = momentum * momentum_buffer[i] + keep * g
+                momentum_buffer[i] = b
+                if nesterov:
+                    g = g + momentum * b
+                else:
+                    g = b
+            param[i] = param[i] - lr * g

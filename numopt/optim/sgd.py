@@ -1,0 +1,132 @@
+"""Stochastic gradient descent (``torch.optim.SGD``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.sgd import sgd_step
+from ..optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    The update, for each parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        g_t   = g_t + weight_decay * theta            (weight_decay != 0)
+        b_t   = g_t                                   (first step with momentum)
+        b_t   = momentum * b_{t-1} + (1 - dampening) * g_t
+        g_t   = g_t + momentum * b_t  if nesterov  else  b_t    (momentum != 0)
+        theta = theta - lr * g_t
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    momentum : float, default 0
+        Momentum factor (>= 0).
+    dampening : float, default 0
+        Dampening for momentum; not applied on the first step.
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    nesterov : bool, default False
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    foreach, fused : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    differentiable : bool
+        Must be False.
+
+    State
+    -----
+    ``'momentum_buffer'`` per parameter once stepped with ``momentum != 0``.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.SGD([w], lr=0.1, momentum=0.9)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> w.data
+    array([0.9, 0.9, 0.9], dtype=float32)
+    """
+
+    _tracks_step = False
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable)
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("momentum", h["momentum"], low=0.0, label="momentum value")
+        check_number("dampening", h["dampening"], label="dampening value")
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        check_bool("nesterov", h["nesterov"])
+        check_bool("maximize", h["maximize"])
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening "
+                f"(got momentum={h['momentum']!r}, dampening={h['dampening']!r})"
+            )
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("momentum_buffer", 0.0),) if group["momentum"] != 0 else ()
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        momentum = group["momentum"]
+        buf = run.state["momentum_buffer"] if momentum != 0 else _EMPTY[flat.dtype]
+        sgd_step(
+            run.data,
+            run.grad,
+            buf,
+            t(group["lr"]),
+            t(momentum),
+            t(group["dampening"]),
+            t(group["weight_decay"]),
+            bool(group["nesterov"]),
+            bool(group["maximize"]),
+            run.step == 0,
+        )
+        if momentum != 0 and run.step == 0:
+            run.advance()  # SGD's count saturates at 1: it only records "buffer initialized"

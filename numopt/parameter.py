@@ -1,0 +1,239 @@
+"""``Parameter`` (an array plus its gradient) and the row-sparse ``SparseGrad``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .flat import FlatBuffer
+
+__all__ = ["Parameter", "SparseGrad", "SUPPORTED_DTYPES"]
+
+#: Floating dtypes a parameter may have.
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype: Any, what: str) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{what} must have dtype float32 or float64, got {dt}; convert it first, e.g. arr.astype(np.float32)"
+        )
+    return dt
+
+
+def _as_param_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """Validate ``value`` as parameter storage, copying only when ``dtype`` asks for it."""
+    if isinstance(value, np.generic):  # a NumPy scalar owns no shareable buffer
+        value = np.array(value)
+    if not isinstance(value, np.ndarray):
+        if not hasattr(value, "__array__"):
+            raise TypeError(
+                "Parameter takes an ndarray or a shape tuple, "
+                f"got {type(value).__name__}; use np.asarray(...) for lists"
+            )
+        value = np.asarray(value)
+    if dtype is not None and np.dtype(dtype) != value.dtype:
+        # The caller asked for another dtype: this is the one explicit copy.
+        value = value.astype(_check_dtype(dtype, "Parameter"), order="C")
+    _check_dtype(value.dtype, "Parameter data")
+    if not value.flags.c_contiguous:
+        raise ValueError(
+            "Parameter data must be C-contiguous (a strided view would be copied "
+            "silently); pass np.ascontiguousarray(arr)"
+        )
+    if not value.flags.writeable:
+        raise ValueError("Parameter data is read-only; pass a writable array, e.g. arr.copy()")
+    return value
+
+
+class SparseGrad:
+    """A row-sparse gradient: ``values[j]`` adds to row ``indices[j]`` of the parameter.
+
+    Parameters
+    ----------
+    indices : array_like of int
+        Row indices along the first axis; duplicates are allowed and summed.
+    values : ndarray
+        Shape ``(len(indices), *param.shape[1:])``.
+    """
+
+    __slots__ = ("indices", "values")
+
+    def __init__(self, indices: Any, values: np.ndarray) -> None:
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError("SparseGrad indices must be a 1-D integer array")
+        vals = np.asarray(values)
+        if vals.ndim < 1 or vals.shape[0] != idx.shape[0]:
+            raise ValueError(f"SparseGrad values must have shape (k, ...) with k={idx.shape[0]} rows, got {vals.shape}")
+        self.indices = idx.astype(np.int64, copy=False)
+        self.values = vals
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def check_for(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        """Raise if this gradient cannot belong to a parameter of ``shape`` and ``dtype``."""
+        if len(shape) == 0:
+            raise ValueError("a SparseGrad needs a parameter with at least one dimension")
+        if self.values.shape[1:] != tuple(shape[1:]):
+            raise ValueError(
+                f"SparseGrad values have row shape {self.values.shape[1:]}, "
+                f"parameter rows have shape {tuple(shape[1:])}"
+            )
+        if self.values.dtype != dtype:
+            raise TypeError(f"SparseGrad values have dtype {self.values.dtype}, parameter has {dtype}")
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= shape[0]):
+            raise IndexError(f"SparseGrad indices out of range for a first axis of length {shape[0]}")
+
+    def to_dense(self, out: np.ndarray) -> np.ndarray:
+        """Write the dense gradient into ``out`` (zeroing the untouched rows)."""
+        out[...] = 0
+        np.add.at(out, self.indices, self.values)
+        return out
+
+    def __repr__(self) -> str:
+        return f"SparseGrad(rows={self.indices.size}, row_shape={self.values.shape[1:]})"
+
+
+class Parameter:
+    """An optimizable array and its gradient.
+
+    Parameters
+    ----------
+    array_or_shape : ndarray or int or tuple of int
+        The initial values (kept without copying: it must be float32/float64,
+        C-contiguous and writable), or a shape for a zero-filled parameter.
+    dtype : dtype, optional
+        float32 (the default for a shape) or float64. Given with an array of
+        another dtype, the array is converted, which copies it.
+    name : str, optional
+        Recorded in ``state_dict()`` and used to load state by name.
+
+    Notes
+    -----
+    When an optimizer takes the parameter, it copies ``data`` once into its
+    flat buffer and rebinds ``data`` and ``grad`` to views of that buffer: the
+    array originally passed in is no longer the parameter's storage after that.
+    Read and write through ``p.data``, ``p.grad`` or ``np.asarray(p)``.
+
+    Assigning an array to ``p.grad`` keeps that array until the next
+    ``step()``, which copies it into the flat gradient buffer and rebinds
+    ``p.grad`` to the view. Writing into ``p.grad[...]`` in place avoids that copy.
+    """
+
+    __slots__ = ("_data", "_grad", "_flat", "_index", "name", "__weakref__")
+
+    def __init__(self, array_or_shape: Any = None, dtype: Any = None, name: str | None = None) -> None:
+        shape = array_or_shape
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+            shape = (int(shape),)
+        if isinstance(shape, tuple) and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape
+        ):
+            if any(s < 0 for s in shape):
+                raise ValueError(f"Parameter shape must be non-negative, got {shape}")
+            data = np.zeros(shape, dtype=_check_dtype(np.float32 if dtype is None else dtype, "Parameter"))
+        elif array_or_shape is None:
+            raise TypeError("Parameter needs an ndarray or a shape")
+        else:
+            data = _as_param_array(array_or_shape, dtype)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Parameter name must be a str, got {type(name).__name__}")
+        self._data: np.ndarray = data
+        self._grad: np.ndarray | SparseGrad | None = None
+        self._flat: FlatBuffer | None = None
+        self._index: int = -1
+        self.name = name
+
+    # -- data ---------------------------------------------------------------
+    @property
+    def data(self) -> np.ndarray:
+        """The live values (a view into the optimizer's flat buffer once packed)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if self._flat is None:
+            self._data = _as_param_array(value)
+            if self._grad is not None and getattr(self._grad, "shape", self._data.shape) != self._data.shape:
+                self._grad = None
+            return
+        arr = np.asarray(value)
+        if arr.shape != self.shape:
+            raise ValueError(f"cannot assign data of shape {arr.shape} to a parameter of shape {self.shape}")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"cannot assign data of dtype {arr.dtype} to a {self.dtype} parameter")
+        # Packed: keep the binding and copy the values into the flat buffer.
+        np.copyto(self._data, arr)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def size(self) -> int:
+        return self._data.size
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        if dtype is None or np.dtype(dtype) == self._data.dtype:
+            return self._data
+        if copy is False:
+            raise ValueError("converting a Parameter to another dtype needs a copy")
+        return self._data.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- grad ---------------------------------------------------------------
+    @property
+    def grad(self) -> np.ndarray | SparseGrad | None:
+        """The gradient, or ``None`` (the parameter is then skipped by ``step()``)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if value is not None:
+            if isinstance(value, SparseGrad):
+                value.check_for(self.shape, self.dtype)
+            else:
+                if not isinstance(value, np.ndarray):
+                    value = np.asarray(value)
+                if value.shape != self.shape:
+                    raise ValueError(f"assigned grad has shape {value.shape}, parameter has shape {self.shape}")
+                if value.dtype != self.dtype:
+                    raise TypeError(f"assigned grad has dtype {value.dtype}, parameter has dtype {self.dtype}")
+        self._grad = value
+        if self._flat is not None:
+            self._flat.mark_dirty()
+
+    # -- misc ---------------------------------------------------------------
+    def zero_grad_(self) -> None:
+        """Fill the gradient with zeros (allocating it if it is ``None``)."""
+        if self._flat is not None:
+            self.grad = self._flat.grad_view(self._index)
+            self._grad[...] = 0
+        else:
+            self._grad = np.zeros_like(self._data)
+
+    def numpy(self) -> np.ndarray:
+        """Return the live data array (no copy), like ``np.asarray(p)``."""
+        return self._data
+
+    def __repr__(self) -> str:
+        nm = f", name={self.name!r}" if self.name else ""
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{nm})"

@@ -1,0 +1,113 @@
+"""Drive numopt and torch.optim side by side on the same seeded problem.
+
+torch is the reference: importing this module without torch fails the test
+run (it must never be skipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import numopt
+
+from .optim_db import OptimCase
+
+torch.set_num_threads(1)
+
+#: shapes of the parameters in the parity problems: matrices, vectors, 3-D, 0-d, empty
+SHAPES: list[tuple[int, ...]] = [(5, 3), (7,), (2, 3, 4), (), (4, 1), (0, 3), (6,)]
+#: parameters 0..3 form group 1, the rest group 2
+SPLIT = 4
+
+
+def grad_is_none(param_index: int, step: int) -> bool:
+    """Which gradients are ``None`` on which steps (so per-parameter step counts differ)."""
+    if param_index == 1:
+        return step % 5 == 3  # skipped now and then
+    if param_index == 4:
+        return step < 4  # starts late
+    if param_index == 6:
+        return True  # never has a gradient: no state, never changes
+    return False
+
+
+def _torch_value(v: Any) -> Any:
+    return float(v) if isinstance(v, np.generic) else v
+
+
+@dataclass
+class Pair:
+    """A numopt optimizer and a torch optimizer over equal initial parameters."""
+
+    ours: numopt.Optimizer
+    params: list[numopt.Parameter]
+    ref: torch.optim.Optimizer
+    ref_params: list[torch.Tensor]
+    dtype: np.dtype
+
+    def set_grads(self, grads: list[np.ndarray | None]) -> None:
+        for p, tp, g in zip(self.params, self.ref_params, grads):
+            if g is None:
+                p.grad = None
+                tp.grad = None
+            else:
+                p.grad = g.copy()
+                tp.grad = torch.from_numpy(g.copy())
+
+    def step(self) -> None:
+        self.ours.step()
+        self.ref.step()
+
+
+def make_pair(case: OptimCase, seed: int = 0) -> Pair:
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(case.dtype)
+    init = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    params = [numopt.Parameter(a.copy()) for a in init]
+    ref_params = [torch.tensor(a.copy(), requires_grad=True) for a in init]
+    ours = getattr(numopt, case.name)(
+        [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
+    )
+    tkw = {k: _torch_value(v) for k, v in case.kwargs.items()}
+    ref = getattr(torch.optim, case.name)(
+        [{"params": ref_params[:SPLIT]}, {"params": ref_params[SPLIT:], **case.group2}], **tkw
+    )
+    return Pair(ours, params, ref, ref_params, dtype)
+
+
+def random_grads(rng: np.random.Generator, step: int, dtype: np.dtype) -> list[np.ndarray | None]:
+    return [None if grad_is_none(i, step) else rng.standard_normal(s).astype(dtype) for i, s in enumerate(SHAPES)]
+
+
+def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
+    """Assert params and every state entry match torch; return the largest relative error seen."""
+    worst = 0.0
+    for i, (p, tp) in enumerate(zip(pair.params, pair.ref_params)):
+        ref = tp.detach().numpy()
+        worst = max(worst, _check(f"step {step}: param {i}", p.data, ref, rtol, atol))
+        tstate = pair.ref.state.get(tp, {})
+        ostate = pair.ours.state.get(p, {})
+        assert set(ostate) == set(tstate), f"step {step}: param {i} state keys {set(ostate)} != torch {set(tstate)}"
+        for key, tv in tstate.items():
+            ov = ostate[key]
+            tv = tv.detach().numpy() if isinstance(tv, torch.Tensor) else np.asarray(tv)
+            if key == "step":
+                assert float(ov) == float(tv), f"step {step}: param {i} 'step' {float(ov)} != {float(tv)}"
+            else:
+                worst = max(worst, _check(f"step {step}: param {i} state {key!r}", ov, tv, rtol, atol))
+    return worst
+
+
+def _check(what: str, ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> float:
+    ours = np.asarray(ours)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != torch {ref.shape}"
+    assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != torch {ref.dtype}"
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol, err_msg=what)
+    if ours.size == 0:
+        return 0.0
+    scale = np.maximum(np.abs(ref), atol / rtol)
+    return float(np.max(np.abs(ours.astype(np.float64) - ref) / scale))
