@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import numba as _numba
 
-from .optim import SGD
+from . import optim
+from .optim import *  # noqa: F403  (every optimizer class, named as in torch.optim)
 from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from .parameter import Parameter, SparseGrad
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "SGD",
+    *optim.__all__,
     "Optimizer",
     "Parameter",
     "SparseGrad",

@@ -73,6 +73,8 @@ class FlatBuffer:
         self.steps = np.zeros(len(params), np.float64)
         #: name -> 1-D state array with the layout of ``data``
         self.state: dict[str, np.ndarray] = {}
+        #: name -> per-parameter scalar state (float64, one entry per parameter), e.g. NAdam's mu_product
+        self.scalars: dict[str, np.ndarray] = {}
         self._owner = weakref.ref(owner)
         self._runs: list[Run] | None = None
         #: the optimizer's state spec the cached runs were built for
@@ -117,6 +119,18 @@ class FlatBuffer:
             self.state[name] = arr
             self._runs = None  # runs cache slices of the state arrays
         return arr
+
+    def ensure_scalar(self, name: str, fill: float = 0.0) -> np.ndarray:
+        """Allocate per-parameter scalar state ``name`` (float64) if it does not exist yet."""
+        arr = self.scalars.get(name)
+        if arr is None:
+            arr = np.full(len(self.params), fill, np.float64)
+            self.scalars[name] = arr
+        return arr
+
+    def scalar_view(self, name: str, i: int) -> np.ndarray:
+        """Parameter ``i``'s scalar state ``name`` as a writable 0-d view."""
+        return self.scalars[name][i : i + 1].reshape(())
 
     # -- gradients ----------------------------------------------------------
     def mark_dirty(self) -> None:

@@ -25,4 +25,8 @@ True
 
 from .kernels.sgd import sgd_step as sgd
 
-__all__ = ["sgd"]
+# Adam family:
+# RMS family:
+# Other optimizers:
+
+__all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -7,6 +7,10 @@ Subclasses supply the algorithm through three small methods:
     constructor's defaults and on every group added).
 ``_state_spec(group)``
     the state tensors the group needs, as ``(name, initial_value)`` pairs.
+``_scalar_spec(group)`` (optional)
+    per-parameter scalar state (like NAdam's ``mu_product``), same form; kept
+    in ``flat.scalars[name]`` (float64, one entry per parameter) and shown in
+    ``state[p]`` as 0-d views.
 ``_update(group, flat, run)``
     call the kernel on one run of a flat buffer (and ``run.advance()`` the
     step count when the algorithm counts steps).
@@ -112,6 +116,8 @@ class Optimizer:
     _tracks_step: bool = True
     #: every state key the algorithm may create (for ``load_state_dict`` checks)
     _state_keys: tuple[str, ...] = ()
+    #: the keys among them that are per-parameter scalars (see ``_scalar_spec``)
+    _scalar_keys: tuple[str, ...] = ()
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -146,6 +152,10 @@ class Optimizer:
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         """State tensors ``group`` needs, as ``(name, initial value)`` pairs."""
+        return ()
+
+    def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs."""
         return ()
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
@@ -246,20 +256,26 @@ class Optimizer:
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         """Runs to update for ``flat``; creates state lazily, like torch, on first use."""
         spec = self._state_spec(group)
-        if flat._runs is not None and flat.spec == spec:
+        scalar_spec = self._scalar_spec(group)
+        if flat._runs is not None and flat.spec == (spec, scalar_spec):
             return flat._runs
         for name, fill in spec:
             flat.ensure_state(name, fill)
-        flat.spec = spec
+        for name, fill in scalar_spec:
+            flat.ensure_scalar(name, fill)
+        flat.spec = (spec, scalar_spec)
         flat.mark_dirty()
         runs = flat.runs()
+        if not (spec or scalar_spec or self._tracks_step):
+            return runs
         for run in runs:
-            if not (spec or self._tracks_step):
-                continue
             for i in range(run.p0, run.p1):
                 st = self.state[flat.params[i]]
                 if self._tracks_step and "step" not in st:
                     st["step"] = flat.step_view(i)
+                for name, _ in scalar_spec:
+                    if name not in st:
+                        st[name] = flat.scalar_view(name, i)
                 for name, _ in spec:
                     if name not in st:
                         st[name] = flat.state_view(name, i)
@@ -335,10 +351,9 @@ class Optimizer:
 
     @staticmethod
     def _export_state_value(name: str, value: Any) -> Any:
-        if name == "step":
-            return float(value)
         if isinstance(value, np.ndarray):
-            return value.copy()
+            # 'step' and per-parameter scalar state are 0-d views: exported as Python floats
+            return float(value) if value.ndim == 0 and value.dtype == np.float64 else value.copy()
         return copy.deepcopy(value)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -409,9 +424,13 @@ class Optimizer:
         for flats in self._flats:
             for flat in flats:
                 flat.steps[:] = 0
-                fills = dict(flat.spec or ())
+                spec, scalar_spec = flat.spec or ((), ())
+                fills = dict(spec)
                 for name, arr in flat.state.items():
                     arr.fill(fills.get(name, 0.0))
+                scalar_fills = dict(scalar_spec)
+                for name, arr in flat.scalars.items():
+                    arr.fill(scalar_fills.get(name, 0.0))
                 for i, p in enumerate(flat.params):
                     self.state.pop(p, None)
                     values = staged.get(id(p))
@@ -422,6 +441,9 @@ class Optimizer:
                         if name == "step":
                             flat.steps[i] = v
                             st["step"] = flat.step_view(i)
+                        elif name in self._scalar_keys:
+                            flat.ensure_scalar(name)[i] = v
+                            st[name] = flat.scalar_view(name, i)
                         else:
                             flat.ensure_state(name)
                             view = flat.state_view(name, i)
@@ -436,14 +458,16 @@ class Optimizer:
 
     def _import_state_value(self, k: Any, p: Parameter, name: str, value: Any) -> Any:
         where = f"state[{k!r}][{name!r}]"
-        if name == "step":
+        if name == "step" or name in self._scalar_keys:
             v = np.asarray(value)
             if v.size != 1 or not np.issubdtype(v.dtype, np.number):
                 raise ValueError(f"{where} must be a number, got {value!r}")
-            step = float(v.reshape(()))
-            if not np.isfinite(step) or step < 0 or step != int(step):
-                raise ValueError(f"{where} must be a non-negative whole number, got {step}")
-            return step
+            x = float(v.reshape(()))
+            if not np.isfinite(x):
+                raise ValueError(f"{where} must be finite, got {x}")
+            if name == "step" and (x < 0 or x != int(x)):
+                raise ValueError(f"{where} must be a non-negative whole number, got {x}")
+            return x
         if self._state_keys and name not in self._state_keys:
             raise ValueError(
                 f"{where}: unexpected state key for {type(self).__name__} (expected one of {list(self._state_keys)})"

@@ -79,7 +79,11 @@ def _sgd_rows() -> list[OptimCase]:
     return out
 
 
-OPTIM_DB: list[OptimCase] = [*_sgd_rows()]
+OPTIM_DB: list[OptimCase] = []
+OPTIM_DB += _sgd_rows()
+# Adam family rows:
+# RMS family rows:
+# Other optimizers rows:
 
 
 @dataclass(frozen=True)
@@ -103,4 +107,7 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("SGD", {"maximize": 1}, TypeError, "maximize must be True or False"),
     ErrorCase("SGD", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
     ErrorCase("SGD", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
+    # Adam family errors:
+    # RMS family errors:
+    # Other optimizers errors:
 ]
