@@ -89,6 +89,16 @@ class FlatBuffer:
             p._index = i
             # p._grad stays as it is: it is copied into the flat buffer at the next step
 
+    def release(self) -> None:
+        """Unbind the parameters (they keep their current values, in arrays of their own)."""
+        for p in self.params:
+            if p._flat is self:
+                p._data = p._data.copy()
+                if isinstance(p._grad, np.ndarray) and np.shares_memory(p._grad, self.grad):
+                    p._grad = p._grad.copy()
+                p._flat = None
+                p._index = -1
+
     # -- views --------------------------------------------------------------
     def _view(self, arr: np.ndarray, i: int) -> np.ndarray:
         return arr[self.offsets[i] : self.offsets[i + 1]].reshape(self.params[i].shape)

@@ -143,8 +143,15 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(param_groups[0], dict):
             param_groups = [{"params": param_groups}]
-        for group in param_groups:
-            self.add_param_group(group)
+        try:
+            for group in param_groups:
+                self.add_param_group(group)
+        except BaseException:
+            # A later group was invalid: give the earlier groups' parameters back untouched.
+            for flats in self._flats:
+                for flat in flats:
+                    flat.release()
+            raise
 
     # -- algorithm hooks for subclasses ---------------------------------------
     def _validate_hparams(self, hparams: dict[str, Any]) -> None:
