@@ -1,0 +1,48 @@
+"""`python -m numopt bench` runs end to end (tiny sizes; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from numopt.bench import Workload, gpt_like_shapes
+
+
+def test_gpt_like_model_shape() -> None:
+    w = Workload("gpt", gpt_like_shapes())
+    assert 140 <= len(w.shapes) <= 160 and 25e6 <= w.size <= 30e6
+
+
+def test_bench_cli_writes_json(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "numopt",
+            "bench",
+            "--quick",
+            "--optimizers",
+            "sgd",
+            "--sizes",
+            "1000000",
+            "--workloads",
+            "flat,tiny",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| SGD | flat 1e6 |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert {r["workload"] for r in data["rows"]} == {"flat 1e6", "tiny 10 tensors"}
+    assert data["machine"]["threads"] >= 1
+    row = data["rows"][0]
+    assert row["pct_roofline"] > 0 and row["torch_ms"]["default"] > 0  # torch timed in its worker
+    from benchmarks.to_markdown import from_numopt_bench
+
+    assert "| SGD |" in from_numopt_bench(data)
