@@ -1,0 +1,167 @@
+"""Adam (``torch.optim.Adam``), with AMSGrad and optional decoupled weight decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.adam import adam_step
+from ..optimizer import Optimizer
+
+__all__ = ["Adam"]
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    """Return ``betas`` as two floats if it is a pair of numbers in ``[0, 1)``."""
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
+    return tuple(  # type: ignore[return-value]
+        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True, label=f"beta parameter at index {i}")
+        for i, b in enumerate(betas)
+    )
+
+
+def _check_adam_family(h: dict[str, Any]) -> None:
+    """The checks every member of the Adam family shares (torch's wording and order)."""
+    check_number("lr", h["lr"], low=0.0, label="learning rate")
+    check_number("eps", h["eps"], low=0.0, label="epsilon value")
+    _check_betas(h["betas"])
+    check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+    check_bool("maximize", h["maximize"])
+    if "decoupled_weight_decay" in h:
+        check_bool("decoupled_weight_decay", h["decoupled_weight_decay"])
+
+
+class Adam(Optimizer):
+    r"""Adam, with the AMSGrad variant and optional decoupled weight decay (AdamW).
+
+    The update at step :math:`t` (counted from 1, per parameter), for each
+    parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)         (weight_decay != 0, decoupled_weight_decay)
+        g_t   = g_t + weight_decay * theta              (weight_decay != 0, otherwise)
+        m_t   = beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+        vmax  = max(vmax, v_t)                          (amsgrad; then v_t is replaced by vmax)
+        theta = theta - lr / (1 - beta1**t) * m_t / (sqrt(v_t) / sqrt(1 - beta2**t) + eps)
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability (>= 0).
+    weight_decay : float, default 0
+        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    amsgrad : bool, default False
+        Use the AMSGrad variant (normalize by the running maximum of ``v``).
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    decoupled_weight_decay : bool, default False
+        Decay the parameters directly instead of through the gradient; makes
+        this optimizer equivalent to :class:`AdamW`.
+    foreach, fused : bool or None
+        Accepted for torch compatibility (not both True); numopt always runs one
+        fused pass per buffer.
+    capturable, differentiable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'exp_avg'``, ``'exp_avg_sq'`` and, with ``amsgrad``,
+    ``'max_exp_avg_sq'`` per parameter once it has been stepped.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Adam([w], lr=0.1)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()          # the first step moves each element by lr against the gradient's sign
+    >>> w.data.round(6)
+    array([0.9, 0.9, 0.9], dtype=float32)
+
+    References
+    ----------
+    Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018.
+    """
+
+    _state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable, capturable=capturable)
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        self._validate_hparams(defaults)
+        defaults["betas"] = tuple(betas)  # torch stores Adam's betas as a tuple
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        _check_adam_family(h)
+        check_bool("amsgrad", h["amsgrad"])
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        spec = (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
+        return spec + (("max_exp_avg_sq", 0.0),) if group["amsgrad"] else spec
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        step = run.advance()
+        beta1, beta2 = (float(b) for b in group["betas"])
+        amsgrad = bool(group["amsgrad"])
+        # Scalars go to the kernel as float64, which casts them to the buffer's dtype (see adam_step).
+        adam_step(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            run.state["exp_avg_sq"],
+            run.state["max_exp_avg_sq"] if amsgrad else _EMPTY[flat.dtype],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            1 - beta1**step,
+            (1 - beta2**step) ** 0.5,
+            amsgrad,
+            bool(group["maximize"]),
+            bool(group["decoupled_weight_decay"]),
+        )

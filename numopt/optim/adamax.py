@@ -1,0 +1,117 @@
+"""Adamax (``torch.optim.Adamax``): Adam with the infinity norm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.adamax import adamax_step
+from ..optimizer import Optimizer
+from .adam import _check_adam_family
+
+__all__ = ["Adamax"]
+
+
+class Adamax(Optimizer):
+    r"""Adamax, the infinity-norm variant of Adam.
+
+    The update at step :math:`t` (counted from 1, per parameter), for each
+    parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        g_t   = g_t + weight_decay * theta              (weight_decay != 0)
+        m_t   = beta1 * m_{t-1} + (1 - beta1) * g_t
+        u_t   = max(beta2 * u_{t-1}, |g_t| + eps)
+        theta = theta - lr / (1 - beta1**t) * m_t / u_t
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 2e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first moment and of the infinity norm, each in [0, 1).
+    eps : float, default 1e-8
+        Added to ``|g|`` for numerical stability (>= 0).
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    foreach : bool or None
+        Accepted for torch compatibility.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    differentiable, capturable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'exp_avg'`` and ``'exp_inf'`` per parameter once it has been stepped.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Adamax([w], lr=0.1)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> w.data
+    array([0.9, 0.9, 0.9], dtype=float32)
+
+    References
+    ----------
+    Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.
+    """
+
+    _state_keys = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        _check_adam_family(h)
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("exp_avg", 0.0), ("exp_inf", 0.0))
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        step = run.advance()
+        beta1, beta2 = (float(b) for b in group["betas"])
+        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
+        adamax_step(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            run.state["exp_inf"],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            1 - beta1**step,
+            bool(group["maximize"]),
+        )

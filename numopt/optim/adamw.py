@@ -1,0 +1,104 @@
+"""AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adam import Adam
+
+__all__ = ["AdamW"]
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay: the decay does not pass through the moments.
+
+    The update at step :math:`t` (counted from 1, per parameter), for each
+    parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)
+        m_t   = beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+        vmax  = max(vmax, v_t)                          (amsgrad; then v_t is replaced by vmax)
+        theta = theta - lr / (1 - beta1**t) * m_t / (sqrt(v_t) / sqrt(1 - beta2**t) + eps)
+
+    This is :class:`Adam` with ``decoupled_weight_decay=True`` (which every
+    group of an ``AdamW`` has, also after ``load_state_dict``, as in torch).
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability (>= 0).
+    weight_decay : float, default 1e-2
+        Decoupled weight decay rate (>= 0).
+    amsgrad : bool, default False
+        Use the AMSGrad variant (normalize by the running maximum of ``v``).
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    foreach, fused : bool or None
+        Accepted for torch compatibility (not both True).
+    capturable, differentiable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'exp_avg'``, ``'exp_avg_sq'`` and, with ``amsgrad``,
+    ``'max_exp_avg_sq'`` per parameter once it has been stepped.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> w.grad = np.zeros(3, np.float32)
+    >>> opt.step()          # no gradient signal: only the decay, 1 * (1 - 0.1 * 0.5)
+    >>> w.data
+    array([0.95, 0.95, 0.95], dtype=float32)
+
+    References
+    ----------
+    Loshchilov and Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any], match: str = "position", strict: bool = True) -> Any:
+        """Load a state like :meth:`Adam.load_state_dict`; every group stays decoupled (torch's rule)."""
+        result = super().load_state_dict(state_dict, match=match, strict=strict)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
+        return result

@@ -1,0 +1,162 @@
+"""NAdam (``torch.optim.NAdam``): Adam with Nesterov momentum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.nadam import nadam_step
+from ..optimizer import Optimizer
+from .adam import _check_adam_family
+
+__all__ = ["NAdam"]
+
+
+class NAdam(Optimizer):
+    r"""NAdam: Adam with Nesterov momentum and a momentum-decay schedule.
+
+    The update at step :math:`t` (counted from 1, per parameter), for each
+    parameter :math:`\theta` with gradient :math:`g_t`, with
+    :math:`\psi` = ``momentum_decay``::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)         (weight_decay != 0, decoupled_weight_decay)
+        g_t   = g_t + weight_decay * theta              (weight_decay != 0, otherwise)
+        mu_t  = beta1 * (1 - 0.5 * 0.96**(t psi))
+        P_t   = P_{t-1} * mu_t                          ('mu_product', P_0 = 1)
+        m_t   = beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+        d_t   = sqrt(v_t / (1 - beta2**t)) + eps
+        theta = theta - lr (1 - mu_t) / (1 - P_t) * g_t / d_t
+                      - lr mu_{t+1} / (1 - P_t mu_{t+1}) * m_t / d_t
+
+    ``'mu_product'`` is kept rounded to float32 after every update, as torch
+    keeps it in a float32 scalar tensor (its default dtype) whatever the
+    parameters' dtype; results therefore match torch for float64 parameters too.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 2e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability (>= 0).
+    weight_decay : float, default 0
+        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    momentum_decay : float, default 4e-3
+        The momentum-decay rate :math:`\psi` (>= 0).
+    decoupled_weight_decay : bool, default False
+        Decay the parameters directly (as AdamW does) instead of through the gradient.
+    foreach : bool or None
+        Accepted for torch compatibility.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    capturable, differentiable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'mu_product'`` (a float), ``'exp_avg'`` and ``'exp_avg_sq'``
+    per parameter once it has been stepped.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.NAdam([w], lr=0.1)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()          # lr * g plus the Nesterov look-ahead on the momentum
+    >>> w.data.round(4)
+    array([0.8944, 0.8944, 0.8944], dtype=float32)
+
+    References
+    ----------
+    Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+    """
+
+    _state_keys = ("mu_product", "exp_avg", "exp_avg_sq")
+    _scalar_keys = ("mu_product",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum_decay": momentum_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        _check_adam_family(h)
+        check_number("momentum_decay", h["momentum_decay"], low=0.0, label="momentum_decay value")
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
+
+    def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("mu_product", 1.0),)
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        step = run.advance()
+        lr = float(group["lr"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        psi = float(group["momentum_decay"])
+        mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
+        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
+        # torch's 'mu_product' is a float32 scalar tensor: the product is rounded to float32
+        products = flat.scalars["mu_product"][run.p0 : run.p1]
+        products[:] = products.astype(np.float32) * np.float32(mu)
+        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
+        args = (lr, beta1, beta2, float(group["eps"]), float(group["weight_decay"]), 1 - beta2**step)
+        flags = (bool(group["decoupled_weight_decay"]), bool(group["maximize"]))
+        # Parameters of a run share their step count, and almost always their
+        # mu_product; where they do not (hyperparameters changed between the
+        # steps of two parameters, or a loaded state), update each stretch alone.
+        if (products == products[0]).all():
+            stretches = [(run.p0, run.p1)]
+        else:
+            cuts = [run.p0, *(run.p0 + 1 + np.flatnonzero(products[1:] != products[:-1])).tolist(), run.p1]
+            stretches = list(zip(cuts[:-1], cuts[1:]))
+        for a, b in stretches:
+            product = float(flat.scalars["mu_product"][a])
+            grad_step_size = lr * (1.0 - mu) / (1.0 - product)
+            exp_avg_step_size = lr * mu_next / (1.0 - product * mu_next)
+            if a == run.p0 and b == run.p1:
+                arrays = (run.data, run.grad, run.state["exp_avg"], run.state["exp_avg_sq"])
+            else:
+                lo, hi = flat.offsets[a], flat.offsets[b]
+                arrays = (
+                    flat.data[lo:hi],
+                    flat.grad[lo:hi],
+                    flat.state["exp_avg"][lo:hi],
+                    flat.state["exp_avg_sq"][lo:hi],
+                )
+            nadam_step(*arrays, *args, grad_step_size, exp_avg_step_size, *flags)

@@ -1,0 +1,141 @@
+"""RAdam (``torch.optim.RAdam``): Adam with a rectified adaptive learning rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.radam import radam_step
+from ..optimizer import Optimizer
+from .adam import _check_adam_family
+
+__all__ = ["RAdam"]
+
+
+class RAdam(Optimizer):
+    r"""RAdam: Adam whose adaptive step is switched on once its variance is tractable.
+
+    The update at step :math:`t` (counted from 1, per parameter), for each
+    parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t     = -g_t if maximize
+        theta   = theta * (1 - lr * weight_decay)       (weight_decay != 0, decoupled_weight_decay)
+        g_t     = g_t + weight_decay * theta            (weight_decay != 0, otherwise)
+        m_t     = beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t     = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+        mhat    = m_t / (1 - beta1**t)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t   = rho_inf - 2 t beta2**t / (1 - beta2**t)
+        if rho_t > 5:
+            r_t   = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+            theta = theta - lr * mhat * sqrt(1 - beta2**t) / (sqrt(v_t) + eps) * r_t
+        else:
+            theta = theta - lr * mhat
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability (>= 0).
+    weight_decay : float, default 0
+        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    decoupled_weight_decay : bool, default False
+        Decay the parameters directly (as AdamW does) instead of through the gradient.
+    foreach : bool or None
+        Accepted for torch compatibility.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    capturable, differentiable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'exp_avg'`` and ``'exp_avg_sq'`` per parameter once it has been stepped.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.RAdam([w], lr=0.1)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()          # rho_1 = 1 <= 5: a plain momentum step, 1 - 0.1 * 1
+    >>> w.data
+    array([0.9, 0.9, 0.9], dtype=float32)
+
+    References
+    ----------
+    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+    """
+
+    _state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "differentiable": differentiable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        _check_adam_family(h)
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        step = run.advance()
+        beta1, beta2 = (float(b) for b in group["betas"])
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        # length of the approximated simple moving average, and its limit
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+        if rho_t > 5.0:
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        else:
+            rect = 0.0  # the kernel takes a plain momentum step
+        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
+        radam_step(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            run.state["exp_avg_sq"],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            bias_correction1,
+            bias_correction2**0.5,
+            rect,
+            bool(group["decoupled_weight_decay"]),
+            bool(group["maximize"]),
+        )
