@@ -1,0 +1,126 @@
+"""Adadelta (``torch.optim.Adadelta``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.adadelta import adadelta_step
+from ..optimizer import Optimizer
+from ..parameter import SparseGrad
+
+__all__ = ["Adadelta"]
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta: steps scaled by the ratio of running RMS of updates to running RMS of gradients.
+
+    The update, for each parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t        = -g_t if maximize
+        g_t        = g_t + weight_decay * theta                        (weight_decay != 0)
+        square_avg = rho * square_avg + (1 - rho) * g_t * g_t
+        delta      = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g_t
+        acc_delta  = rho * acc_delta + (1 - rho) * delta * delta
+        theta      = theta - lr * delta
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1.0
+        Coefficient that scales ``delta`` before it is applied (>= 0).
+    rho : float, default 0.9
+        Decay of the running averages (in [0, 1]).
+    eps : float, default 1e-6
+        Added inside both square roots (>= 0).
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    foreach : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    capturable, differentiable : bool
+        Must be False.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+
+    State
+    -----
+    ``'step'``, ``'square_avg'`` and ``'acc_delta'`` per parameter once stepped.
+
+    References
+    ----------
+    Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701 (2012).
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Adadelta([w], lr=1.0)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> bool(np.all(w.data < 1))
+    True
+    """
+
+    _state_keys = ("square_avg", "acc_delta")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "capturable": capturable,
+            "foreach": foreach,
+            "differentiable": differentiable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("rho", h["rho"], low=0.0, high=1.0)
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_number("weight_decay", h["weight_decay"], low=0.0)
+        check_bool("maximize", h["maximize"])
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("square_avg", 0.0), ("acc_delta", 0.0))
+
+    def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
+        if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
+            # torch refuses these at the step; a cached run list means no gradient was assigned since
+            raise RuntimeError("Adadelta does not support sparse gradients")
+        return super()._prepare(group, flat)
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        run.advance()
+        rho = float(group["rho"])
+        adadelta_step(
+            run.data,
+            run.grad,
+            run.state["square_avg"],
+            run.state["acc_delta"],
+            t(group["lr"]),
+            t(rho),
+            t(1 - rho),
+            t(group["eps"]),
+            t(group["weight_decay"]),
+            bool(group["maximize"]),
+        )

@@ -1,0 +1,146 @@
+"""Adagrad (``torch.optim.Adagrad``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.adagrad import adagrad_step
+from ..optimizer import Optimizer
+from ..parameter import SparseGrad
+
+__all__ = ["Adagrad"]
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: each element's step shrinks with the sum of its squared gradients.
+
+    The update at step :math:`t = 1, 2, \ldots`, for each parameter :math:`\theta`
+    with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        g_t   = g_t + weight_decay * theta                   (weight_decay != 0)
+        clr   = lr / (1 + (t - 1) * lr_decay)
+        sum   = sum + g_t * g_t                              (sum starts at initial_accumulator_value)
+        theta = theta - clr * g_t / (sqrt(sum) + eps)
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-2
+        Learning rate (>= 0).
+    lr_decay : float, default 0
+        Learning rate decay (>= 0).
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    initial_accumulator_value : float, default 0
+        Starting value of ``sum`` (>= 0). As in torch, the constructor's value is
+        used for every parameter, whatever a group sets.
+    eps : float, default 1e-10
+        Added to the denominator (>= 0).
+    foreach : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    differentiable : bool
+        Must be False.
+    fused : bool or None
+        Accepted for torch compatibility (not together with ``foreach=True``).
+
+    State
+    -----
+    ``'step'`` and ``'sum'`` for every parameter from construction on, as in
+    torch (parameters added later with ``add_param_group`` get them at their
+    first step).
+
+    References
+    ----------
+    Duchi, Hazan and Singer, "Adaptive Subgradient Methods for Online Learning
+    and Stochastic Optimization", JMLR 12 (2011).
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Adagrad([w], lr=0.1)
+    >>> w.grad = np.full(3, 2.0, np.float32)
+    >>> opt.step()
+    >>> w.data
+    array([0.9, 0.9, 0.9], dtype=float32)
+    """
+
+    _state_keys = ("sum",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable)
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+        # torch creates every parameter's state here, not at its first step.
+        for flats in self._flats:
+            for flat in flats:
+                flat.ensure_state("sum", initial_accumulator_value)
+                for i, p in enumerate(flat.params):
+                    self.state[p]["step"] = flat.step_view(i)
+                    self.state[p]["sum"] = flat.state_view("sum", i)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("lr_decay", h["lr_decay"], low=0.0)
+        check_number("weight_decay", h["weight_decay"], low=0.0)
+        check_number("initial_accumulator_value", h["initial_accumulator_value"], low=0.0)
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_bool("maximize", h["maximize"])
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        # torch fills 'sum' from the constructor's value, not the group's
+        return (("sum", float(self.defaults["initial_accumulator_value"])),)
+
+    def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
+        # torch applies sparse gradients row by row, which a dense pass reproduces, but refuses
+        # them with weight decay; a cached run list means no gradient was assigned since
+        if flat._runs is None and group["weight_decay"] != 0:
+            if any(isinstance(p.grad, SparseGrad) for p in flat.params):
+                raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        return super()._prepare(group, flat)
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        step = run.advance()
+        clr = float(group["lr"]) / (1 + (step - 1) * float(group["lr_decay"]))
+        adagrad_step(
+            run.data,
+            run.grad,
+            run.state["sum"],
+            t(-clr),
+            t(group["eps"]),
+            t(group["weight_decay"]),
+            bool(group["maximize"]),
+        )

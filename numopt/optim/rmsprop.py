@@ -1,0 +1,153 @@
+"""RMSprop (``torch.optim.RMSprop``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.rmsprop import rmsprop_step
+from ..optimizer import Optimizer
+from ..parameter import SparseGrad
+
+__all__ = ["RMSprop"]
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: gradients divided by a running root mean square of recent gradients.
+
+    The update, for each parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t        = -g_t if maximize
+        g_t        = g_t + weight_decay * theta                       (weight_decay != 0)
+        square_avg = alpha * square_avg + (1 - alpha) * g_t * g_t
+        grad_avg   = alpha * grad_avg + (1 - alpha) * g_t              (centered)
+        avg        = sqrt(square_avg - grad_avg ** 2) + eps  if centered  else  sqrt(square_avg) + eps
+        b          = momentum * b + g_t / avg;  theta = theta - lr * b (momentum > 0)
+        theta      = theta - lr * g_t / avg                            (momentum == 0)
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-2
+        Learning rate (>= 0).
+    alpha : float, default 0.99
+        Smoothing constant of the running averages (>= 0).
+    eps : float, default 1e-8
+        Added to the denominator (>= 0).
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    momentum : float, default 0
+        Momentum factor (>= 0).
+    centered : bool, default False
+        Normalize by an estimate of the gradient's variance instead of its second moment.
+    capturable, differentiable : bool
+        Must be False.
+    foreach : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+
+    State
+    -----
+    ``'step'`` and ``'square_avg'`` per parameter once stepped, plus
+    ``'momentum_buffer'`` when ``momentum > 0`` and ``'grad_avg'`` when ``centered``.
+
+    References
+    ----------
+    Hinton, "Neural Networks for Machine Learning", lecture 6e (2012);
+    Graves, "Generating Sequences With Recurrent Neural Networks", arXiv:1308.0850 (centered form).
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.RMSprop([w], lr=0.01, momentum=0.9, centered=True)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> sorted(opt.state[w])
+    ['grad_avg', 'momentum_buffer', 'square_avg', 'step']
+    """
+
+    _state_keys = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_number("momentum", h["momentum"], low=0.0)
+        check_number("weight_decay", h["weight_decay"], low=0.0)
+        check_number("alpha", h["alpha"], low=0.0)
+        check_bool("centered", h["centered"])
+        check_bool("maximize", h["maximize"])
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        spec = [("square_avg", 0.0)]
+        if group["momentum"] > 0:
+            spec.append(("momentum_buffer", 0.0))
+        if group["centered"]:
+            spec.append(("grad_avg", 0.0))
+        return tuple(spec)
+
+    def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
+        if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
+            # torch refuses these at the step; a cached run list means no gradient was assigned since
+            raise RuntimeError("RMSprop does not support sparse gradients")
+        return super()._prepare(group, flat)
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        run.advance()
+        empty = _EMPTY[flat.dtype]
+        momentum = group["momentum"]
+        centered = bool(group["centered"])
+        alpha = float(group["alpha"])
+        rmsprop_step(
+            run.data,
+            run.grad,
+            run.state["square_avg"],
+            run.state["grad_avg"] if centered else empty,
+            run.state["momentum_buffer"] if momentum > 0 else empty,
+            t(group["lr"]),
+            t(alpha),
+            t(1 - alpha),
+            t(group["eps"]),
+            t(group["weight_decay"]),
+            t(momentum),
+            centered,
+            bool(group["maximize"]),
+        )
