@@ -1,0 +1,50 @@
+"""Averaged stochastic gradient descent."""
+
+from __future__ import annotations
+
+from numba import prange
+
+from .._jit import CHUNK, kernel
+
+
+@kernel
+def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
+    r"""One ASGD step over flat arrays, in place (torch.optim.ASGD's rule, before eta/mu are updated).
+
+    For every element, with :math:`g` the gradient (negated if ``maximize``)::
+
+        g     <- g + weight_decay * param        (if weight_decay != 0)
+        param <- param * decay - eta * g         (decay = 1 - lambd * eta)
+        ax    <- ax + mu * (param - ax)          (if mu != 1)
+        ax    <- param                           (if mu == 1)
+
+    Parameters
+    ----------
+    param, grad : 1-D arrays of one float dtype
+        ``param`` is updated in place; ``grad`` is only read.
+    ax : 1-D array
+        The running average of the parameter, updated in place.
+    eta, decay, mu, weight_decay : scalars of ``param``'s dtype
+        The caller computes ``decay = 1 - lambd * eta`` and, after the step,
+        the next ``eta = lr / (1 + lambd * lr * t) ** alpha`` and ``mu = 1 / max(1, t - t0)``.
+    maximize : bool
+    """
+    n = param.size
+    one = param.dtype.type(1)
+    average = mu != one
+    use_wd = weight_decay != 0
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            g = grad[i]
+            if maximize:
+                g = -g
+            p = param[i]
+            if use_wd:
+                g = g + weight_decay * p
+            p = p * decay
+            p = p - eta * g
+            param[i] = p
+            if average:
+                ax[i] = ax[i] + (p - ax[i]) * mu
+            else:
+                ax[i] = p

@@ -1,0 +1,158 @@
+"""Averaged stochastic gradient descent (``torch.optim.ASGD``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.asgd import asgd_step
+from ..optimizer import Optimizer
+
+__all__ = ["ASGD"]
+
+
+def _f32(x: float) -> float:
+    # torch keeps eta and mu as float32 scalars (its default scalar dtype); so do we, for parity.
+    return float(np.float32(x))
+
+
+class ASGD(Optimizer):
+    r"""Averaged stochastic gradient descent.
+
+    The update at step :math:`t` (counted from 1), for each parameter :math:`\theta`
+    with gradient :math:`g_t`; :math:`\eta` starts at ``lr`` and :math:`\mu` at 1::
+
+        g_t    = -g_t if maximize
+        g_t    = g_t + weight_decay * theta                  (weight_decay != 0)
+        theta  = theta * (1 - lambd * eta) - eta * g_t
+        ax     = ax + mu * (theta - ax)   if mu != 1   else   theta
+        eta    = lr / (1 + lambd * lr * t) ** alpha
+        mu     = 1 / max(1, t - t0)
+
+    ``ax`` is the averaged parameter (read it from ``optimizer.state[p]['ax']``);
+    averaging starts once :math:`t > t_0`. As in torch, ``eta`` and ``mu`` are kept
+    as float32 numbers whatever the parameter's dtype.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-2
+        Learning rate (>= 0).
+    lambd : float, default 1e-4
+        Decay term.
+    alpha : float, default 0.75
+        Power for the eta update.
+    t0 : float, default 1e6
+        The step at which averaging starts.
+    weight_decay : float, default 0
+        L2 penalty (>= 0).
+    foreach : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    differentiable, capturable : bool
+        Must be False.
+
+    State
+    -----
+    ``'step'``, ``'eta'``, ``'mu'`` (numbers) and ``'ax'`` (shaped like the parameter).
+
+    References
+    ----------
+    B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic approximation by
+    averaging", SIAM J. Control Optim. 30(4), 1992.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.ASGD([w], lr=0.1, lambd=0.0)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> w.data
+    array([0.9, 0.9, 0.9], dtype=float32)
+    """
+
+    _state_keys = ("step", "eta", "mu", "ax")
+    _scalar_keys = ("eta", "mu")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("lambd", h["lambd"], label="lambd value")
+        check_number("alpha", h["alpha"], label="alpha value")
+        check_number("t0", h["t0"], label="t0 value")
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        check_bool("maximize", h["maximize"])
+        check_torch_switches(
+            foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
+        )
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("ax", 0.0),)
+
+    def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on each parameter's first step
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        lr, lambd = float(group["lr"]), float(group["lambd"])
+        etas = flat.scalars["eta"][run.p0 : run.p1]
+        mus = flat.scalars["mu"][run.p0 : run.p1]
+        if run.step == 0:
+            etas[:] = _f32(lr)
+            mus[:] = 1.0
+        step = run.advance()
+        wd = t(group["weight_decay"])
+        maximize = bool(group["maximize"])
+        # Parameters of a run share their step count, hence (almost always) eta and mu: one kernel
+        # call per stretch of equal values.
+        cuts = np.flatnonzero((etas[1:] != etas[:-1]) | (mus[1:] != mus[:-1])) + 1
+        bounds = [0, *cuts.tolist(), run.p1 - run.p0]
+        offsets = flat.offsets
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            lo, hi = offsets[run.p0 + a], offsets[run.p0 + b]
+            eta = float(etas[a])
+            asgd_step(
+                flat.data[lo:hi],
+                flat.grad[lo:hi],
+                run.state["ax"][lo - run.lo : hi - run.lo],
+                t(eta),
+                t(1.0 - lambd * eta),
+                t(mus[a]),
+                wd,
+                maximize,
+            )
+        etas[:] = _f32(lr / ((1.0 + lambd * lr * step) ** float(group["alpha"])))
+        mus[:] = _f32(1.0 / max(1.0, step - float(group["t0"])))

@@ -1,0 +1,140 @@
+"""Resilient backpropagation (``torch.optim.Rprop``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number, check_torch_switches
+from ..flat import FlatBuffer, Run
+from ..kernels.rprop import rprop_step
+from ..optimizer import Optimizer
+
+__all__ = ["Rprop"]
+
+
+def _check_pair(name: str, value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair of numbers, got {value!r}")
+    return value[0], value[1]
+
+
+class Rprop(Optimizer):
+    r"""Resilient backpropagation: each element moves by its own step size, in the gradient's sign.
+
+    The update, for each element with gradient :math:`g_t` and step size :math:`s`
+    (every :math:`s` starts at ``lr``)::
+
+        g_t   = -g_t if maximize
+        s     = min(s * etaplus, step_size_max)    if g_{t-1} * g_t > 0
+        s     = max(s * etaminus, step_size_min),
+        g_t   = 0                                  if g_{t-1} * g_t < 0
+        theta = theta - sign(g_t) * s
+        g_{t-1} <- g_t
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups (dicts).
+    lr : float, default 1e-2
+        The initial step size (>= 0).
+    etas : (float, float), default (0.5, 1.2)
+        ``(etaminus, etaplus)``, the factors that shrink and grow a step size;
+        ``0 < etaminus < 1 < etaplus``.
+    step_sizes : (float, float), default (1e-6, 50)
+        The smallest and largest allowed step sizes (a minimum above the maximum
+        pins every step size to the maximum, as torch's ``clamp`` does).
+    capturable, differentiable : bool
+        Must be False.
+    foreach : bool or None
+        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+
+    State
+    -----
+    ``'step'``, ``'prev'`` (the last gradient, zeroed where its sign flipped) and
+    ``'step_size'`` per parameter.
+
+    References
+    ----------
+    M. Riedmiller and H. Braun, "A direct adaptive method for faster backpropagation
+    learning: the RPROP algorithm", IEEE ICNN 1993.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Rprop([w], lr=0.1)
+    >>> w.grad = np.array([1.0, -1.0, 0.0], np.float32)
+    >>> opt.step()
+    >>> w.data
+    array([0.9, 1.1, 1. ], dtype=float32)
+    """
+
+    _state_keys = ("step", "prev", "step_size")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
+        defaults = {
+            "lr": lr,
+            "etas": etas,
+            "step_sizes": step_sizes,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        self._validate_hparams(defaults)
+        super().__init__(params, defaults)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        etaminus, etaplus = _check_pair("etas", h["etas"])
+        check_number("etas[0]", etaminus, label="eta value")
+        check_number("etas[1]", etaplus, label="eta value")
+        if not 0.0 < etaminus < 1.0 < etaplus:
+            raise ValueError(
+                f"Invalid eta values: {etaminus}, {etaplus} (etas must satisfy 0 < etaminus < 1 < etaplus, "
+                f"got etas={h['etas']!r})"
+            )
+        lo, hi = _check_pair("step_sizes", h["step_sizes"])
+        check_number("step_sizes[0]", lo, label="minimal step size")
+        check_number("step_sizes[1]", hi, label="maximal step size")
+        check_bool("maximize", h["maximize"])
+        check_torch_switches(
+            foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
+        )
+
+    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+        return (("prev", 0.0), ("step_size", 0.0))  # step sizes start at lr, set on each parameter's first step
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        t = flat.dtype.type
+        etaminus, etaplus = group["etas"]
+        lo, hi = group["step_sizes"]
+        first = run.step == 0
+        run.advance()
+        rprop_step(
+            run.data,
+            run.grad,
+            run.state["prev"],
+            run.state["step_size"],
+            t(group["lr"]),
+            t(etaminus),
+            t(etaplus),
+            t(lo),
+            t(hi),
+            bool(group["maximize"]),
+            first,
+        )
