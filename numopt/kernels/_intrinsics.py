@@ -1,0 +1,82 @@
+"""Scalar building blocks for kernels that must round exactly like torch.
+
+``fma(a, b, c)``
+    ``a * b + c`` with one rounding (LLVM's ``llvm.fma``; one instruction on
+    CPUs with FMA). torch's vectorized CPU kernels use fused multiply-adds for
+    ``lerp`` and ``add(..., alpha=)``; kernels that must match them bit for bit
+    use this instead of ``a * b + c`` (which Numba rounds twice).
+``bf16_round(x)``
+    A float32 rounded to the nearest bfloat16 (ties to even), returned as a
+    float32 whose low 16 mantissa bits are zero: the value torch's
+    ``tensor.bfloat16()`` holds (checked bit for bit on random bit patterns,
+    subnormals included). NaN becomes a quiet NaN; values beyond bfloat16's
+    range round to infinity, as in torch.
+
+Both are inlined into the calling kernel and vectorize.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["bf16_round", "fma"]
+
+
+@intrinsic
+def fma(typingctx, a, b, c):  # noqa: ARG001  (numba's intrinsic signature)
+    """``a * b + c`` rounded once; all three arguments of one float type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+    sig = a(a, b, c)
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [ty], ir.FunctionType(ty, [ty, ty, ty]))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):  # noqa: ARG001
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, x):  # noqa: ARG001
+    if x != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+_ABS_MASK = np.uint32(0x7FFFFFFF)
+_INF_BITS = np.uint32(0x7F800000)
+_QNAN_BITS = np.uint32(0x7FC00000)
+_HIGH_MASK = np.uint32(0xFFFF0000)
+_ROUND_BIAS = np.uint32(0x7FFF)
+_SHIFT = np.uint32(16)
+_ONE = np.uint32(1)
+
+
+@njit(inline="always", cache=True)
+def bf16_round(x):
+    """``x`` (float32) rounded to bfloat16 precision, round-to-nearest-even."""
+    bits = _f32_bits(x)
+    if (bits & _ABS_MASK) > _INF_BITS:  # NaN stays NaN (quiet)
+        return _bits_f32(_QNAN_BITS)
+    # numba widens uint32 arithmetic to uint64; no sum below exceeds 32 bits
+    rounded = (bits + _ROUND_BIAS + ((bits >> _SHIFT) & _ONE)) & _HIGH_MASK
+    return _bits_f32(np.uint32(rounded))

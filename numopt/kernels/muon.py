@@ -1,0 +1,154 @@
+"""Muon: momentum, then Newton–Schulz orthogonalization of each 2-D update.
+
+The matrix products of the Newton–Schulz iteration go through NumPy's BLAS
+(``numopt.optim.muon``); these kernels do the element-wise parts around them
+in single passes: the momentum update, the scalings and the bfloat16 rounding
+after every product (so the iteration tracks torch, which runs it in bfloat16).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import CHUNK, kernel
+from ._intrinsics import bf16_round, fma
+
+
+@kernel
+def muon_momentum(grad, momentum_buffer, out, momentum, one_minus_momentum, nesterov, round_bf16):
+    r"""Muon's momentum step (torch's ``lerp`` form), writing the update in float32.
+
+    For every element, with ``lerp(a, b, w) = a + w * (b - a)``::
+
+        buf <- lerp(buf, g, one_minus_momentum)
+        u   <- lerp(g, buf, momentum)    if nesterov    else    buf
+        out <- float32(u), rounded to bfloat16 if round_bf16
+
+    ``lerp`` is evaluated as torch's vectorized CPU kernel does, with one fused
+    multiply-add: ``fma(w, b - a, a)`` when ``|w| < 0.5``, else
+    ``fma(w - 1, b - a, b)``, so ``buf`` matches torch bit for bit.
+
+    Parameters
+    ----------
+    grad, momentum_buffer : 1-D arrays of one float dtype
+        ``momentum_buffer`` is updated in place.
+    out : 1-D float32 array
+        Receives the update (the Newton–Schulz input).
+    momentum, one_minus_momentum : scalars of the arrays' dtype
+        ``one_minus_momentum`` is ``1 - momentum`` computed in float64 and then
+        cast, as torch does (not ``1 - momentum`` in float32, which can differ).
+    nesterov, round_bf16 : bool
+    """
+    n = grad.size
+    one = grad.dtype.type(1)
+    half = one / (one + one)
+    w = one_minus_momentum
+    w_small = abs(w) < half
+    m_small = abs(momentum) < half
+    w_big = w - one
+    m_big = momentum - one
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            g = grad[i]
+            b = momentum_buffer[i]
+            diff = g - b
+            if w_small:
+                b = fma(w, diff, b)
+            else:
+                b = fma(w_big, diff, g)
+            momentum_buffer[i] = b
+            u = b
+            if nesterov:
+                diff = b - g
+                if m_small:
+                    u = fma(momentum, diff, g)
+                else:
+                    u = fma(m_big, diff, b)
+            u32 = np.float32(u)
+            if round_bf16:
+                u32 = bf16_round(u32)
+            out[i] = u32
+
+
+@kernel
+def ns_scale(x, divisor, round_bf16):
+    r"""``x <- x / divisor`` in place (float32), rounded to bfloat16 if ``round_bf16``.
+
+    A true division, as torch's ``div_`` (not a multiplication by the reciprocal).
+    With ``divisor == 1`` it only rounds.
+    """
+    n = x.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = x[i] / divisor
+            if round_bf16:
+                v = bf16_round(v)
+            x[i] = v
+
+
+@kernel
+def ns_combine(out, product, other, alpha, beta, round_bf16):
+    r"""``out <- alpha * product + beta * other`` (float32), rounded to bfloat16 if asked.
+
+    The epilogue of torch's ``addmm(other, m1, m2, beta=beta, alpha=alpha)``
+    once ``product = m1 @ m2`` is known: two products and a sum in float32,
+    then one rounding to the output dtype. ``out`` may be ``product`` or
+    ``other``.
+    """
+    n = out.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = alpha * product[i] + beta * other[i]
+            if round_bf16:
+                v = bf16_round(v)
+            out[i] = v
+
+
+@kernel
+def sum_squares(x, partials):
+    r"""``sum(x**2)`` accumulated in float64, deterministic for any thread count.
+
+    ``partials`` (float64, at least ``ceil(x.size / CHUNK)`` entries) receives
+    one partial sum per chunk; they are added in order at the end.
+    """
+    n = x.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        acc = np.float64(0)
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = np.float64(x[i])
+            acc += v * v
+        partials[c] = acc
+    total = np.float64(0)
+    for c in range(nchunks):
+        total += partials[c]
+    return total
+
+
+@kernel
+def muon_apply(param, update, decay, alpha):
+    r"""Decoupled weight decay and the orthogonalized step, in place.
+
+    For every element::
+
+        param <- param * decay                       (if decay != 1; decay = 1 - lr * weight_decay)
+        param <- fma(update, alpha, param)           (alpha = -adjusted_lr)
+
+    the fused form of torch's ``param.add_(update, alpha=alpha)``.
+
+    Parameters
+    ----------
+    param : 1-D float32 or float64 array
+    update : 1-D float32 array (the Newton–Schulz output)
+    decay, alpha : scalars of ``param``'s dtype
+    """
+    n = param.size
+    one = param.dtype.type(1)
+    use_decay = decay != one
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            p = param[i]
+            if use_decay:
+                p = p * decay
+            param[i] = fma(param.dtype.type(update[i]), alpha, p)
