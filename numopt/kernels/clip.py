@@ -1,0 +1,116 @@
+"""Gradient norms and clipping over flat arrays, for ``numopt.utils``.
+
+The norm is reduced in two stages so that it is deterministic: each chunk of
+``CHUNK`` elements writes its own partial result (accumulated in float64,
+with four independent accumulators), and the caller combines the partials in
+chunk order. The result therefore does not depend on the thread count, and no
+atomics are needed.
+"""
+
+from __future__ import annotations
+
+from numba import prange
+
+from .._jit import CHUNK, kernel
+
+#: reduction modes of :func:`norm_partials`
+SUM_POW, SUM_ABS, SUM_SQUARES, MAX_ABS, MIN_ABS = 0, 1, 2, 3, 4
+
+
+@kernel
+def norm_partials(grad, mode, p, partials):
+    r"""Per-chunk partial reductions of ``grad`` for a vector ``p``-norm, in one pass.
+
+    For chunk ``c`` (elements ``c*CHUNK`` to ``(c+1)*CHUNK``), in float64::
+
+        SUM_SQUARES (0 < p = 2):  partials[c] = sum g**2
+        SUM_ABS     (p = 1):      partials[c] = sum |g|
+        SUM_POW     (other p):    partials[c] = sum |g|**p
+        MAX_ABS     (p = inf):    partials[c] = max |g|   (NaN if any element is NaN)
+        MIN_ABS     (p = -inf):   partials[c] = min |g|   (NaN if any element is NaN)
+
+    Parameters
+    ----------
+    grad : 1-D float32 or float64 array
+        Only read.
+    mode : int
+        One of the module constants above.
+    p : float64
+        The norm order (used by ``SUM_POW`` only).
+    partials : 1-D float64 array of ``ceil(grad.size / CHUNK)`` elements
+        Written.
+    """
+    n = grad.size
+    zero = partials.dtype.type(0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        if mode == MAX_ABS or mode == MIN_ABS:
+            m = abs(partials.dtype.type(grad[lo]))
+            bad = m  # the first NaN met, which the result propagates
+            for i in range(lo + 1, hi):
+                a = abs(partials.dtype.type(grad[i]))
+                if a != a:
+                    bad = a
+                elif (mode == MAX_ABS and a > m) or (mode == MIN_ABS and a < m):
+                    m = a
+            partials[c] = bad if bad != bad else m
+        else:
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            end4 = lo + ((hi - lo) // 4) * 4
+            if mode == SUM_SQUARES:
+                for i in range(lo, end4, 4):
+                    a0 = partials.dtype.type(grad[i])
+                    a1 = partials.dtype.type(grad[i + 1])
+                    a2 = partials.dtype.type(grad[i + 2])
+                    a3 = partials.dtype.type(grad[i + 3])
+                    s0 += a0 * a0
+                    s1 += a1 * a1
+                    s2 += a2 * a2
+                    s3 += a3 * a3
+                for i in range(end4, hi):
+                    a0 = partials.dtype.type(grad[i])
+                    s0 += a0 * a0
+            elif mode == SUM_ABS:
+                for i in range(lo, end4, 4):
+                    s0 += abs(partials.dtype.type(grad[i]))
+                    s1 += abs(partials.dtype.type(grad[i + 1]))
+                    s2 += abs(partials.dtype.type(grad[i + 2]))
+                    s3 += abs(partials.dtype.type(grad[i + 3]))
+                for i in range(end4, hi):
+                    s0 += abs(partials.dtype.type(grad[i]))
+            else:
+                for i in range(lo, end4, 4):
+                    s0 += abs(partials.dtype.type(grad[i])) ** p
+                    s1 += abs(partials.dtype.type(grad[i + 1])) ** p
+                    s2 += abs(partials.dtype.type(grad[i + 2])) ** p
+                    s3 += abs(partials.dtype.type(grad[i + 3])) ** p
+                for i in range(end4, hi):
+                    s0 += abs(partials.dtype.type(grad[i])) ** p
+            partials[c] = (s0 + s1) + (s2 + s3)
+
+
+@kernel
+def scale_(grad, coef):
+    """``grad <- grad * coef`` in place (``coef`` a scalar of ``grad``'s dtype)."""
+    n = grad.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            grad[i] = grad[i] * coef
+
+
+@kernel
+def clamp_(grad, low, high):
+    """``grad <- min(max(grad, low), high)`` in place, NaN kept (torch's ``clamp_min_`` then ``clamp_max_``)."""
+    n = grad.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            g = grad[i]
+            if g < low:
+                g = low
+            if g > high:
+                g = high
+            grad[i] = g

@@ -1,0 +1,350 @@
+"""Gradient clipping, mirroring ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` (torch 2.13).
+
+Gradients of parameters that belong to an optimizer live in its flat gradient
+buffers; clipping works on those buffers directly: one parallel pass reduces
+the norm (per-chunk partials combined in a fixed order, so the result does not
+depend on the thread count), one pass scales. A gradient assigned as a fresh
+array since the last step is first copied into the buffer (as the next
+``step()`` would do), so ``p.grad`` is the clipped buffer view afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ._jit import CHUNK
+from ._validation import check_torch_switches
+from .kernels.clip import MAX_ABS, MIN_ABS, SUM_ABS, SUM_POW, SUM_SQUARES, clamp_, norm_partials, scale_
+from .parameter import Parameter, SparseGrad
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
+
+
+class _Segment:
+    """A 1-D gradient range processed by one kernel call; ``target`` is written back if set."""
+
+    __slots__ = ("array", "target")
+
+    def __init__(self, array: np.ndarray, target: np.ndarray | None = None) -> None:
+        self.array = array
+        self.target = target
+
+    def write_back(self) -> None:
+        if self.target is not None:
+            self.target[...] = self.array.reshape(self.target.shape)
+
+
+def _as_params(parameters: Any, what: str = "parameters") -> list[Parameter]:
+    if isinstance(parameters, Parameter):
+        return [parameters]
+    if isinstance(parameters, np.ndarray):
+        raise TypeError(f"{what} must be numopt.Parameter objects (their .grad is clipped), got an ndarray")
+    is_generator = isinstance(parameters, types.GeneratorType)
+    params = list(parameters)
+    if is_generator and not params:
+        warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=3)
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{what} must be numopt.Parameter objects, got {type(p).__name__}")
+    return params
+
+
+def _loose_segment(a: np.ndarray, writable: bool) -> _Segment:
+    """A gradient array outside any flat buffer as a segment (a contiguous copy when it must be)."""
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"gradients must be float32 or float64 arrays, got dtype {a.dtype}")
+    if a.flags.c_contiguous and a.flags.writeable:
+        return _Segment(a.reshape(-1))
+    # The kernels are compiled for writable C-contiguous arrays only: work on a copy, written back if clipping.
+    return _Segment(np.array(a, order="C").reshape(-1), a if writable else None)
+
+
+def _coalesce(g: SparseGrad) -> SparseGrad:
+    """The same gradient with sorted, unique row indices (duplicate rows summed)."""
+    rows, inverse = np.unique(g.indices, return_inverse=True)
+    values = np.zeros((rows.size, *g.values.shape[1:]), g.values.dtype)
+    np.add.at(values, inverse.reshape(-1), g.values)
+    return SparseGrad(rows, values)
+
+
+def _grad_segments(params: list[Parameter], writable: bool) -> tuple[list[_Segment], list[np.ndarray]]:
+    """Cover every present gradient of ``params`` once with 1-D segments.
+
+    Returns the segments and the per-parameter gradient arrays (as torch sees
+    them, for the ``p = 0`` norm). Gradients inside an optimizer's flat buffer
+    are merged into as few contiguous slices as possible (one per buffer when
+    the whole buffer is given); a gradient array assigned since the last step
+    is copied into its buffer first. Sparse gradients are coalesced, and their
+    values clipped.
+    """
+    segments: list[_Segment] = []
+    per_param: list[np.ndarray] = []
+    in_flat: dict[int, tuple[Any, set[int]]] = {}
+    seen: set[int] = set()
+    for p in params:
+        if id(p) in seen:
+            continue  # listed twice: clipped once
+        seen.add(id(p))
+        g = p._grad
+        if g is None:
+            continue
+        if isinstance(g, SparseGrad):
+            g = _coalesce(g)
+            p.grad = g
+            segments.append(_Segment(g.values.reshape(-1)))
+            per_param.append(g.values)
+            continue
+        flat = p._flat
+        if not isinstance(g, np.ndarray) or (flat is not None and not isinstance(flat.grad, np.ndarray)):
+            raise NotImplementedError(
+                f"the gradient of {p!r} is in GPU memory: numopt.utils clips host (NumPy) gradients only"
+            )
+        if flat is not None:
+            view = flat.grad_view(p._index)
+            if g is not view:  # pending assignment: move it into the buffer now
+                np.copyto(view, g)
+                p._grad = view
+            in_flat.setdefault(id(flat), (flat, set()))[1].add(p._index)
+            per_param.append(view)
+            continue
+        per_param.append(g)
+        if writable and not g.flags.writeable:
+            raise ValueError(f"the gradient of {p!r} is read-only and cannot be clipped in place")
+        segments.append(_loose_segment(g, writable))
+    for flat, indices in in_flat.values():
+        order = sorted(indices)
+        start = prev = order[0]
+        for i in [*order[1:], None]:
+            if i is not None and i == prev + 1:
+                prev = i
+                continue
+            lo, hi = flat.offsets[start], flat.offsets[prev + 1]
+            if hi > lo:
+                segments.append(_Segment(flat.grad[lo:hi]))
+            if i is not None:
+                start = prev = i
+    return segments, per_param
+
+
+def _result_dtype(arrays: Iterable[np.ndarray]) -> np.dtype:
+    dtypes = {a.dtype for a in arrays}
+    return np.dtype(np.float64) if np.dtype(np.float64) in dtypes else np.dtype(np.float32)
+
+
+def _total_norm(segments: list[_Segment], per_param: list[np.ndarray], p: float) -> float:
+    """The ``p``-norm of all segments together, in float64."""
+    if p == 0:
+        # torch takes the 0-"norm" (a count) per tensor, then of those counts:
+        # the number of gradients with any non-zero element.
+        return float(sum(1 for g in per_param if np.count_nonzero(g)))
+    if p == 2:
+        mode = SUM_SQUARES
+    elif p == 1:
+        mode = SUM_ABS
+    elif p == math.inf:
+        mode = MAX_ABS
+    elif p == -math.inf:
+        mode = MIN_ABS
+    else:
+        mode = SUM_POW
+    partials = [np.empty((s.array.size + CHUNK - 1) // CHUNK, np.float64) for s in segments if s.array.size]
+    for s, out in zip((s for s in segments if s.array.size), partials):
+        norm_partials(s.array, mode, float(p), out)
+    values = np.concatenate(partials) if partials else np.empty(0, np.float64)
+    if mode == MAX_ABS:
+        return float(np.max(values)) if values.size else 0.0
+    if mode == MIN_ABS:
+        return float(np.min(values)) if values.size else math.inf
+    total = math.fsum(values.tolist()) if not np.isnan(values).any() else math.nan
+    if mode == SUM_SQUARES:
+        return math.sqrt(total)
+    if mode == SUM_ABS:
+        return total
+    if total == 0:
+        return 0.0 if p > 0 else math.inf
+    return total ** (1.0 / p)
+
+
+def _check_finite(total: float, p: float, error_if_nonfinite: bool) -> None:
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"The total norm of order {p} for gradients from `parameters` is non-finite, so it cannot be "
+            "clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
+            "`error_if_nonfinite=False`"
+        )
+
+
+def get_total_norm(
+    tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach: bool | None = None
+) -> np.floating:
+    r"""The norm of several arrays taken together, as if concatenated (``torch.nn.utils.get_total_norm``).
+
+    .. math:: \|g\|_p = \Big(\sum_i |g_i|^p\Big)^{1/p},\quad
+              \|g\|_\infty = \max_i |g_i|,\quad \|g\|_{-\infty} = \min_i |g_i|
+
+    Parameters
+    ----------
+    tensors : ndarray, Parameter or iterable of them
+        Arrays (or Parameters, whose ``.grad`` is used) to take the norm of.
+    norm_type : float, default 2.0
+        ``inf`` and ``-inf`` allowed; ``0`` counts the arrays that have any
+        non-zero element (torch's per-tensor-then-total rule).
+    error_if_nonfinite : bool, default False
+        Raise ``RuntimeError`` if the norm is NaN or infinite.
+    foreach : bool or None
+        Accepted for torch compatibility (one fused pass is always used).
+
+    Returns
+    -------
+    np.float32 or np.float64
+        float64 if any array is float64, else float32 (``0.0`` for no arrays).
+    """
+    check_torch_switches(foreach=foreach)
+    p = float(norm_type)
+    items = [tensors] if isinstance(tensors, (np.ndarray, Parameter)) else list(tensors)
+    params = [x for x in items if isinstance(x, Parameter)]
+    segments, per_param = _grad_segments(params, writable=False) if params else ([], [])
+    for x in items:
+        if not isinstance(x, Parameter):
+            a = np.asarray(x)
+            segments.append(_loose_segment(a, writable=False))
+            per_param.append(a)
+    if not per_param:
+        return np.float32(0.0)
+    total = _total_norm(segments, per_param, p)
+    _check_finite(total, p, error_if_nonfinite)
+    return _result_dtype(per_param).type(total)
+
+
+def _scale(segments: list[_Segment], max_norm: float, total_norm: Any) -> None:
+    dt = np.asarray(total_norm).dtype
+    t = dt.type if dt in (np.float32, np.float64) else np.float64
+    # torch: clamp(max_norm / (total_norm + 1e-6), max=1), evaluated in the norm's dtype
+    coef = (t(1) / (t(total_norm) + t(1e-6))) * t(max_norm)
+    if coef > 1:
+        coef = t(1)
+    if coef == 1:
+        return  # multiplying by exactly one changes nothing
+    for s in segments:
+        if s.array.size:
+            scale_(s.array, s.array.dtype.type(coef))
+            s.write_back()
+
+
+def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Any, foreach: bool | None = None) -> None:
+    """Scale the gradients by ``min(1, max_norm / (total_norm + 1e-6))`` (``torch.nn.utils.clip_grads_with_norm_``).
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameters
+    max_norm : float
+    total_norm : scalar
+        Usually from :func:`get_total_norm`; its dtype sets the precision of the coefficient.
+    foreach : bool or None
+        Accepted for torch compatibility.
+    """
+    check_torch_switches(foreach=foreach)
+    params = _as_params(parameters)
+    segments, per_param = _grad_segments(params, writable=True)
+    if per_param:
+        _scale(segments, float(max_norm), total_norm)
+
+
+def clip_grad_norm_(
+    parameters: Any,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> np.floating:
+    r"""Rescale gradients in place so that their total norm is at most ``max_norm``.
+
+    The norm is taken over all gradients together (as if concatenated); every
+    gradient is multiplied by
+
+    .. math:: \min\Big(1, \frac{\text{max\_norm}}{\|g\|_p + 10^{-6}}\Big)
+
+    computed, as in torch, in the norm's dtype. Parameters without a gradient
+    are ignored.
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameters
+        E.g. ``optimizer.parameters()``. Gradients in an optimizer's flat
+        buffer are reduced and scaled there in one pass each.
+    max_norm : float
+        Largest allowed total norm.
+    norm_type : float, default 2.0
+        Order of the norm: any real, ``inf`` (max-abs) or ``-inf``.
+    error_if_nonfinite : bool, default False
+        Raise ``RuntimeError`` (torch's message) when the total norm is NaN or
+        infinite, before anything is changed. Otherwise the gradients are
+        scaled by the non-finite coefficient, as torch does.
+    foreach : bool or None
+        Accepted for torch compatibility.
+
+    Returns
+    -------
+    np.float32 or np.float64
+        The total norm before clipping (float64 if any gradient is float64).
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.zeros(2, np.float32))
+    >>> opt = numopt.SGD([w], lr=0.1)
+    >>> w.grad = np.array([3.0, 4.0], np.float32)
+    >>> float(numopt.utils.clip_grad_norm_(opt.parameters(), max_norm=1.0))
+    5.0
+    >>> np.round(w.grad, 4)
+    array([0.6, 0.8], dtype=float32)
+    """
+    check_torch_switches(foreach=foreach)
+    params = _as_params(parameters)
+    p = float(norm_type)
+    segments, per_param = _grad_segments(params, writable=True)
+    if not per_param:
+        return np.float32(0.0)
+    dtype = _result_dtype(per_param)
+    total = _total_norm(segments, per_param, p)
+    _check_finite(total, p, error_if_nonfinite)
+    total_norm = dtype.type(total)
+    _scale(segments, float(max_norm), total_norm)
+    return total_norm
+
+
+def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = None) -> None:
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameters
+    clip_value : float
+        Cast to each gradient's dtype, as torch does.
+    foreach : bool or None
+        Accepted for torch compatibility.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.zeros(3, np.float32))
+    >>> w.grad = np.array([-2.0, 0.5, 3.0], np.float32)
+    >>> numopt.utils.clip_grad_value_([w], 1.0)
+    >>> w.grad
+    array([-1. ,  0.5,  1. ], dtype=float32)
+    """
+    check_torch_switches(foreach=foreach)
+    params = _as_params(parameters)
+    v = float(clip_value)
+    segments, _ = _grad_segments(params, writable=True)
+    for s in segments:
+        if s.array.size:
+            t = s.array.dtype.type
+            clamp_(s.array, t(-v), t(v))
+            s.write_back()
