@@ -1,0 +1,310 @@
+"""``python -m numopt bench --device cuda``: step times on the GPU, next to torch.optim on CUDA.
+
+For every optimizer with CUDA kernels, on CUDA parameters (one flat tensor at
+several sizes, and the GPT-like model of ``numopt.bench``):
+
+* numopt's ``step()``, timed with CUDA events around each step (GPU time,
+  launch overhead included) after warm-up;
+* the bytes the step must move (its streams, as in ``numopt.bench.ALGORITHMS``)
+  over that time, as GB/s and as % of the GPU's peak memory bandwidth
+  (memory clock x bus width from the driver) and of a measured no-math stream
+  kernel over the same streams;
+* ``torch.optim`` on CUDA tensors in its default, ``foreach`` and ``fused``
+  modes, in a worker process, when torch with CUDA is importable.
+
+On a machine without a usable GPU (or under ``NUMBA_ENABLE_CUDASIM``) it says
+so and returns without timing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .bench import ALGORITHMS, Workload, _fmt, workloads
+
+__all__ = ["cuda_status", "peak_bandwidth_gbps", "run_cuda"]
+
+
+def cuda_status() -> tuple[bool, str]:
+    """``(usable, description)``: whether numba finds a real GPU, and which (or why not)."""
+    try:
+        from numba import cuda
+        from numba.core import config
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        return False, f"numba's CUDA target is not installed ({e}); pip install 'numopt[cuda]'"
+    if config.ENABLE_CUDASIM:
+        return False, "NUMBA_ENABLE_CUDASIM is set: kernels run in the simulator, which has no timings"
+    try:
+        if not cuda.is_available():
+            return False, "no CUDA driver or GPU found"
+        dev = cuda.get_current_device()
+        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    except Exception as e:  # the driver can fail in many ways; report, do not crash
+        return False, f"CUDA is not usable: {type(e).__name__}: {e}"
+    return True, name
+
+
+def peak_bandwidth_gbps() -> float | None:
+    """The current GPU's theoretical memory bandwidth, GB/s (DDR: 2 transfers per memory clock)."""
+    from numba import cuda
+
+    dev = cuda.get_current_device()
+    try:
+        clock_khz = int(dev.MEMORY_CLOCK_RATE)
+        bus_bits = int(dev.GLOBAL_MEMORY_BUS_WIDTH)
+    except Exception:  # attribute missing in this driver
+        return None
+    if clock_khz <= 0 or bus_bits <= 0:
+        return None
+    return 2 * clock_khz * 1e3 * (bus_bits / 8) / 1e9
+
+
+def time_gpu(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0, warmup: int = 3) -> dict:
+    """Median/min seconds of GPU time of ``fn()``, measured with CUDA events around each call."""
+    import time
+
+    from numba import cuda
+
+    for _ in range(warmup):
+        fn()
+    cuda.synchronize()
+    start, end = cuda.event(), cuda.event()
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - t0 < budget_s and len(times) < 2000):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+
+
+def roofline_gpu(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
+    """Time the no-math pass over ``rw`` read-write and ``ro`` (= 1) read-only float32 streams of ``n``."""
+    from numba import cuda
+
+    from .kernels.cuda import launch_config
+    from .kernels.cuda.memory import full
+    from .kernels.cuda.stream import stream_
+
+    arrays = [full(n, 0.0, np.float32) for _ in range(1 + rw)]
+    arrays += [arrays[1]] * (4 - rw)  # unused slots
+    blocks, threads = launch_config(n)
+    t = time_gpu(lambda: stream_[blocks, threads](*arrays, rw), **timing)
+    cuda.synchronize()
+    t["bytes"] = n * 4 * (2 * rw + ro)
+    t["gbps"] = t["bytes"] / t["median_s"] / 1e9
+    return t
+
+
+def bench_numopt_cuda(algo: str, work: Workload, **timing: Any) -> dict | None:
+    """numopt's ``step()`` on CUDA parameters of ``work``'s shapes (float32)."""
+    from numba import cuda
+
+    import numopt
+
+    cls = getattr(numopt, algo, None)
+    if cls is None:
+        return None
+    rng = np.random.default_rng(0)
+    params = [numopt.Parameter(cuda.to_device(rng.standard_normal(s).astype(np.float32) * 0.01)) for s in work.shapes]
+    opt = cls(params, **ALGORITHMS[algo][0])
+    for p in params:
+        p.grad = cuda.to_device(rng.standard_normal(p.shape).astype(np.float32) * 0.01)
+    opt.step()  # compile, pack the gradients, create the state
+    return time_gpu(opt.step, **timing)
+
+
+_TORCH_CUDA_WORKER = r"""
+import json, statistics, sys, time
+import torch
+job = json.loads(sys.stdin.read())
+out = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "results": []}
+if out["cuda"]:
+    out["device"] = torch.cuda.get_device_name()
+    timing = job["timing"]
+    def time_gpu(fn):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times, t0 = [], time.perf_counter()
+        budget, repeats = timing["budget_s"], timing["min_repeats"]
+        while len(times) < repeats or (time.perf_counter() - t0 < budget and len(times) < 2000):
+            start.record(); fn(); end.record(); end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+    for task in job["tasks"]:
+        cls = getattr(torch.optim, task["algo"], None)
+        res = {"algo": task["algo"], "workload": task["workload"], "modes": {}}
+        if cls is not None:
+            gen = torch.Generator(device="cuda").manual_seed(0)
+            params = [torch.randn(*s, generator=gen, device="cuda") * 0.01 for s in task["shapes"]]
+            for p in params:
+                p.requires_grad_(True)
+                p.grad = torch.randn(*p.shape, generator=gen, device="cuda") * 0.01
+            for mode in ("default", "foreach", "fused"):
+                kw = dict(task["kwargs"])
+                if mode != "default":
+                    kw[mode] = True
+                try:
+                    opt = cls(params, **kw)
+                    with torch.no_grad():
+                        t = time_gpu(opt.step)
+                except (RuntimeError, TypeError, ValueError) as e:
+                    t = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"}
+                res["modes"][mode] = t
+            del params
+            torch.cuda.empty_cache()
+        out["results"].append(res)
+print(json.dumps(out))
+"""
+
+
+def bench_torch_cuda(tasks: list[dict], timing: dict) -> dict | None:
+    """torch.optim timings on CUDA tensors in a worker process; ``None`` without torch (or torch without CUDA)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _TORCH_CUDA_WORKER],
+            input=json.dumps({"tasks": tasks, "timing": timing}),
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=3600,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        if "No module named 'torch'" in proc.stderr:
+            return None
+        raise RuntimeError(f"torch CUDA benchmark worker failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out if out["cuda"] else None
+
+
+@dataclass
+class GpuRow:
+    algo: str
+    workload: str
+    params: int
+    numopt_ms: float
+    gbps: float
+    pct_peak: float | None = None
+    pct_stream: float | None = None
+    torch_ms: dict[str, float | None] = field(default_factory=dict)
+    torch_gbps: dict[str, float | None] = field(default_factory=dict)
+    speedup: dict[str, float | None] = field(default_factory=dict)
+
+
+def render_gpu_table(rows: list[GpuRow], peak: float | None) -> str:
+    head = (
+        "| optimizer | workload | numopt ms | GB/s | % peak | % stream | torch default ms | torch foreach ms "
+        "| torch fused ms | torch fused % peak | x foreach | x fused |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        t, s = r.torch_ms, r.speedup
+        fused_pct = 100 * r.torch_gbps["fused"] / peak if peak and r.torch_gbps.get("fused") else None
+        lines.append(
+            f"| {r.algo} | {r.workload} | {r.numopt_ms:.3f} | {r.gbps:.0f} | {_fmt(r.pct_peak, '.0f')} "
+            f"| {_fmt(r.pct_stream, '.0f')} | {_fmt(t.get('default'), '.3f')} | {_fmt(t.get('foreach'), '.3f')} "
+            f"| {_fmt(t.get('fused'), '.3f')} | {_fmt(fused_pct, '.0f')} | {_fmt(s.get('foreach'), '.2f')} "
+            f"| {_fmt(s.get('fused'), '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, args: Any) -> dict:
+    """The ``--device cuda`` benchmark (``args``: the parsed ``bench`` options)."""
+    usable, device = cuda_status()
+    if not usable:
+        print(f"numopt bench --device cuda: {device}; no GPU timings on this machine")
+        return {"device": "cuda", "available": False, "reason": device}
+    from numba import cuda
+
+    import numopt
+
+    def on_gpu(algo: str) -> bool:
+        try:
+            getattr(numopt, algo)([numopt.Parameter(cuda.device_array(1, np.float32))])
+        except NotImplementedError:
+            return False
+        return True
+
+    algos = [a for a in algos if on_gpu(a)]
+    work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
+    peak = peak_bandwidth_gbps()
+    print(f"numopt bench --device cuda: {device}, peak memory bandwidth {_fmt(peak, '.0f')} GB/s", flush=True)
+    print(f"optimizers {', '.join(algos)}", flush=True)
+    stream: dict[tuple[int, int], dict] = {}
+    rows: list[GpuRow] = []
+    for algo in algos:
+        _, rw, ro = ALGORITHMS[algo]
+        for w in work:
+            res = bench_numopt_cuda(algo, w, **timing)
+            if res is None:
+                continue
+            nbytes = w.size * 4 * (2 * rw + ro)
+            row = GpuRow(algo, w.name, w.size, res["median_s"] * 1e3, nbytes / res["median_s"] / 1e9)
+            if peak:
+                row.pct_peak = 100 * row.gbps / peak
+            if w.size >= 1_000_000:
+                if (w.size, rw) not in stream:
+                    stream[(w.size, rw)] = roofline_gpu(w.size, rw, ro, **timing)
+                row.pct_stream = 100 * row.gbps / stream[(w.size, rw)]["gbps"]
+            rows.append(row)
+            print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms  {row.gbps:7.0f} GB/s", flush=True)
+
+    torch_out = None
+    if not args.no_torch:
+        tasks = [
+            {
+                "algo": r.algo,
+                "workload": r.workload,
+                "kwargs": ALGORITHMS[r.algo][0],
+                "shapes": next(w.shapes for w in work if w.name == r.workload),
+            }
+            for r in rows
+        ]
+        print("timing torch.optim on CUDA in a worker process ...", flush=True)
+        torch_out = bench_torch_cuda(tasks, timing)
+        if torch_out is None:
+            print("torch with CUDA is not importable: numopt figures only")
+        else:
+            for r, tr in zip(rows, torch_out["results"]):
+                _, rw, ro = ALGORITHMS[r.algo]
+                for mode, t in tr["modes"].items():
+                    ms = t["median_s"] * 1e3 if "median_s" in t else None
+                    r.torch_ms[mode] = ms
+                    r.torch_gbps[mode] = r.params * 4 * (2 * rw + ro) / (ms / 1e3) / 1e9 if ms else None
+                    r.speedup[mode] = ms / r.numopt_ms if ms else None
+
+    result = {
+        "device": "cuda",
+        "available": True,
+        "gpu": device,
+        "numba_cuda": getattr(cuda, "implementation", "unknown"),
+        "peak_gbps": peak,
+        "rows": [asdict(r) for r in rows],
+        "stream": [{"size": k[0], "rw": k[1], **v} for k, v in stream.items()],
+        "torch": torch_out["torch"] if torch_out else None,
+    }
+    print()
+    print(render_gpu_table(rows, peak))
+    for (n, rw), v in stream.items():
+        print(f"stream kernel, {rw} read-write + 1 read-only streams at {n:.0e}: {v['gbps']:.0f} GB/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return result

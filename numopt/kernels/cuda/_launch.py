@@ -1,0 +1,178 @@
+"""Launching CUDA kernels with the CPU kernels' signatures, and the registry that pairs them.
+
+Every CUDA kernel here mirrors one CPU kernel of ``numopt.kernels``: same
+argument names and order, same arithmetic. :func:`elementwise` wraps a
+``numba.cuda`` kernel in a :class:`Launcher`, a plain callable that takes the
+CPU kernel's arguments (defaults included), picks the launch configuration
+and launches; it is recorded in :data:`KERNELS` under the CPU kernel's
+qualified name, which is how a device flat buffer finds the CUDA twin of the
+kernel an optimizer's ``_update`` calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import cuda
+from numba.core import config
+
+from ..._jit import CACHE
+
+__all__ = [
+    "KERNELS",
+    "SIMULATOR",
+    "Launcher",
+    "elementwise",
+    "jit",
+    "kernel_key",
+    "launch_config",
+    "register",
+    "sqrt",
+]
+
+#: whether kernels run in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): Python, no GPU
+SIMULATOR: bool = bool(config.ENABLE_CUDASIM)
+
+#: threads per block on a real GPU: 8 warps, a good fit for a memory-bound grid-stride loop
+THREADS: int = 256
+#: resident blocks per multiprocessor aimed for; past that, threads loop (grid-stride) instead of more blocks
+BLOCKS_PER_SM: int = 8
+#: the simulator runs every thread as a Python thread: a tiny grid keeps tests fast and still strides
+SIM_BLOCKS, SIM_THREADS = 1, 2
+
+#: CPU kernel key (``module.name``) -> the CUDA launcher with the same signature
+KERNELS: dict[str, Callable[..., None]] = {}
+
+_sm_count: int | None = None
+
+if SIMULATOR:
+
+    def sqrt(x):
+        """``math.sqrt`` keeping the argument's NumPy type, as on the device.
+
+        The simulator runs kernels as Python, where ``math.sqrt`` returns a
+        Python float: ``sqrt(a) / sqrt(b)`` would then be divided in float64
+        instead of the arrays' dtype.
+        """
+        return type(x)(math.sqrt(x))
+
+else:
+    sqrt = math.sqrt
+
+
+def jit(fn: Callable) -> Any:
+    """Compile ``fn`` as a CUDA kernel with numopt's flags (on-disk cache as ``NUMOPT_CACHE``; no fastmath)."""
+    if SIMULATOR:
+        return cuda.jit(fn)
+    return cuda.jit(fn, cache=CACHE, fastmath=False)
+
+
+def launch_config(n: int) -> tuple[int, int]:
+    """``(blocks, threads)`` for a grid-stride loop over ``n`` elements.
+
+    Enough blocks to fill the device (``BLOCKS_PER_SM`` per multiprocessor),
+    fewer for small arrays; each thread then strides over the rest, so one
+    launch covers any size.
+    """
+    if SIMULATOR:
+        return SIM_BLOCKS, SIM_THREADS
+    global _sm_count
+    if _sm_count is None:
+        _sm_count = int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+    blocks = min((n + THREADS - 1) // THREADS, _sm_count * BLOCKS_PER_SM)
+    return max(blocks, 1), THREADS
+
+
+def kernel_key(cpu_kernel: Any) -> str:
+    """The registry key of a CPU kernel (a Numba dispatcher): ``'numopt.kernels.adam.adam_step'``."""
+    fn = getattr(cpu_kernel, "py_func", cpu_kernel)
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+_EMPTY: dict[np.dtype, Any] = {}
+
+
+def _device_arg(a: Any) -> Any:
+    """Pass device arrays and scalars through; swap an empty host placeholder for an empty device array.
+
+    The optimizers pass ``np.empty(0)`` for state they do not use (e.g. no
+    momentum). A non-empty host array would make Numba copy it to the device
+    and back at every launch, so it is refused.
+    """
+    if isinstance(a, np.ndarray):
+        if a.size:
+            raise TypeError(
+                f"a CUDA kernel got a host array of shape {a.shape}; every array argument must live on the device"
+            )
+        empty = _EMPTY.get(a.dtype)
+        if empty is None:
+            empty = _EMPTY[a.dtype] = cuda.device_array(0, a.dtype)
+        return empty
+    return a
+
+
+class Launcher:
+    """A CUDA kernel callable with its CPU twin's signature.
+
+    ``size_of(args)`` gives the number of elements the grid covers (by default
+    the first argument's size); nothing is launched for zero elements.
+    """
+
+    def __init__(self, kernel: Any, py_func: Callable, cpu: Any, size_of: Callable[[tuple], int]) -> None:
+        cpu_sig = inspect.signature(getattr(cpu, "py_func", cpu))
+        gpu_sig = inspect.signature(py_func)
+        if list(cpu_sig.parameters) != list(gpu_sig.parameters):
+            raise TypeError(
+                f"CUDA kernel {py_func.__name__}{gpu_sig} does not take the arguments of its CPU twin "
+                f"{kernel_key(cpu)}{cpu_sig}"
+            )
+        self.kernel = kernel
+        self.cpu = cpu
+        self.__signature__ = cpu_sig
+        self.__name__ = getattr(cpu, "py_func", cpu).__name__
+        self.__qualname__ = self.__name__
+        self.__doc__ = f"CUDA twin of :func:`{kernel_key(cpu)}` (same arguments, device arrays).\n\n" + (
+            py_func.__doc__ or ""
+        )
+        self._nargs = len(cpu_sig.parameters)
+        self._size_of = size_of
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs or len(args) != self._nargs:
+            bound = self.__signature__.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args
+        args = tuple(_device_arg(a) for a in args)
+        n = self._size_of(args)
+        if n == 0:
+            return
+        blocks, threads = launch_config(n)
+        self.kernel[blocks, threads](*args)
+
+    def __repr__(self) -> str:
+        return f"<CUDA kernel {self.__name__}{self.__signature__}>"
+
+
+def register(cpu: Any, launcher: Callable[..., None]) -> Callable[..., None]:
+    """Record ``launcher`` as the CUDA twin of the CPU kernel ``cpu``."""
+    KERNELS[kernel_key(cpu)] = launcher
+    return launcher
+
+
+def elementwise(cpu: Any, size_of: Callable[[tuple], int] | None = None) -> Callable[[Callable], Launcher]:
+    """Decorate the Python body of a CUDA kernel: compile it, wrap it as a :class:`Launcher`, register it.
+
+    The body is a grid-stride loop ``for i in range(cuda.grid(1), n, cuda.gridsize(1))``
+    doing, per element, what the CPU kernel ``cpu`` does.
+    """
+
+    def deco(py_func: Callable) -> Launcher:
+        launcher = Launcher(jit(py_func), py_func, cpu, size_of or (lambda args: args[0].size))
+        register(cpu, launcher)
+        return launcher
+
+    return deco

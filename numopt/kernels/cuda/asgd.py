@@ -1,0 +1,31 @@
+"""CUDA twin of :mod:`numopt.kernels.asgd`."""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from .. import asgd as _cpu
+from ._launch import elementwise
+
+
+@elementwise(_cpu.asgd_step)
+def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
+    """Grid-stride loop; per element exactly :func:`numopt.kernels.asgd.asgd_step`."""
+    n = param.size
+    one = param.dtype.type(1)
+    average = mu != one
+    use_wd = weight_decay != 0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        g = grad[i]
+        if maximize:
+            g = -g
+        p = param[i]
+        if use_wd:
+            g = g + weight_decay * p
+        p = p * decay
+        p = p - eta * g
+        param[i] = p
+        if average:
+            ax[i] = ax[i] + (p - ax[i]) * mu
+        else:
+            ax[i] = p

@@ -1,0 +1,35 @@
+"""CUDA twin of :mod:`numopt.kernels.sgd`."""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from .. import sgd as _cpu
+from ._launch import elementwise
+
+
+@elementwise(_cpu.sgd_step)
+def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+    """Grid-stride loop; per element exactly :func:`numopt.kernels.sgd.sgd_step`."""
+    n = param.size
+    one = param.dtype.type(1)
+    keep = one - dampening
+    use_momentum = momentum != 0
+    use_wd = weight_decay != 0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + weight_decay * param[i]
+        if use_momentum:
+            if first_step:
+                b = g
+            else:
+                b = momentum * momentum_buffer[i] + keep * g
+            momentum_buffer[i] = b
+            if nesterov:
+                g = g + momentum * b
+            else:
+                g = b
+        param[i] = param[i] - lr * g

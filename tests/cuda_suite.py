@@ -1,0 +1,311 @@
+"""The CUDA path: parity table, state dicts, memory traffic, kernels.
+
+Run by ``tests/test_cuda.py`` in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``
+(the simulator must be chosen before Numba is imported), and also without it
+when a GPU is present. Direct use: ``NUMBA_ENABLE_CUDASIM=1 python -m pytest
+tests/cuda_suite.py`` (or without the variable on a machine with a GPU).
+
+Under the simulator the kernels run as Python on NumPy scalars and match the
+CPU kernels bit for bit, which is asserted; on a GPU, NVVM's fused
+multiply-adds allow last-bit differences, so the comparison there uses the
+parity tolerances. Either way every step is also compared with torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from numba import cuda
+
+import numopt
+from numopt.kernels import averaging as cpu_averaging
+from numopt.kernels import clip as cpu_clip
+from numopt.kernels import cuda as ncuda
+
+from .optim_db import OPTIM_DB, OptimCase
+from .reference import SHAPES, SPLIT, _check, make_pair, random_grads
+
+SIMULATOR = ncuda.SIMULATOR
+#: the optimizers whose update is elementwise, hence runs on the GPU
+ELEMENTWISE = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD")
+#: steps per parity row: covers a parameter skipped now and then and one starting late (see reference.py)
+CUDA_STEPS = 8
+CUDA_ROWS = [c for c in OPTIM_DB if c.name in ELEMENTWISE]
+
+
+def _host(x):
+    return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+
+
+def _device_twin(case: OptimCase, pair) -> tuple[numopt.Optimizer, list[numopt.Parameter]]:
+    """The same optimizer as ``pair.ours``, over CUDA copies of its initial parameters."""
+    params = [numopt.Parameter(cuda.to_device(p.data.copy())) for p in pair.params]
+    opt = getattr(numopt, case.name)(
+        [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
+    )
+    return opt, params
+
+
+def _assert_same(what: str, ours, ref, exact: bool, tol: dict[str, float]) -> None:
+    ours = _host(ours)
+    ref = np.asarray(ref)
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype, (what, ours.shape, ref.shape, ours.dtype, ref.dtype)
+    if exact:
+        np.testing.assert_array_equal(ours, ref, err_msg=what)
+    else:
+        np.testing.assert_allclose(ours, ref, err_msg=what, **tol)
+
+
+def test_every_elementwise_optimizer_has_rows() -> None:
+    assert {c.name for c in CUDA_ROWS} == set(ELEMENTWISE)
+
+
+@pytest.mark.parametrize("case", CUDA_ROWS, ids=lambda c: c.id)
+def test_parity_on_cuda(case: OptimCase) -> None:
+    """Each step on the device equals numopt's CPU step (exactly, in the simulator) and torch's."""
+    pair = make_pair(case)
+    dev, dparams = _device_twin(case, pair)
+    assert all(p.is_cuda for p in dparams) and all(f.is_cuda for fl in dev._flats for f in fl)
+    rng = np.random.default_rng(1)
+    tol = case.tolerances
+    for t in range(min(case.steps, CUDA_STEPS)):
+        grads = random_grads(rng, t, pair.dtype)
+        pair.set_grads(grads)
+        for p, g in zip(dparams, grads):
+            p.grad = None if g is None else cuda.to_device(g)
+        pair.step()
+        dev.step()
+        for i, (p, cp, tp) in enumerate(zip(dparams, pair.params, pair.ref_params)):
+            _assert_same(f"step {t}: param {i}", p.data, cp.data, SIMULATOR, tol)
+            _check(f"step {t}: param {i} vs torch", _host(p.data), tp.detach().numpy(), **tol)
+            ours, cpu_state = dev.state.get(p, {}), pair.ours.state.get(cp, {})
+            assert set(ours) == set(cpu_state), (t, i, set(ours), set(cpu_state))
+            tstate = pair.ref.state.get(tp, {})
+            for key, v in cpu_state.items():
+                if key == "step" or key in type(dev)._scalar_keys:
+                    assert float(ours[key]) == float(v), (t, i, key)
+                    continue
+                _assert_same(f"step {t}: param {i} state {key!r}", ours[key], v, SIMULATOR, tol)
+                if key in tstate:
+                    _check(f"step {t}: param {i} {key!r} vs torch", _host(ours[key]), tstate[key].numpy(), **tol)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "NAdam", "ASGD", "Rprop", "RMSprop"])
+def test_state_dict_is_host_numpy_and_resumes_exactly(name: str) -> None:
+    case = next(c for c in CUDA_ROWS if c.name == name and c.group2)
+    rng = np.random.default_rng(2)
+    steps = 8
+    grads = [random_grads(rng, t, np.dtype(case.dtype)) for t in range(steps)]
+    init = [p.data.copy() for p in make_pair(case).params]
+
+    def build(values):
+        params = [numopt.Parameter(cuda.to_device(v)) for v in values]
+        groups = [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}]
+        return getattr(numopt, case.name)(groups, **case.kwargs), params
+
+    def run(split: int | None) -> list[np.ndarray]:
+        opt, params = build(init)
+        for t in range(steps):
+            if t == split:
+                sd = opt.state_dict()
+                for entry in sd["state"].values():
+                    for v in entry.values():
+                        assert isinstance(v, (float, np.ndarray)), type(v)
+                opt, params = build([p.data.copy_to_host() for p in params])
+                opt.load_state_dict(sd)
+            for p, g in zip(params, grads[t]):
+                p.grad = None if g is None else g.copy()  # host gradients: copied to the device at the step
+            opt.step()
+        return [p.data.copy_to_host() for p in params]
+
+    for a, b in zip(run(None), run(steps // 2)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_moves_no_arrays_between_host_and_device(monkeypatch) -> None:
+    """With gradients written in place into ``p.grad``, a step only launches kernels."""
+    params = [numopt.Parameter(cuda.to_device(np.ones(s, np.float32))) for s in SHAPES]
+    opt = numopt.Adam(params, lr=0.1, amsgrad=True)
+    for p in params:
+        p.zero_grad_()
+    opt.step()  # first step: state is allocated (and filled on the device)
+    copies = []
+    cls = type(params[0].data)
+    for meth in ("copy_to_host", "copy_to_device"):
+        orig = getattr(cls, meth)
+        monkeypatch.setattr(cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append(_m) or _o(self, *a, **k))
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append("to_device"))
+    for _ in range(3):
+        for p in params:
+            ncuda.memory.fill_(p.grad, 0.5)
+        opt.step()
+    assert copies == []
+    assert opt.state[params[0]]["step"] == 4.0
+
+
+def test_parameter_with_cuda_data() -> None:
+    x = cuda.to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
+    p = numopt.Parameter(x, name="w")
+    assert p.is_cuda and p.shape == (2, 3) and p.dtype == np.float32 and p.size == 6
+    assert p.data is x  # kept without copying, like a host array
+    with pytest.raises(TypeError, match="GPU memory"):
+        np.asarray(p)
+    with pytest.raises(TypeError, match="GPU memory"):
+        p.numpy()
+    with pytest.raises(TypeError, match="convert it on the device"):
+        numopt.Parameter(x, dtype=np.float64)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        numopt.Parameter(cuda.to_device(np.zeros(3, np.int32)))
+    with pytest.raises(TypeError, match="host memory"):
+        numopt.Parameter(np.zeros(3, np.float32)).grad = cuda.to_device(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="dense gradients"):
+        p.grad = numopt.SparseGrad([0], np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        p.grad = cuda.to_device(np.zeros(3, np.float32))
+    p.zero_grad_()
+    assert p.grad.copy_to_host().tolist() == [[0, 0, 0], [0, 0, 0]]
+    assert not numopt.Parameter((2,)).is_cuda
+    assert not hasattr(numopt.Parameter((2,)), "__cuda_array_interface__")
+
+
+def test_packed_cuda_parameter_data_and_grad() -> None:
+    a = numopt.Parameter(cuda.to_device(np.ones(3, np.float32)))
+    b = numopt.Parameter(cuda.to_device(np.full((2, 2), 2.0, np.float32)))
+    h = numopt.Parameter(np.ones(2, np.float64))  # host and device parameters may share a group
+    opt = numopt.SGD([a, b, h], lr=0.5)
+    assert [f.is_cuda for f in opt._flats[0]] == [True, False]
+    a.data = np.full(3, 4.0, np.float32)  # host values: copied into the device buffer
+    with pytest.raises(TypeError, match="host parameter"):
+        h.data = cuda.to_device(np.ones(2, np.float64))
+    b.data = cuda.to_device(np.full((2, 2), 3.0, np.float32))  # device values: device to device
+    a.grad = np.ones(3, np.float32)
+    b.grad = cuda.to_device(np.ones((2, 2), np.float32))
+    h.grad = np.ones(2, np.float64)
+    opt.step()
+    assert a.data.copy_to_host().tolist() == [3.5] * 3
+    assert b.data.copy_to_host().tolist() == [[2.5, 2.5], [2.5, 2.5]]
+    assert h.data.tolist() == [0.5, 0.5]
+    flat = opt._flats[0][0]
+    assert a.grad.copy_to_host().tolist() == [1.0] * 3  # now a view of the device grad buffer
+    opt.zero_grad(set_to_none=False)
+    assert flat.grad.copy_to_host().tolist() == [0.0] * 7
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_optimizers_without_cuda_kernels_refuse_cuda_parameters_before_packing() -> None:
+    p = numopt.Parameter(cuda.to_device(np.ones((3, 2), np.float32)))
+    others = [getattr(numopt, name) for name in numopt.optim.__all__ if name not in ELEMENTWISE]
+    assert {"Adafactor", "SparseAdam"} <= {cls.__name__ for cls in others}
+    for cls in others:
+        # NotImplementedError from the device buffer, or the class's own refusal (LBFGS: TypeError)
+        with pytest.raises((NotImplementedError, TypeError), match=f"{cls.__name__}.*CUDA parameters"):
+            cls([p])
+        assert p._flat is None
+
+
+def test_failed_group_releases_cuda_parameters() -> None:
+    a = numopt.Parameter(cuda.to_device(np.ones(3, np.float32)))
+    b = numopt.Parameter(cuda.to_device(np.ones(3, np.float32)))
+    with pytest.raises(ValueError, match="learning rate"):
+        numopt.SGD([{"params": [a]}, {"params": [b], "lr": -1.0}])
+    assert a._flat is None and a.is_cuda and a.data.copy_to_host().tolist() == [1.0] * 3
+    numopt.SGD([a, b])  # both free again
+
+
+def test_launchers_take_the_cpu_kernels_arguments() -> None:
+    expected = {f"{m}_step" for m in ("sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop")}
+    expected |= {"rprop_step", "asgd_step", "lerp_", "running_mean_", "norm_partials", "scale_", "clamp_"}
+    assert {key.rsplit(".", 1)[1] for key in ncuda.KERNELS} == expected
+    for key, launcher in ncuda.KERNELS.items():
+        module, name = key.rsplit(".", 1)
+        cpu = getattr(__import__(module, fromlist=[name]), name)
+        ours, theirs = inspect.signature(launcher).parameters, inspect.signature(cpu.py_func).parameters
+        assert [(n, q.default) for n, q in ours.items()] == [(n, q.default) for n, q in theirs.items()], key
+
+
+def test_launcher_refuses_host_arrays_and_skips_empty_work() -> None:
+    with pytest.raises(TypeError, match="host array"):
+        ncuda.sgd.sgd_step(
+            np.ones(3, np.float32), *([cuda.to_device(np.ones(3, np.float32))] * 2), *[0.1] * 4, False, False, True
+        )
+    z = cuda.to_device(np.zeros(0, np.float32))
+    ncuda.sgd.sgd_step(z, z, z, *[np.float32(0.1)] * 4, False, False, True)
+
+
+def test_grid_stride_covers_every_element_with_several_blocks(monkeypatch) -> None:
+    monkeypatch.setattr(ncuda._launch, "SIM_BLOCKS", 3)
+    monkeypatch.setattr(ncuda._launch, "SIM_THREADS", 2)
+    rng = np.random.default_rng(5)
+    avg, cur = rng.standard_normal(37).astype(np.float32), rng.standard_normal(37).astype(np.float32)
+    d_avg = cuda.to_device(avg)
+    ncuda.averaging.lerp_(d_avg, cuda.to_device(cur), np.float32(0.3))
+    cpu_averaging.lerp_(avg, cur, np.float32(0.3))
+    np.testing.assert_array_equal(d_avg.copy_to_host(), avg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_averaging_and_clipping_kernels_match_the_cpu(dtype) -> None:
+    rng = np.random.default_rng(6)
+    n = 2 * numopt._jit.CHUNK + 5 if not SIMULATOR else 300
+    a, c = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    t = np.dtype(dtype).type
+    for name, args in [("lerp_", (t(0.3),)), ("lerp_", (t(0.7),)), ("running_mean_", (t(3.0),))]:
+        ours, ref = cuda.to_device(a), a.copy()
+        getattr(ncuda.averaging, name)(ours, cuda.to_device(c), *args)
+        getattr(cpu_averaging, name)(ref, c, *args)
+        _assert_same(name, ours, ref, SIMULATOR, {"rtol": 1e-6, "atol": 1e-7})
+    for name, args in [("scale_", (t(0.25),)), ("clamp_", (t(-0.5), t(0.5)))]:
+        ours, ref = cuda.to_device(a), a.copy()
+        getattr(ncuda.clip, name)(ours, *args)
+        getattr(cpu_clip, name)(ref, *args)
+        _assert_same(name, ours, ref, True, {})
+    g = a.copy()
+    g[7] = np.nan if dtype == np.float64 else g[7]
+    for mode, p in [(cpu_clip.SUM_SQUARES, 2.0), (cpu_clip.SUM_ABS, 1.0), (cpu_clip.SUM_POW, 3.0),
+                    (cpu_clip.MAX_ABS, np.inf), (cpu_clip.MIN_ABS, -np.inf)]:  # fmt: skip
+        nchunks = (n + numopt._jit.CHUNK - 1) // numopt._jit.CHUNK
+        ref = np.empty(nchunks)
+        cpu_clip.norm_partials(g, mode, p, ref)
+        host_out = np.empty(nchunks)
+        ncuda.clip.norm_partials(cuda.to_device(g), mode, p, host_out)  # host partials: copied back
+        dev_out = cuda.device_array(nchunks, np.float64)
+        ncuda.clip.norm_partials(cuda.to_device(g), mode, p, dev_out)
+        np.testing.assert_allclose(host_out, ref, rtol=1e-13, err_msg=str(mode))
+        np.testing.assert_array_equal(dev_out.copy_to_host(), host_out)
+
+
+@pytest.mark.filterwarnings("ignore:Simulator timings are bogus")
+def test_bench_pieces_run_on_the_cuda_path() -> None:
+    """``bench --device cuda``'s numopt side and stream kernel (the simulator has no timings: values only)."""
+    from numopt import bench_cuda
+    from numopt.bench import Workload
+    from numopt.kernels.cuda.stream import stream_
+
+    res = bench_cuda.bench_numopt_cuda("Adam", Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)
+    assert res["n"] == 2
+    ro, a, b = (cuda.to_device(np.full(9, v, np.float32)) for v in (1.0, 2.0, 3.0))
+    stream_[1, 2](ro, a, b, a, a, 2)
+    assert a.copy_to_host().tolist() == [3.0] * 9 and b.copy_to_host().tolist() == [4.0] * 9
+    row = bench_cuda.GpuRow("Adam", "flat 1e7", 10**7, 0.1, 1400.0, 42.0, 90.0, {"fused": 0.09}, {"fused": 1555.0})
+    table = bench_cuda.render_gpu_table([row], peak=3350.0)
+    assert "| Adam | flat 1e7 | 0.100 | 1400 | 42 | 90 |" in table and "| 46 |" in table
+
+
+if not SIMULATOR and torch.cuda.is_available():  # foreign CUDA arrays exist only on a real GPU
+
+    def test_torch_cuda_tensors_as_parameters() -> None:
+        w = torch.randn(4, 3, device="cuda")
+        ref = w.clone().requires_grad_(True)
+        p = numopt.Parameter(w)
+        opt, topt = numopt.Adam([p], lr=0.1), torch.optim.Adam([ref], lr=0.1)
+        for _ in range(3):
+            g = torch.randn(4, 3, device="cuda")
+            p.grad, ref.grad = g, g.clone()
+            opt.step()
+            topt.step()
+        live = torch.as_tensor(p, device="cuda")  # a view through __cuda_array_interface__
+        torch.testing.assert_close(live, ref.detach(), rtol=1e-5, atol=1e-6)
