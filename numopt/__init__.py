@@ -13,22 +13,32 @@ from __future__ import annotations
 
 import numba as _numba
 
-from . import optim
+from . import interop, lr_scheduler, optim, swa_utils, utils
+from .minimize import minimize
 from .optim import *  # noqa: F403  (every optimizer class, named as in torch.optim)
 from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from .parameter import Parameter, SparseGrad
+from .serialization import CheckpointError, load, save
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     *optim.__all__,
+    "CheckpointError",
     "Optimizer",
     "Parameter",
     "SparseGrad",
     "get_num_threads",
+    "interop",
+    "load",
+    "lr_scheduler",
+    "minimize",
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
+    "save",
     "set_num_threads",
+    "swa_utils",
+    "utils",
 ]
 
 

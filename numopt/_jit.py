@@ -13,10 +13,11 @@ semantics, and it measured no faster on our memory-bound loops.
 from __future__ import annotations
 
 import os
+import types
 
 from numba import njit
 
-__all__ = ["CACHE", "CHUNK", "kernel"]
+__all__ = ["CACHE", "CHUNK", "kernel", "serial_kernel"]
 
 CACHE: bool = os.environ.get("NUMOPT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -29,3 +30,16 @@ def kernel(fn=None, *, parallel: bool = True):
     """Decorate an update rule as a numopt kernel (``njit`` with the project's flags)."""
     deco = njit(parallel=parallel, cache=CACHE, fastmath=False, nogil=True)
     return deco if fn is None else deco(fn)
+
+
+def serial_kernel(fn):
+    """A thread-free twin of the update rule ``fn`` (a plain Python function), for inputs too small
+    to be worth a parallel launch.
+
+    It is compiled from a copy of ``fn`` named ``<name>_serial``: Numba's on-disk cache is keyed by
+    a function's name and line, not by its compile flags, so the twins must not share a name.
+    """
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__doc__ = fn.__doc__
+    return kernel(twin, parallel=False)

@@ -330,6 +330,9 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workloads", default="flat,model,tiny", help="any of flat,model,tiny (default: all three)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: parameters on the GPU (numopt.bench_cuda)"
+    )
     args = parser.parse_args(argv)
 
     import numopt
@@ -352,6 +355,10 @@ def run(argv: list[str] | None = None) -> dict:
         sizes = [10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]
     timing = {"min_repeats": 5, "budget_s": 0.3} if args.quick else {"min_repeats": 7, "budget_s": 1.5}
     kinds = {k.strip() for k in args.workloads.split(",")}
+    if args.device == "cuda":
+        from .bench_cuda import run_cuda
+
+        return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
     print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)

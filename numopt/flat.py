@@ -15,7 +15,8 @@ cached until a gradient is assigned or set to ``None``.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .parameter import Parameter, SparseGrad
 if TYPE_CHECKING:  # pragma: no cover
     from .optimizer import Optimizer
 
-__all__ = ["FlatBuffer", "Run"]
+__all__ = ["FlatBuffer", "Run", "new_flat_buffer"]
 
 
 class Run:
@@ -42,7 +43,7 @@ class Run:
         self.step = float(flat.steps[p0])
         self.data = flat.data[self.lo : self.hi]
         self.grad = flat.grad[self.lo : self.hi]
-        self.state = {k: v[self.lo : self.hi] for k, v in flat.state.items()}
+        self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
 
     def advance(self) -> float:
         """Count one more step for every parameter of the run; return the new count."""
@@ -67,14 +68,17 @@ class FlatBuffer:
             offsets.append(offsets[-1] + p.size)
         self.offsets: list[int] = offsets
         self.size: int = offsets[-1]
-        self.data = np.empty(self.size, dtype)
-        self.grad = np.zeros(self.size, dtype)
+        self.data = self._new_array(self.size, None)
+        self.grad = self._new_array(self.size, 0.0)
         #: per-parameter step counts (float64, like torch's 'step' values)
         self.steps = np.zeros(len(params), np.float64)
         #: name -> 1-D state array with the layout of ``data``
         self.state: dict[str, np.ndarray] = {}
         #: name -> per-parameter scalar state (float64, one entry per parameter), e.g. NAdam's mu_product
         self.scalars: dict[str, np.ndarray] = {}
+        #: name -> (offsets, shapes) of state arrays whose entries are not shaped like their parameters
+        #: (e.g. Adafactor's row/column factors); a ``None`` shape: that parameter has no such entry
+        self.layouts: dict[str, tuple[list[int], list[tuple[int, ...] | None]]] = {}
         self._owner = weakref.ref(owner)
         self._runs: list[Run] | None = None
         #: the optimizer's state spec the cached runs were built for
@@ -83,7 +87,7 @@ class FlatBuffer:
         self._grad_views = [self._view(self.grad, i) for i in range(len(params))]
         for i, p in enumerate(params):
             view = self._data_views[i]
-            view[...] = p._data  # the one copy made at packing time
+            self._assign(view, p._data)  # the one copy made at packing time
             p._data = view
             p._flat = self
             p._index = i
@@ -99,6 +103,58 @@ class FlatBuffer:
                 p._flat = None
                 p._index = -1
 
+    def adopt(self, data: np.ndarray, grad: np.ndarray) -> None:
+        """Use existing arrays as this buffer's ``data`` and ``grad`` storage, without copying.
+
+        Both must be 1-D, C-contiguous and writable, with this buffer's size and
+        dtype (typically slices of another buffer). The parameters' ``data`` views,
+        and ``grad`` views still bound, are rebound to them and read their values
+        from them from now on. ``numopt.distributed`` uses it to run an optimizer
+        in place on one rank's shard of a larger buffer.
+        """
+        for what, arr in (("data", data), ("grad", grad)):
+            if (
+                not isinstance(arr, np.ndarray)
+                or arr.shape != (self.size,)
+                or arr.dtype != self.dtype
+                or not arr.flags.c_contiguous
+                or not arr.flags.writeable
+            ):
+                raise ValueError(
+                    f"adopt: {what} must be a writable, C-contiguous 1-D {self.dtype} array of size {self.size}"
+                )
+        old_grad_views = self._grad_views
+        self.data, self.grad = data, grad
+        self._data_views = [self._view(data, i) for i in range(len(self.params))]
+        self._grad_views = [self._view(grad, i) for i in range(len(self.params))]
+        for i, p in enumerate(self.params):
+            p._data = self._data_views[i]
+            if p._grad is old_grad_views[i]:
+                p._grad = self._grad_views[i]
+        self._runs = None  # runs cache slices of the old arrays
+
+    # -- array operations (a DeviceFlatBuffer does these in GPU memory) -------
+    #: whether the arrays live in GPU memory (see ``numopt._cuda_flat.DeviceFlatBuffer``)
+    is_cuda = False
+
+    def _new_array(self, size: int, fill: float | None) -> np.ndarray:
+        """A new 1-D array of this buffer's dtype: filled with ``fill``, or uninitialized for ``None``."""
+        if fill is None:
+            return np.empty(size, self.dtype)
+        return np.full(size, fill, self.dtype) if fill else np.zeros(size, self.dtype)
+
+    def _assign(self, dst: np.ndarray, src: Any) -> None:
+        """Copy ``src`` (same shape and dtype) into ``dst``, a view of this buffer."""
+        np.copyto(dst, src)
+
+    def _fill(self, arr: np.ndarray, value: float) -> None:
+        """Set every element of ``arr``, a view of this buffer, to ``value``."""
+        arr.fill(value)
+
+    def bind_update(self, update: Callable[[dict[str, Any], FlatBuffer, Run], None]) -> Callable:
+        """The function that runs the optimizer's ``update`` on this buffer (``update`` itself on the host)."""
+        return update
+
     # -- views --------------------------------------------------------------
     def _view(self, arr: np.ndarray, i: int) -> np.ndarray:
         return arr[self.offsets[i] : self.offsets[i + 1]].reshape(self.params[i].shape)
@@ -110,7 +166,16 @@ class FlatBuffer:
         return self._grad_views[i]
 
     def state_view(self, name: str, i: int) -> np.ndarray:
-        return self._view(self.state[name], i)
+        layout = self.layouts.get(name)
+        if layout is None:
+            return self._view(self.state[name], i)
+        offsets, shapes = layout
+        return self.state[name][offsets[i] : offsets[i + 1]].reshape(shapes[i])
+
+    def state_slice(self, name: str, p0: int, p1: int) -> np.ndarray:
+        """The 1-D part of state array ``name`` that belongs to parameters ``p0:p1``."""
+        offsets = self.layouts[name][0] if name in self.layouts else self.offsets
+        return self.state[name][offsets[p0] : offsets[p1]]
 
     def step_view(self, i: int) -> np.ndarray:
         """Parameter ``i``'s step count as a writable 0-d view."""
@@ -121,11 +186,24 @@ class FlatBuffer:
         return self._owner()
 
     # -- state --------------------------------------------------------------
-    def ensure_state(self, name: str, fill: float = 0.0) -> np.ndarray:
-        """Allocate state array ``name`` (filled with ``fill``) if it does not exist yet."""
+    def ensure_state(
+        self, name: str, fill: float = 0.0, shapes: list[tuple[int, ...] | None] | None = None
+    ) -> np.ndarray:
+        """Allocate state array ``name`` (filled with ``fill``) if it does not exist yet.
+
+        ``shapes`` gives each parameter's entry a shape of its own (``None``: no
+        entry) instead of the parameter's shape; see :meth:`state_shape`.
+        """
         arr = self.state.get(name)
         if arr is None:
-            arr = np.full(self.size, fill, self.dtype) if fill else np.zeros(self.size, self.dtype)
+            size = self.size
+            if shapes is not None:
+                offsets = [0]
+                for shape in shapes:
+                    offsets.append(offsets[-1] + (0 if shape is None else int(np.prod(shape, dtype=np.int64))))
+                self.layouts[name] = (offsets, list(shapes))
+                size = offsets[-1]
+            arr = self._new_array(size, fill)
             self.state[name] = arr
             self._runs = None  # runs cache slices of the state arrays
         return arr
@@ -142,6 +220,11 @@ class FlatBuffer:
         """Parameter ``i``'s scalar state ``name`` as a writable 0-d view."""
         return self.scalars[name][i : i + 1].reshape(())
 
+    def state_shape(self, name: str, i: int) -> tuple[int, ...] | None:
+        """Shape of parameter ``i``'s entry of state ``name`` (``None``: it has none)."""
+        layout = self.layouts.get(name)
+        return self.params[i].shape if layout is None else layout[1][i]
+
     # -- gradients ----------------------------------------------------------
     def mark_dirty(self) -> None:
         self._runs = None
@@ -149,17 +232,21 @@ class FlatBuffer:
     def sync_grads(self) -> list[bool]:
         """Copy pending gradient arrays into the flat buffer; return who has a gradient."""
         has = []
+        keep_sparse = getattr(self.owner, "_sparse_grads", False)
         for i, p in enumerate(self.params):
             g = p._grad
             if g is None:
                 has.append(False)
+                continue
+            if keep_sparse and isinstance(g, SparseGrad):
+                has.append(True)  # the optimizer reads the rows as they are (SparseAdam)
                 continue
             view = self._grad_views[i]
             if g is not view:
                 if isinstance(g, SparseGrad):
                     g.to_dense(view)
                 else:
-                    np.copyto(view, g)
+                    self._assign(view, g)
                 p._grad = view
             has.append(True)
         return has
@@ -170,7 +257,10 @@ class FlatBuffer:
                 p._grad = None
         else:
             self.sync_grads()
-            self.grad.fill(0)
+            self._fill(self.grad, 0.0)
+            for p in self.params:
+                if isinstance(p._grad, SparseGrad):  # kept sparse: zeroing leaves no rows, as in torch
+                    p._grad = SparseGrad(np.empty(0, np.int64), np.empty((0, *p.shape[1:]), p.dtype))
         self._runs = None
 
     def runs(self) -> list[Run]:
@@ -196,3 +286,12 @@ class FlatBuffer:
 
     def stepped(self, i: int) -> bool:
         return bool(self.steps[i] > 0)
+
+
+def new_flat_buffer(params: list[Parameter], owner: Optimizer) -> FlatBuffer:
+    """A flat buffer for ``params`` (one dtype; all on the host, or all CUDA arrays: then in GPU memory)."""
+    if params[0].is_cuda:
+        from ._cuda_flat import DeviceFlatBuffer
+
+        return DeviceFlatBuffer(params, owner)
+    return FlatBuffer(params, owner)

@@ -26,7 +26,25 @@ True
 from .kernels.sgd import sgd_step as sgd
 
 # Adam family:
+# isort: split
+from .kernels.adam import adam_step as adam
+from .kernels.adamax import adamax_step as adamax
+from .kernels.nadam import nadam_step as nadam
+from .kernels.radam import radam_step as radam
+
 # RMS family:
+# isort: split
+from .kernels.adadelta import adadelta_step as adadelta
+from .kernels.adagrad import adagrad_step as adagrad
+from .kernels.rmsprop import rmsprop_step as rmsprop
+
 # Other optimizers:
+# isort: split
+from .kernels.adafactor import adafactor_step as adafactor
+from .kernels.asgd import asgd_step as asgd
+from .kernels.lbfgs import lbfgs_direction
+from .kernels.muon import muon_momentum
+from .kernels.rprop import rprop_step as rprop
+from .kernels.sparse_adam import sparse_adam_step as sparse_adam
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .flat import FlatBuffer, Run
+from .flat import FlatBuffer, Run, new_flat_buffer
 from .parameter import Parameter
 
 __all__ = [
+    "LoadStateDictResult",
     "Optimizer",
     "RemovableHandle",
     "register_optimizer_step_post_hook",
@@ -89,8 +92,43 @@ def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
     return _register(_global_step_post_hooks, hook)
 
 
+class LoadStateDictResult(NamedTuple):
+    """What ``load_state_dict(..., match='name', strict=False)`` could not match.
+
+    ``missing_keys``: names of this optimizer's parameters that got no saved state;
+    ``unexpected_keys``: saved names that no parameter here has.
+    """
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of two hyperparameter values that never raises (arrays compare elementwise)."""
+    try:
+        return bool(np.all(a == b)) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else bool(a == b)
+    except Exception:
+        return a is b
+
+
+def _hparam_snapshot(group: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k not in ("params", "param_names")]
+
+
+def _is_host_array(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and a.size > 0
+
+
+def _memory_owner(a: np.ndarray) -> np.ndarray:
+    """The array at the root of ``a``'s chain of views (alive as long as the memory is)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
 def _address_range(a: np.ndarray) -> tuple[int, int]:
-    start = a.__array_interface__["data"][0]
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__  # device or host memory
+    start = iface["data"][0]
     return start, start + a.nbytes
 
 
@@ -118,6 +156,8 @@ class Optimizer:
     _state_keys: tuple[str, ...] = ()
     #: the keys among them that are per-parameter scalars (see ``_scalar_spec``)
     _scalar_keys: tuple[str, ...] = ()
+    #: whether ``step`` reads ``SparseGrad`` gradients as they are (SparseAdam) instead of densifying them
+    _sparse_grads: bool = False
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -130,6 +170,11 @@ class Optimizer:
         self._state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        #: id(group) -> the hyperparameters last validated (edits are re-validated at the next step)
+        self._checked_hparams: dict[int, list[tuple[str, Any]]] = {}
+        #: (weakref to the array that owned a packed parameter's memory, start, end): a later group
+        #: wrapping the same memory is refused as long as that array is alive
+        self._source_spans: list[tuple[weakref.ref, int, int]] = []
 
         if isinstance(params, (Parameter, np.ndarray)):
             raise TypeError(
@@ -160,6 +205,14 @@ class Optimizer:
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         """State tensors ``group`` needs, as ``(name, initial value)`` pairs."""
         return ()
+
+    def _state_layout(self, flat: FlatBuffer, name: str) -> list[tuple[int, ...] | None] | None:
+        """Per-parameter shapes of state ``name`` when they are not the parameters' own.
+
+        ``None`` (the default): shaped like the parameters. Otherwise one shape per
+        parameter of ``flat``, ``None`` for a parameter that has no such entry.
+        """
+        return None
 
     def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs."""
@@ -234,23 +287,36 @@ class Optimizer:
                     "a parameter belongs to one optimizer at a time (delete the other one first)"
                 )
         self._check_no_shared_memory(params)
+        sources = [(_memory_owner(p._data), *_address_range(p._data)) for p in params if _is_host_array(p._data)]
 
         group["params"] = params
         if names:
             group["param_names"] = names
         flats = []
-        for dtype in dict.fromkeys(p.dtype for p in params):
-            flats.append(FlatBuffer([p for p in params if p.dtype == dtype], self))
+        for key in dict.fromkeys((p.dtype, p.is_cuda) for p in params):
+            flats.append(new_flat_buffer([p for p in params if (p.dtype, p.is_cuda) == key], self))
         self.param_groups.append(group)
         self._flats.append(flats)
+        self._checked_hparams[id(group)] = _hparam_snapshot(group)
+        self._source_spans.extend((weakref.ref(owner), lo, hi) for owner, lo, hi in sources)
 
     def _check_no_shared_memory(self, new: list[Parameter]) -> None:
         """Refuse parameters whose arrays overlap (they would silently diverge once packed)."""
         spans = [(*_address_range(p._data), p) for p in new if p.size]
+        own = []
         for flats in self._flats:
             for flat in flats:
                 if flat.size:
-                    spans.append((*_address_range(flat.data), None))
+                    own.append(_address_range(flat.data))
+        spans += [(lo, hi, None) for lo, hi in own]
+        # The arrays earlier groups were created from, if still alive: packing copied them, so a
+        # parameter wrapping the same memory now would silently diverge from the packed one
+        # (unless a buffer has since adopted that memory as its own storage, as ZeRO's shards do).
+        spans += [
+            (lo, hi, None)
+            for ref, lo, hi in self._source_spans
+            if hi > lo and ref() is not None and not any(a < hi and lo < b for a, b in own)
+        ]
         spans.sort(key=lambda s: s[0])
         for a, b in zip(spans, spans[1:]):
             if b[0] < a[1]:
@@ -267,7 +333,7 @@ class Optimizer:
         if flat._runs is not None and flat.spec == (spec, scalar_spec):
             return flat._runs
         for name, fill in spec:
-            flat.ensure_state(name, fill)
+            flat.ensure_state(name, fill, self._state_layout(flat, name))
         for name, fill in scalar_spec:
             flat.ensure_scalar(name, fill)
         flat.spec = (spec, scalar_spec)
@@ -284,7 +350,7 @@ class Optimizer:
                     if name not in st:
                         st[name] = flat.scalar_view(name, i)
                 for name, _ in spec:
-                    if name not in st:
+                    if name not in st and flat.state_shape(name, i) is not None:
                         st[name] = flat.state_view(name, i)
         return runs
 
@@ -311,14 +377,37 @@ class Optimizer:
                     )
                 args, kwargs = result
         closure = kwargs.get("closure", args[0] if args else None)
+        self._check_hparam_edits()
         loss = closure() if closure is not None else None
         for group, flats in zip(self.param_groups, self._flats):
             for flat in flats:
+                update = flat.bind_update(self._update)  # CUDA buffers: the same rule on the GPU's kernels
                 for run in self._prepare(group, flat):
-                    self._update(group, flat, run)
+                    update(group, flat, run)
         for hook in itertools.chain(self._step_post_hooks.values(), _global_step_post_hooks.values()):
             hook(self, args, kwargs)
         return loss
+
+    def _check_hparam_edits(self) -> None:
+        """Validate hyperparameters edited since the last check, before anything is updated.
+
+        ``group['lr'] = float('nan')`` (or any invalid edit) raises here, at the next
+        ``step()``, instead of updating some groups and then failing, or silently
+        filling the parameters with NaN.
+        """
+        checked = self._checked_hparams
+        for gi, group in enumerate(self.param_groups):
+            snap = _hparam_snapshot(group)
+            try:
+                if checked.get(id(group)) == snap:
+                    continue
+            except Exception:  # a value whose == is not a bool (an array): check it again
+                pass
+            try:
+                self._validate_hparams(group)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"param_groups[{gi}]: {e}") from None
+            checked[id(group)] = snap
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients: to ``None`` (default), or to zeros with one memset per buffer."""
@@ -337,8 +426,13 @@ class Optimizer:
             hook(self)
         index: dict[int, int] = {}
         groups = []
+        # Parameter.name is recorded as torch's 'param_names' when every parameter has one
+        # (groups built from (name, param) pairs carry 'param_names' already).
+        named = all("param_names" not in g and p.name is not None for g in self.param_groups for p in g["params"])
         for group in self.param_groups:
             packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            if named:
+                packed["param_names"] = [p.name for p in group["params"]]
             ids = []
             for p in group["params"]:
                 index.setdefault(id(p), len(index))
@@ -356,20 +450,68 @@ class Optimizer:
                 sd = result
         return sd
 
-    @staticmethod
-    def _export_state_value(name: str, value: Any) -> Any:
+    def _export_state_value(self, name: str, value: Any) -> Any:
+        if hasattr(value, "copy_to_host"):  # state of a CUDA parameter: copied to host memory
+            return value.copy_to_host()
         if isinstance(value, np.ndarray):
-            # 'step' and per-parameter scalar state are 0-d views: exported as Python floats
-            return float(value) if value.ndim == 0 and value.dtype == np.float64 else value.copy()
+            # 'step' and per-parameter scalar state are 0-d views: exported as Python floats;
+            # tensor state stays an array even for a 0-d float64 parameter
+            if name == "step" or name in self._scalar_keys:
+                return float(value)
+            return value.copy()
         return copy.deepcopy(value)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state from :meth:`state_dict` (matched by position, as in torch).
+    def load_state_dict(
+        self, state_dict: dict[str, Any], match: str = "position", strict: bool = True
+    ) -> LoadStateDictResult:
+        """Load a state from :meth:`state_dict`.
 
-        Everything is validated before anything changes: on a ``ValueError`` the
-        optimizer is left exactly as it was. State arrays are cast to their
-        parameter's dtype; hyperparameters come from the loaded groups.
+        Parameters
+        ----------
+        state_dict : dict
+            ``{'state': ..., 'param_groups': ...}`` as :meth:`state_dict` returns it
+            (or :func:`numopt.interop.torch.from_torch_state_dict` converts it).
+        match : {'position', 'name'}
+            ``'position'`` (torch's rule): the ``i``-th parameter of the ``g``-th
+            saved group gets the state of the ``i``-th parameter of the ``g``-th
+            group here; group and parameter counts must agree. ``'name'``: each
+            parameter gets the saved state of the parameter with the same name
+            (``param_names`` in the saved groups, ``Parameter.name`` or the
+            ``(name, param)`` pairs here), whatever the group order; a group takes
+            its hyperparameters from the saved group its parameters came from.
+        strict : bool
+            With ``match='name'``: ``True`` requires the same set of names on both
+            sides; ``False`` loads the names found on both sides, leaves the other
+            parameters' state as it was and reports the rest in the result.
+
+        Returns
+        -------
+        LoadStateDictResult
+            ``(missing_keys, unexpected_keys)``: names here without saved state,
+            and saved names with no parameter here (empty lists unless
+            ``match='name', strict=False``).
+
+        Raises
+        ------
+        ValueError
+            The state dict does not fit this optimizer: group or parameter counts,
+            unknown, missing or non-array state entries, state shapes, invalid
+            hyperparameters, missing or duplicate names. The message names the
+            group, parameter and key. Everything is checked before anything
+            changes: after an error the optimizer is exactly as it was.
+
+        Notes
+        -----
+        State arrays are cast to their parameter's dtype (as torch does) and
+        copied; hyperparameters come from the loaded groups, with this
+        optimizer's values for keys the saved groups lack.
         """
+        if match not in ("position", "name"):
+            raise ValueError(f"match must be 'position' or 'name', got {match!r}")
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        if match == "position" and not strict:
+            raise ValueError("strict=False needs match='name' (matching by position always loads every parameter)")
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         state_dict = dict(state_dict)
@@ -384,25 +526,51 @@ class Optimizer:
         saved_state = state_dict["state"]
         if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
             raise ValueError("state_dict['param_groups'] must be a list and state_dict['state'] a dict")
-        if len(saved_groups) != len(self.param_groups):
+        if match == "position" and len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"loaded state dict has a different number of parameter groups "
                 f"({len(saved_groups)} saved, {len(self.param_groups)} in this optimizer)"
             )
-        id_map: dict[Any, Parameter] = {}
-        new_groups = []
-        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+        seen_ids: set[Any] = set()
+        for sgi, saved in enumerate(saved_groups):
             if not isinstance(saved, dict) or "params" not in saved:
-                raise ValueError(f"param_groups[{gi}] must be a dict with a 'params' entry")
-            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param_groups[{sgi}] of the loaded state dict must be a dict with a 'params' entry")
+            ids = saved["params"]
+            if not isinstance(ids, (list, tuple)):
+                raise ValueError(f"param_groups[{sgi}]['params'] of the loaded state dict must be a list of ids")
+            for k in ids:
+                try:
+                    dup = k in seen_ids
+                except TypeError:
+                    raise ValueError(f"param_groups[{sgi}]['params'] holds an unhashable id {k!r}") from None
+                if dup:
+                    raise ValueError(f"the loaded state dict lists parameter id {k!r} twice (param_groups[{sgi}])")
+                seen_ids.add(k)
+            names = saved.get("param_names")
+            if names is not None and (
+                not isinstance(names, (list, tuple))
+                or len(names) != len(ids)
+                or not all(isinstance(n, str) for n in names)
+            ):
                 raise ValueError(
-                    f"loaded state dict contains a parameter group that doesn't match the size of "
-                    f"optimizer's group: param_groups[{gi}] has {len(saved['params'])} params saved, "
-                    f"{len(group['params'])} here"
+                    f"param_groups[{sgi}]['param_names'] of the loaded state dict must be a list of "
+                    f"{len(ids)} strings, one per entry of 'params'"
                 )
-            for k, p in zip(saved["params"], group["params"]):
-                id_map[k] = p
-            new_group = copy.deepcopy({k: v for k, v in saved.items() if k != "params"})
+
+        if match == "position":
+            targets, sources, missing, unexpected = self._match_by_position(saved_groups)
+        else:
+            targets, sources, missing, unexpected = self._match_by_name(saved_groups, strict)
+
+        new_groups = []
+        for gi, (group, src) in enumerate(zip(self.param_groups, sources)):
+            if src is None:  # no saved group feeds this one: it keeps its hyperparameters
+                new_group = copy.deepcopy({k: v for k, v in group.items() if k not in ("params", "param_names")})
+            else:
+                saved = saved_groups[src]
+                new_group = copy.deepcopy({k: v for k, v in saved.items() if k not in ("params", "param_names")})
+                if match == "position" and "param_names" in group and "param_names" in saved:
+                    new_group["param_names"] = list(saved["param_names"])  # torch: saved names win
             for name, default in self.defaults.items():
                 if name not in new_group:
                     new_group[name] = group.get(name, default)
@@ -412,36 +580,58 @@ class Optimizer:
             try:
                 self._validate_hparams(new_group)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"param_groups[{gi}] of the loaded state dict: {e}") from None
+                where = f"saved param_groups[{src}]" if src is not None else "its own hyperparameters"
+                raise ValueError(f"param_groups[{gi}] (from {where}): {e}") from None
             new_groups.append(new_group)
 
         staged: dict[int, dict[str, Any]] = {}
+        unmatched_ids = {k for saved in saved_groups for k in saved["params"]} - targets.keys()
         for k, entry in saved_state.items():
-            if k not in id_map:
+            if k not in targets:
+                if k in unmatched_ids:  # an unexpected name (strict=False): its state is not loaded
+                    continue
                 raise ValueError(f"state_dict['state'] has an entry for parameter {k!r}, which no group lists")
-            p = id_map[k]
+            gi, j, p = targets[k]
+            label = self._param_label(gi, j)
             if not isinstance(entry, dict):
-                raise ValueError(f"state of parameter {k!r} must be a dict, got {type(entry).__name__}")
-            staged[id(p)] = {name: self._import_state_value(k, p, name, v) for name, v in entry.items()}
+                raise ValueError(f"state[{k!r}] ({label}) must be a dict, got {type(entry).__name__}")
+            values = {}
+            for name, v in entry.items():
+                try:
+                    values[name] = self._import_state_value(k, p, name, v)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{e} ({label})") from None
+            if values:
+                required = self._required_state_keys(new_groups[gi], p)
+                absent = [name for name in required if name not in values]
+                if absent:
+                    raise ValueError(
+                        f"state[{k!r}] ({label}) is missing {absent} ({type(self).__name__} with these "
+                        f"hyperparameters keeps {list(required)} for every parameter it has stepped)"
+                    )
+            staged[id(p)] = values
+        # parameters no saved entry maps to (match='name', strict=False) keep their state as it is
+        keep = {id(p) for group in self.param_groups for p in group["params"]} - {id(p) for _, _, p in targets.values()}
 
-        # Validated: apply.
+        # Validated: apply. Nothing below raises for a state dict that got this far.
         for group, new_group in zip(self.param_groups, new_groups):
             group.clear()
             group.update(new_group)
-        for flats in self._flats:
+        for group, flats in zip(self.param_groups, self._flats):
+            fills = dict(self._state_spec(group))
+            scalar_fills = dict(self._scalar_spec(group))
             for flat in flats:
-                flat.steps[:] = 0
-                spec, scalar_spec = flat.spec or ((), ())
-                fills = dict(spec)
-                for name, arr in flat.state.items():
-                    arr.fill(fills.get(name, 0.0))
-                scalar_fills = dict(scalar_spec)
-                for name, arr in flat.scalars.items():
-                    arr.fill(scalar_fills.get(name, 0.0))
                 for i, p in enumerate(flat.params):
+                    if id(p) in keep:
+                        continue
+                    flat.steps[i] = 0
+                    for name in flat.state:
+                        flat._fill(flat.state_slice(name, i, i + 1), fills.get(name, 0.0))
+                    for name, arr in flat.scalars.items():
+                        arr[i] = scalar_fills.get(name, 0.0)
                     self.state.pop(p, None)
                     values = staged.get(id(p))
-                    if values is None:
+                    if not values:
                         continue
                     st = self.state[p]
                     for name, v in values.items():
@@ -449,19 +639,136 @@ class Optimizer:
                             flat.steps[i] = v
                             st["step"] = flat.step_view(i)
                         elif name in self._scalar_keys:
-                            flat.ensure_scalar(name)[i] = v
+                            flat.ensure_scalar(name, scalar_fills.get(name, 0.0))[i] = v
                             st[name] = flat.scalar_view(name, i)
                         else:
-                            flat.ensure_state(name)
+                            flat.ensure_state(name, fills.get(name, 0.0), self._state_layout(flat, name))
                             view = flat.state_view(name, i)
-                            view[...] = v
+                            flat._assign(view, v)
                             st[name] = view
-                    if "step" not in values and values:
+                    if "step" not in values:
                         flat.steps[i] = 1.0  # state exists, so the parameter has been stepped
                 flat.spec = None
                 flat.mark_dirty()
         for hook in self._load_state_dict_post_hooks.values():
             hook(self)
+        return LoadStateDictResult(missing, unexpected)
+
+    def _param_label(self, gi: int, j: int) -> str:
+        group = self.param_groups[gi]
+        names = group.get("param_names")
+        name = names[j] if names is not None else group["params"][j].name
+        return f"param_groups[{gi}] parameter {j}" + (f" {name!r}" if name is not None else "")
+
+    def _required_state_keys(self, group: dict[str, Any], p: Parameter) -> tuple[str, ...]:
+        """State keys a parameter of ``group`` must have once stepped (checked by ``load_state_dict``)."""
+        keys = ["step"] if self._tracks_step else []
+        keys += [name for name, _ in self._scalar_spec(group)]
+        for name, _ in self._state_spec(group):
+            layout = self._state_layout(p._flat, name) if p._flat is not None else None
+            if layout is None or layout[p._index] is not None:
+                keys.append(name)
+        return tuple(keys)
+
+    def _param_names(self) -> list[list[str | None]]:
+        """Each group's parameter names: ``param_names`` if the group has them, else ``Parameter.name``."""
+        return [
+            list(g["param_names"]) if "param_names" in g else [p.name for p in g["params"]] for g in self.param_groups
+        ]
+
+    def _match_by_position(self, saved_groups: Any) -> tuple[dict, list, list, list]:
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has a different number of parameter groups "
+                f"({len(saved_groups)} saved, {len(self.param_groups)} in this optimizer)"
+            )
+        targets: dict[Any, tuple[int, int, Parameter]] = {}
+        live_names = self._param_names()
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"loaded state dict contains a parameter group that doesn't match the size of "
+                    f"optimizer's group: param_groups[{gi}] has {len(saved['params'])} params saved, "
+                    f"{len(group['params'])} here"
+                )
+            for j, (k, p) in enumerate(zip(saved["params"], group["params"])):
+                targets[k] = (gi, j, p)
+            saved_names = saved.get("param_names")
+            if saved_names is not None:
+                for j, (a, b) in enumerate(zip(live_names[gi], saved_names)):
+                    if a is not None and a != b:
+                        warnings.warn(
+                            f"param_groups[{gi}] parameter {j} is named {a!r} here but {b!r} in the loaded state "
+                            "dict; state is matched by position (pass match='name' to match it by name)",
+                            stacklevel=3,
+                        )
+                        break
+        return targets, list(range(len(saved_groups))), [], []
+
+    def _match_by_name(self, saved_groups: Any, strict: bool) -> tuple[dict, list, list, list]:
+        live: dict[str, tuple[int, int, Parameter]] = {}
+        for gi, (group, names) in enumerate(zip(self.param_groups, self._param_names())):
+            for j, (name, p) in enumerate(zip(names, group["params"])):
+                if name is None:
+                    raise ValueError(
+                        f"match='name' needs every parameter to have a name, but param_groups[{gi}] parameter {j} "
+                        "has none (create it with numopt.Parameter(..., name=...) or pass (name, param) pairs)"
+                    )
+                if name in live:
+                    g0, j0, _ = live[name]
+                    raise ValueError(
+                        f"match='name' needs unique names, but {name!r} names param_groups[{g0}] parameter {j0} "
+                        f"and param_groups[{gi}] parameter {j}"
+                    )
+                live[name] = (gi, j, p)
+        saved_by_name: dict[str, tuple[int, Any]] = {}
+        for sgi, saved in enumerate(saved_groups):
+            names = saved.get("param_names")
+            if names is None:
+                raise ValueError(
+                    f"match='name': param_groups[{sgi}] of the loaded state dict records no 'param_names' (it was "
+                    "saved from unnamed parameters); load it with match='position'"
+                )
+            for name, k in zip(names, saved["params"]):
+                if name in saved_by_name:
+                    raise ValueError(f"the loaded state dict names two parameters {name!r}; cannot match by name")
+                saved_by_name[name] = (sgi, k)
+        missing = [name for name in live if name not in saved_by_name]
+        unexpected = [name for name in saved_by_name if name not in live]
+        if strict and (missing or unexpected):
+
+            def show(names: list[str]) -> str:
+                return repr(names[:10])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 10 else "]")
+
+            raise ValueError(
+                "the loaded state dict's parameter names differ from this optimizer's: "
+                f"missing {show(missing)}, unexpected {show(unexpected)} "
+                "(pass strict=False to load the names found on both sides)"
+            )
+        targets: dict[Any, tuple[int, int, Parameter]] = {}
+        contributors: list[list[int]] = [[] for _ in self.param_groups]
+        for name, (gi, j, p) in live.items():
+            if name in saved_by_name:
+                sgi, k = saved_by_name[name]
+                targets[k] = (gi, j, p)
+                if sgi not in contributors[gi]:
+                    contributors[gi].append(sgi)
+        sources: list[int | None] = []
+        for gi, srcs in enumerate(contributors):
+            if not srcs:
+                sources.append(None)
+                continue
+            first = {k: v for k, v in saved_groups[srcs[0]].items() if k not in ("params", "param_names")}
+            for other in srcs[1:]:
+                hp = {k: v for k, v in saved_groups[other].items() if k not in ("params", "param_names")}
+                differ = sorted(k for k in first.keys() | hp.keys() if not _same(first.get(k), hp.get(k)))
+                if differ:
+                    raise ValueError(
+                        f"param_groups[{gi}] gets parameters from saved groups {srcs[0]} and {other}, whose "
+                        f"hyperparameters differ ({', '.join(differ)}); regroup the parameters or use match='position'"
+                    )
+            sources.append(min(srcs))
+        return targets, sources, missing, unexpected
 
     def _import_state_value(self, k: Any, p: Parameter, name: str, value: Any) -> Any:
         where = f"state[{k!r}][{name!r}]"
@@ -479,13 +786,20 @@ class Optimizer:
             raise ValueError(
                 f"{where}: unexpected state key for {type(self).__name__} (expected one of {list(self._state_keys)})"
             )
-        if value is None:
-            raise ValueError(f"{where} is None")
+        if not isinstance(value, (np.ndarray, np.generic)):
+            raise ValueError(f"{where} must be a NumPy array, got {type(value).__name__} {str(value)[:40]}")
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"{where} must be a floating-point array, got dtype {arr.dtype}")
-        if arr.shape != p.shape:
-            raise ValueError(f"{where} has shape {arr.shape}, but its parameter has shape {p.shape}")
+        layout = self._state_layout(p._flat, name) if p._flat is not None else None
+        expected = p.shape if layout is None else layout[p._index]
+        if expected is None:
+            raise ValueError(f"{where}: {type(self).__name__} keeps no {name!r} for a parameter of shape {p.shape}")
+        if arr.shape != expected:
+            raise ValueError(
+                f"{where} has shape {arr.shape}, but its parameter has shape {p.shape}"
+                + ("" if layout is None else f" (expected {expected})")
+            )
         return arr.astype(p.dtype, copy=True)
 
     # -- hooks ------------------------------------------------------------------

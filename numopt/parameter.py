@@ -6,10 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._device import cuda_backend, is_cuda_array
+
 if TYPE_CHECKING:  # pragma: no cover
     from .flat import FlatBuffer
 
 __all__ = ["Parameter", "SparseGrad", "SUPPORTED_DTYPES"]
+
+_ON_DEVICE = (
+    "this Parameter lives in GPU memory; copy it to the host with p.data.copy_to_host(), "
+    "or view it with CuPy or torch (cupy.asarray(p), torch.as_tensor(p, device='cuda'))"
+)
 
 #: Floating dtypes a parameter may have.
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -26,6 +33,8 @@ def _check_dtype(dtype: Any, what: str) -> np.dtype:
 
 def _as_param_array(value: Any, dtype: Any = None) -> np.ndarray:
     """Validate ``value`` as parameter storage, copying only when ``dtype`` asks for it."""
+    if is_cuda_array(value):
+        return _as_device_param_array(value, dtype)
     if isinstance(value, np.generic):  # a NumPy scalar owns no shareable buffer
         value = np.array(value)
     if not isinstance(value, np.ndarray):
@@ -47,6 +56,23 @@ def _as_param_array(value: Any, dtype: Any = None) -> np.ndarray:
     if not value.flags.writeable:
         raise ValueError("Parameter data is read-only; pass a writable array, e.g. arr.copy()")
     return value
+
+
+def _as_device_param_array(value: Any, dtype: Any = None) -> Any:
+    """A CUDA array as parameter storage: a Numba device array over the same memory (no copy)."""
+    memory = cuda_backend().memory
+    arr = memory.as_device(value)
+    if dtype is not None and np.dtype(dtype) != arr.dtype:
+        raise TypeError(
+            f"Parameter does not convert CUDA arrays (dtype {arr.dtype} given, {np.dtype(dtype)} asked); "
+            "convert it on the device first"
+        )
+    _check_dtype(arr.dtype, "Parameter data")
+    if not arr.is_c_contiguous():
+        raise ValueError("Parameter data must be C-contiguous; pass a contiguous copy of the CUDA array")
+    if memory.is_readonly(value):
+        raise ValueError("Parameter data is read-only; pass a writable CUDA array")
+    return arr
 
 
 class SparseGrad:
@@ -105,7 +131,7 @@ class Parameter:
 
     Parameters
     ----------
-    array_or_shape : ndarray or int or tuple of int
+    array_or_shape : ndarray, CUDA array, int or tuple of int
         The initial values (kept without copying: it must be float32/float64,
         C-contiguous and writable), or a shape for a zero-filled parameter.
     dtype : dtype, optional
@@ -120,6 +146,16 @@ class Parameter:
     flat buffer and rebinds ``data`` and ``grad`` to views of that buffer: the
     array originally passed in is no longer the parameter's storage after that.
     Read and write through ``p.data``, ``p.grad`` or ``np.asarray(p)``.
+
+    A CUDA array (a Numba device array, or anything exposing
+    ``__cuda_array_interface__``: CuPy arrays, torch CUDA tensors) makes a
+    CUDA parameter: ``data`` and ``grad`` are then Numba device arrays, the
+    optimizer keeps the parameter and its state in GPU memory and updates them
+    there, and ``cupy.asarray(p)`` / ``torch.as_tensor(p, device="cuda")``
+    view the live values (``np.asarray(p)`` raises: copy with
+    ``p.data.copy_to_host()``). Gradients may be assigned as CUDA arrays
+    (copied device to device at the next step) or host arrays (copied to the
+    device).
 
     Assigning an array to ``p.grad`` keeps that array until the next
     ``step()``, which copies it into the flat gradient buffer and rebinds
@@ -160,16 +196,24 @@ class Parameter:
     def data(self, value: Any) -> None:
         if self._flat is None:
             self._data = _as_param_array(value)
-            if self._grad is not None and getattr(self._grad, "shape", self._data.shape) != self._data.shape:
+            if self._grad is not None and (
+                getattr(self._grad, "shape", self._data.shape) != self._data.shape
+                or (not isinstance(self._grad, SparseGrad) and is_cuda_array(self._grad) != self.is_cuda)
+            ):
                 self._grad = None
             return
-        arr = np.asarray(value)
+        if is_cuda_array(value):
+            if not self.is_cuda:
+                raise TypeError("cannot assign a CUDA array to a host parameter packed in an optimizer")
+            arr = cuda_backend().memory.as_device(value)
+        else:
+            arr = np.asarray(value)
         if arr.shape != self.shape:
             raise ValueError(f"cannot assign data of shape {arr.shape} to a parameter of shape {self.shape}")
         if arr.dtype != self.dtype:
             raise TypeError(f"cannot assign data of dtype {arr.dtype} to a {self.dtype} parameter")
         # Packed: keep the binding and copy the values into the flat buffer.
-        np.copyto(self._data, arr)
+        self._flat._assign(self._data, arr)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -187,7 +231,21 @@ class Parameter:
     def ndim(self) -> int:
         return self._data.ndim
 
+    @property
+    def is_cuda(self) -> bool:
+        """Whether the parameter lives in GPU memory (``data`` is then a Numba device array)."""
+        return not isinstance(self._data, np.ndarray)
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        """The live data of a CUDA parameter, for CuPy, torch, Numba (``cupy.asarray(p)``, no copy)."""
+        if not self.is_cuda:
+            raise AttributeError("a host Parameter has no __cuda_array_interface__; use np.asarray(p)")
+        return self._data.__cuda_array_interface__
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.is_cuda:
+            raise TypeError(_ON_DEVICE)
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)
         if dtype is None or np.dtype(dtype) == self._data.dtype:
@@ -209,9 +267,15 @@ class Parameter:
     def grad(self, value: Any) -> None:
         if value is not None:
             if isinstance(value, SparseGrad):
+                if self.is_cuda:
+                    raise TypeError("SparseGrad gradients are host arrays; a CUDA parameter takes dense gradients")
                 value.check_for(self.shape, self.dtype)
             else:
-                if not isinstance(value, np.ndarray):
+                if is_cuda_array(value):
+                    if not self.is_cuda:
+                        raise TypeError("assigned grad is a CUDA array, but the parameter lives in host memory")
+                    value = cuda_backend().memory.as_device(value)
+                elif not isinstance(value, np.ndarray):
                     value = np.asarray(value)
                 if value.shape != self.shape:
                     raise ValueError(f"assigned grad has shape {value.shape}, parameter has shape {self.shape}")
@@ -226,12 +290,16 @@ class Parameter:
         """Fill the gradient with zeros (allocating it if it is ``None``)."""
         if self._flat is not None:
             self.grad = self._flat.grad_view(self._index)
-            self._grad[...] = 0
+            self._flat._fill(self._grad, 0.0)
+        elif self.is_cuda:
+            self._grad = cuda_backend().memory.zeros_like(self._data)
         else:
             self._grad = np.zeros_like(self._data)
 
     def numpy(self) -> np.ndarray:
         """Return the live data array (no copy), like ``np.asarray(p)``."""
+        if self.is_cuda:
+            raise TypeError(_ON_DEVICE)
         return self._data
 
     def __repr__(self) -> str:

@@ -79,11 +79,228 @@ def _sgd_rows() -> list[OptimCase]:
     return out
 
 
+def _rms_family_rows() -> list[OptimCase]:
+    # torch's optim_inputs_func_adagrad / _adadelta / _rmsprop (CPU configs; a NumPy scalar stands in
+    # for "Tensor lr"), every option once more with per-group overrides, and float64 rows.
+    adagrad = [
+        ({}, "default"),
+        ({"weight_decay": 0.1}, "nonzero weight_decay"),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize"),
+        ({"lr": 0.1}, "non-default lr"),
+        ({"initial_accumulator_value": 0.1, "weight_decay": 0.1}, "initial_accumulator_value"),
+        ({"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1}, "lr_decay"),
+        ({"lr": np.float32(1e-3)}, "numpy scalar lr"),
+        ({"lr": 0.1, "eps": 1e-3, "lr_decay": 0.01, "initial_accumulator_value": 0.5, "maximize": True}, "all"),
+    ]
+    adadelta = [
+        ({}, "default"),
+        ({"lr": 0.01}, "non-default lr"),
+        ({"weight_decay": 0.1}, "nonzero weight_decay"),
+        ({"maximize": True}, "maximize"),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize, weight_decay"),
+        ({"rho": 0.95, "weight_decay": 0.9}, "rho"),
+        ({"lr": np.float32(0.5), "rho": 0.5, "eps": 1e-4}, "numpy scalar lr, rho, eps"),
+    ]
+    rmsprop = [
+        ({}, "default"),
+        ({"lr": 1e-3}, "non-default lr"),
+        ({"weight_decay": 0.1}, "nonzero weight_decay"),
+        ({"maximize": True}, "maximize"),
+        ({"weight_decay": 0.1, "centered": True}, "centered"),
+        ({"maximize": True, "weight_decay": 0.1}, "maximize, weight_decay"),
+        ({"weight_decay": 0.1, "centered": True, "momentum": 0.1}, "momentum"),
+        (
+            {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
+            "maximize, centered, weight_decay, w/ momentum",
+        ),
+        ({"momentum": 0.5, "eps": 1e-3}, "momentum not centered"),
+        ({"alpha": 0.3, "centered": True, "eps": 1e-2}, "small alpha centered"),
+        ({"lr": np.float32(1e-3), "alpha": 0.9}, "numpy scalar lr"),
+    ]
+    g_adagrad = {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.2, "eps": 1e-6, "initial_accumulator_value": 2.0}
+    g_adadelta = {"lr": 0.5, "rho": 0.8, "eps": 1e-5, "weight_decay": 0.05}
+    g_rmsprop = {"lr": 0.02, "alpha": 0.9, "momentum": 0.5, "centered": True}
+    out = [OptimCase("Adagrad", kw, desc, group2=g_adagrad, steps=100) for kw, desc in adagrad]
+    out += [OptimCase("Adadelta", kw, desc, group2=g_adadelta, steps=100) for kw, desc in adadelta]
+    out += [OptimCase("RMSprop", kw, desc, group2=g_rmsprop, steps=100) for kw, desc in rmsprop]
+    out += [
+        OptimCase("Adagrad", {"maximize": True}, "group2 maximize", group2={"maximize": True}, steps=100),
+        OptimCase("Adadelta", {"rho": 0.0}, "rho 0", group2={"rho": 1.0}, steps=100),
+        OptimCase("RMSprop", {"lr": 1e-3}, "group2 momentum only", group2={"momentum": 0.9}, steps=100),
+        OptimCase(
+            "RMSprop",
+            {"momentum": 0.5},
+            "group2 centered maximize",
+            group2={"centered": True, "maximize": True},
+            steps=100,
+        ),
+    ]
+    f64 = [
+        ("Adagrad", {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1}, "lr_decay", g_adagrad),
+        ("Adagrad", {"initial_accumulator_value": 0.1, "maximize": True}, "iav maximize", {"lr": 0.3, "eps": 0.0}),
+        ("Adadelta", {"rho": 0.95, "weight_decay": 0.9}, "rho", g_adadelta),
+        ("Adadelta", {"lr": 0.01, "maximize": True}, "maximize", {"lr": 2.0, "weight_decay": 0.3}),
+        ("RMSprop", {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True}, "all", g_rmsprop),
+        ("RMSprop", {"alpha": 0.3, "centered": True, "eps": 1e-2}, "small alpha centered", {"momentum": 0.9}),
+        ("RMSprop", {"lr": 1e-3, "weight_decay": 0.2}, "plain", {"alpha": 0.5, "maximize": True}),
+        ("RMSprop", {"momentum": 0.9}, "momentum not centered", {"momentum": 0.0, "alpha": 0.5}),
+    ]
+    out += [
+        OptimCase(name, kw, f"{desc} float64", group2=g2, dtype=np.float64, steps=100) for name, kw, desc, g2 in f64
+    ]
+    return out
+
+
+def _adam_family_rows() -> list[OptimCase]:
+    # torch's optim_inputs_func_adam / _adamw / _adamax / _nadam / _radam (CPU configs; a NumPy
+    # scalar stands in for "Tensor lr"), the options they leave out (decoupled_weight_decay on Adam,
+    # beta1 < 0.5 for lerp's other branch, RAdam never rectified), per-group overrides, float64 rows.
+    f64 = np.float64
+    adam = [
+        ({}, "default", {"lr": 0.01}),
+        ({"lr": 0.01}, "non-default lr", {"betas": (0.8, 0.99)}),
+        ({"lr": np.float32(0.01)}, "numpy scalar lr", {}),
+        ({"weight_decay": 0.1}, "nonzero weight_decay", {"weight_decay": 0.3, "lr": 0.02}),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize", {"maximize": False}),
+        ({"weight_decay": 0.1, "amsgrad": True}, "amsgrad", {"amsgrad": False, "lr": 0.05}),
+        ({"lr": 0.05, "amsgrad": True, "maximize": True}, "amsgrad maximize", {"eps": 1e-3}),
+        ({"lr": 0.05, "betas": (0.3, 0.9), "eps": 1e-6}, "small beta1", {"betas": (0.0, 0.5)}),
+        ({"lr": 0.02, "weight_decay": 0.5, "decoupled_weight_decay": True}, "decoupled_weight_decay", {}),
+        (
+            {"lr": 0.02},
+            "group2 amsgrad decoupled",
+            {"amsgrad": True, "weight_decay": 0.2, "decoupled_weight_decay": True},
+        ),
+    ]
+    rows = [OptimCase("Adam", kw, desc, group2=g2, steps=100) for kw, desc, g2 in adam]
+    rows += [
+        OptimCase("Adam", {"lr": 0.02, "weight_decay": 0.1, "amsgrad": True}, "amsgrad", {"lr": 0.05}, f64, 100),
+        OptimCase(
+            "Adam",
+            {"lr": 0.02, "maximize": True},
+            "maximize decoupled",
+            {"weight_decay": 0.2, "decoupled_weight_decay": True},
+            f64,
+            100,
+        ),
+    ]
+    adamw = [
+        ({}, "default", {"lr": 0.01}),
+        ({"lr": 0.01}, "non-default lr", {"betas": (0.8, 0.99)}),
+        ({"weight_decay": 0.1}, "nonzero weight_decay", {"weight_decay": 0.0}),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize", {"lr": 0.03}),
+        ({"weight_decay": 0.1, "amsgrad": True}, "amsgrad", {"amsgrad": False}),
+        ({"lr": 0.05, "weight_decay": 0.5, "betas": (0.2, 0.9)}, "small beta1", {"amsgrad": True, "lr": 0.02}),
+    ]
+    rows += [OptimCase("AdamW", kw, desc, group2=g2, steps=100) for kw, desc, g2 in adamw]
+    rows.append(
+        OptimCase("AdamW", {"lr": 0.02, "weight_decay": 0.3, "amsgrad": True}, "amsgrad", {"maximize": True}, f64, 100)
+    )
+    adamax = [
+        ({}, "default", {"lr": 0.01}),
+        ({"lr": 0.1}, "non-default lr", {"betas": (0.8, 0.99)}),
+        ({"weight_decay": 0.1}, "nonzero weight_decay", {"weight_decay": 0.0, "lr": 0.02}),
+        ({"maximize": True}, "maximize", {"maximize": False}),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize weight_decay", {"eps": 1e-3}),
+        ({"lr": 0.05, "betas": (0.3, 0.5)}, "small betas", {"betas": (0.0, 0.0)}),
+    ]
+    rows += [OptimCase("Adamax", kw, desc, group2=g2, steps=100) for kw, desc, g2 in adamax]
+    rows.append(OptimCase("Adamax", {"lr": 0.05, "weight_decay": 0.1}, "weight_decay", {"maximize": True}, f64, 100))
+    nadam = [
+        ({}, "default", {"lr": 0.01}),
+        ({"lr": 1e-3}, "non-default lr", {"betas": (0.8, 0.99)}),
+        ({"momentum_decay": 6e-3}, "non-zero momentum_decay", {"momentum_decay": 0.1}),
+        ({"weight_decay": 0.1}, "weight_decay", {"weight_decay": 0.0}),
+        ({"weight_decay": 0.1, "momentum_decay": 6e-3}, "weight_decay momentum_decay", {"lr": 0.02}),
+        (
+            {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+            "decoupled_weight_decay",
+            {"decoupled_weight_decay": False},
+        ),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize", {"maximize": False}),
+        ({"lr": 0.05, "betas": (0.3, 0.9)}, "small beta1", {"momentum_decay": 0.0}),
+    ]
+    rows += [OptimCase("NAdam", kw, desc, group2=g2, steps=100) for kw, desc, g2 in nadam]
+    rows += [
+        OptimCase("NAdam", {"lr": 0.02, "weight_decay": 0.1}, "weight_decay", {"momentum_decay": 6e-3}, f64, 100),
+        OptimCase(
+            "NAdam",
+            {"lr": 0.02, "maximize": True},
+            "maximize decoupled",
+            {"weight_decay": 0.2, "decoupled_weight_decay": True},
+            f64,
+            100,
+        ),
+    ]
+    radam = [
+        ({}, "default", {"lr": 0.01}),
+        ({"lr": 2e-3}, "non-default lr", {"betas": (0.8, 0.99)}),
+        ({"eps": 1e-6}, "non-default eps", {"eps": 1e-3}),
+        ({"weight_decay": 0.1}, "nonzero weight_decay", {"weight_decay": 0.0}),
+        ({"weight_decay": 0.1, "decoupled_weight_decay": True}, "decoupled_weight_decay", {"lr": 0.02}),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize", {"maximize": False}),
+        ({"lr": 0.02, "betas": (0.3, 0.5)}, "never rectified", {"betas": (0.9, 0.9)}),
+    ]
+    rows += [OptimCase("RAdam", kw, desc, group2=g2, steps=100) for kw, desc, g2 in radam]
+    rows += [
+        OptimCase("RAdam", {"lr": 0.02, "weight_decay": 0.1}, "weight_decay", {"betas": (0.8, 0.9)}, f64, 100),
+        OptimCase(
+            "RAdam",
+            {"lr": 0.02, "maximize": True},
+            "maximize decoupled",
+            {"weight_decay": 0.2, "decoupled_weight_decay": True},
+            f64,
+            100,
+        ),
+    ]
+    return rows
+
+
+def _other_rows() -> list[OptimCase]:
+    # torch's optim_inputs_func_rprop / _asgd (CPU configs), per-group overrides and float64 rows.
+    # Adafactor (torch divides by zero on empty parameters) and SparseAdam (sparse gradients only)
+    # have dedicated parity tests in tests/test_other_optimizers.py.
+    f64 = np.float64
+    rprop = [
+        ({}, "default", {"lr": 0.05}),
+        ({"lr": 2e-4}, "non-default lr", {"etas": (0.3, 1.1)}),
+        ({"etas": (0.5, 1.5)}, "non-default etas", {"step_sizes": (1e-3, 0.02)}),
+        ({"step_sizes": (2e-6, 100)}, "non-default step_sizes", {"maximize": True}),
+        ({"maximize": True}, "maximize", {"lr": 0.1, "etas": (0.9, 2.0)}),
+        ({"lr": np.float32(0.03), "step_sizes": (1e-2, 0.05)}, "numpy scalar lr, tight clamp", {}),
+    ]
+    rows = [OptimCase("Rprop", kw, desc, group2=g2, steps=100) for kw, desc, g2 in rprop]
+    rows += [
+        OptimCase("Rprop", {"etas": (0.5, 1.5)}, "etas", {"step_sizes": (1e-4, 0.5)}, f64, 100),
+        OptimCase("Rprop", {"lr": 0.1, "maximize": True}, "maximize", {"etas": (0.2, 1.3)}, f64, 100),
+    ]
+    asgd = [
+        ({}, "default", {"lr": 0.05}),
+        ({"lambd": 0.1}, "non-default lambd", {"alpha": 0.5}),
+        ({"lr": 0.02}, "non-default lr", {"t0": 3.0}),
+        ({"t0": 100}, "t0", {"lambd": 0.05, "t0": 10}),
+        ({"maximize": True}, "maximize", {"weight_decay": 0.2}),
+        ({"weight_decay": 0.1}, "nonzero weight_decay", {"maximize": True}),
+        ({"weight_decay": 0.1, "maximize": True}, "maximize, nonzero weight_decay", {"lr": 0.1}),
+        ({"lr": 0.05, "lambd": 0.01, "alpha": 1.0, "t0": 5.0}, "averaging from step 6", {"t0": 0.0}),
+        ({"lr": np.float32(0.03), "t0": 20.5, "weight_decay": 0.05}, "numpy scalar lr, fractional t0", {}),
+    ]
+    rows += [OptimCase("ASGD", kw, desc, group2=g2, steps=100) for kw, desc, g2 in asgd]
+    rows += [
+        OptimCase("ASGD", {"lr": 0.05, "lambd": 0.01, "t0": 5.0}, "averaging", {"weight_decay": 0.1}, f64, 100),
+        OptimCase("ASGD", {"lr": 0.02, "maximize": True, "t0": 30}, "maximize", {"lambd": 0.5, "alpha": 0.3}, f64, 100),
+    ]
+    return rows
+
+
 OPTIM_DB: list[OptimCase] = []
 OPTIM_DB += _sgd_rows()
 # Adam family rows:
+OPTIM_DB += _adam_family_rows()
 # RMS family rows:
+OPTIM_DB += _rms_family_rows()
 # Other optimizers rows:
+OPTIM_DB += _other_rows()
 
 
 @dataclass(frozen=True)
@@ -108,6 +325,109 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("SGD", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
     ErrorCase("SGD", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
     # Adam family errors:
+    ErrorCase("Adam", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("Adam", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08 .*eps must be"),
+    ErrorCase(
+        "Adam", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, r"Invalid beta parameter at index 0: 1.0 .*betas\[0\]"
+    ),
+    ErrorCase("Adam", {"betas": (0.9, 1.0)}, ValueError, r"Invalid beta parameter at index 1: 1.0 .*< 1.0"),
+    ErrorCase("Adam", {"betas": (-0.1, 0.9)}, ValueError, "Invalid beta parameter at index 0: -0.1"),
+    ErrorCase("Adam", {"betas": (float("nan"), 0.9)}, ValueError, "Invalid beta parameter at index 0: nan"),
+    ErrorCase("Adam", {"betas": 0.9}, TypeError, r"betas must be a pair of numbers \(beta1, beta2\), got 0.9"),
+    ErrorCase("Adam", {"betas": (0.9, 0.99, 0.999)}, TypeError, "betas must be a pair"),
+    ErrorCase("Adam", {"betas": (0.9, "0.99")}, TypeError, r"betas\[1\] must be a real number"),
+    ErrorCase("Adam", {"lr": 1e-2, "weight_decay": -1}, ValueError, "Invalid weight_decay value: -1"),
+    ErrorCase("Adam", {"amsgrad": 1}, TypeError, "amsgrad must be True or False"),
+    ErrorCase("Adam", {"decoupled_weight_decay": "yes"}, TypeError, "decoupled_weight_decay must be True or False"),
+    ErrorCase("Adam", {"maximize": None}, TypeError, "maximize must be True or False"),
+    ErrorCase(
+        "Adam", {"foreach": True, "fused": True}, RuntimeError, "`fused` and `foreach` cannot be `True` together"
+    ),
+    ErrorCase("Adam", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("Adam", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    ErrorCase("AdamW", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ErrorCase("AdamW", {"lr": 1e-2, "weight_decay": -1}, ValueError, "Invalid weight_decay value: -1"),
+    ErrorCase(
+        "AdamW", {"decoupled_weight_decay": False}, TypeError, "unexpected keyword argument 'decoupled_weight_decay'"
+    ),
+    ErrorCase(
+        "AdamW", {"fused": True, "foreach": True}, RuntimeError, "`fused` and `foreach` cannot be `True` together"
+    ),
+    ErrorCase("Adamax", {"lr": 1e-2, "betas": (0.0, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ErrorCase("Adamax", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ErrorCase("Adamax", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
+    ErrorCase("Adamax", {"weight_decay": float("inf")}, ValueError, "Invalid weight_decay value: inf"),
+    ErrorCase("Adamax", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("Adamax", {"fused": False}, TypeError, "unexpected keyword argument 'fused'"),
+    ErrorCase("NAdam", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ErrorCase("NAdam", {"lr": 1e-2, "momentum_decay": -0.2}, ValueError, "Invalid momentum_decay value: -0.2"),
+    ErrorCase("NAdam", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("NAdam", {"decoupled_weight_decay": 1}, TypeError, "decoupled_weight_decay must be True or False"),
+    ErrorCase("NAdam", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    ErrorCase("RAdam", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ErrorCase("RAdam", {"lr": 1e-2, "weight_decay": -1}, ValueError, "Invalid weight_decay value: -1"),
+    ErrorCase("RAdam", {"lr": float("nan")}, ValueError, "Invalid learning rate: nan"),
+    ErrorCase("RAdam", {"eps": "1e-8"}, TypeError, "eps must be a real number"),
+    ErrorCase("RAdam", {"maximize": 0}, TypeError, "maximize must be True or False"),
+    ErrorCase("RAdam", {"capturable": True}, ValueError, "capturable=True is not supported"),
     # RMS family errors:
+    ErrorCase("Adagrad", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("Adagrad", {"lr": 1e-2, "lr_decay": -0.5}, ValueError, "Invalid lr_decay value: -0.5 .*lr_decay must be"),
+    ErrorCase("Adagrad", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase(
+        "Adagrad", {"initial_accumulator_value": -0.1}, ValueError, "Invalid initial_accumulator_value value: -0.1"
+    ),
+    ErrorCase("Adagrad", {"eps": -1e-10}, ValueError, "Invalid epsilon value: -1e-10 .*eps must be"),
+    ErrorCase("Adagrad", {"eps": float("inf")}, ValueError, "Invalid epsilon value"),
+    ErrorCase("Adagrad", {"maximize": "no"}, TypeError, "maximize must be True or False"),
+    ErrorCase("Adagrad", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    ErrorCase("Adagrad", {"fused": True, "foreach": True}, RuntimeError, "`fused` and `foreach` cannot be `True`"),
+    ErrorCase("Adagrad", {"fused": 1}, TypeError, "fused must be None, True or False"),
+    ErrorCase("Adadelta", {"lr": 1e-2, "rho": 1.1}, ValueError, "Invalid rho value: 1.1 .*rho must be .*<= 1.0"),
+    ErrorCase("Adadelta", {"rho": -0.1}, ValueError, "Invalid rho value: -0.1"),
+    ErrorCase("Adadelta", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ErrorCase("Adadelta", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06"),
+    ErrorCase("Adadelta", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("Adadelta", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("Adadelta", {"foreach": 0}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("RMSprop", {"lr": 1e-2, "momentum": -1.0}, ValueError, "Invalid momentum value: -1.0 .*momentum must be"),
+    ErrorCase("RMSprop", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ErrorCase("RMSprop", {"alpha": -0.5}, ValueError, "Invalid alpha value: -0.5"),
+    ErrorCase("RMSprop", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ErrorCase("RMSprop", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("RMSprop", {"centered": 1}, TypeError, "centered must be True or False"),
+    ErrorCase("RMSprop", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("RMSprop", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
     # Other optimizers errors:
+    ErrorCase("Rprop", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("Rprop", {"lr": 1e-2, "etas": (1.0, 0.5)}, ValueError, "Invalid eta values: 1.0, 0.5"),
+    ErrorCase("Rprop", {"etas": (0.5, 1.0)}, ValueError, "Invalid eta values: 0.5, 1.0 .*0 < etaminus < 1 < etaplus"),
+    ErrorCase("Rprop", {"etas": (0.0, 1.2)}, ValueError, "Invalid eta values: 0.0, 1.2"),
+    ErrorCase("Rprop", {"etas": 0.5}, TypeError, "etas must be a pair of numbers"),
+    ErrorCase("Rprop", {"step_sizes": (float("nan"), 50)}, ValueError, "Invalid minimal step size: nan"),
+    ErrorCase("Rprop", {"step_sizes": (1e-6, float("inf"))}, ValueError, "Invalid maximal step size: inf"),
+    ErrorCase("Rprop", {"step_sizes": (1e-6,)}, TypeError, "step_sizes must be a pair of numbers"),
+    ErrorCase("Rprop", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("Rprop", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    ErrorCase("Rprop", {"maximize": None}, TypeError, "maximize must be True or False"),
+    ErrorCase("ASGD", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ErrorCase("ASGD", {"lr": 1e-2, "weight_decay": -0.5}, ValueError, "Invalid weight_decay value: -0.5"),
+    ErrorCase("ASGD", {"lambd": float("nan")}, ValueError, "Invalid lambd value: nan"),
+    ErrorCase("ASGD", {"t0": "1e6"}, TypeError, "t0 must be a real number"),
+    ErrorCase("ASGD", {"alpha": float("inf")}, ValueError, "Invalid alpha value: inf"),
+    ErrorCase("ASGD", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ErrorCase("ASGD", {"foreach": "no"}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("Adafactor", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1"),
+    ErrorCase("Adafactor", {"eps": (-1e-30, 1e-3)}, ValueError, "Invalid epsilon1 value: -1e-30 .*eps\\[0\\] must be"),
+    ErrorCase("Adafactor", {"eps": (None, -1e-3)}, ValueError, "Invalid epsilon2 value: -0.001"),
+    ErrorCase("Adafactor", {"eps": 1e-3}, TypeError, "eps must be a pair"),
+    ErrorCase("Adafactor", {"d": 0.0}, ValueError, "Invalid clipping threshold d: 0.0 .*d must be .*>= 1.0"),
+    ErrorCase("Adafactor", {"beta2_decay": 0.8}, ValueError, "Invalid beta2_decay value: 0.8 .*<= 0.0"),
+    ErrorCase("Adafactor", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("Adafactor", {"maximize": 0}, TypeError, "maximize must be True or False"),
+    ErrorCase("SparseAdam", {"lr": 0.0}, ValueError, "Invalid learning rate: 0.0 .*lr must be .*> 0.0"),
+    ErrorCase("SparseAdam", {"eps": 0.0}, ValueError, "Invalid epsilon value: 0.0"),
+    ErrorCase("SparseAdam", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ErrorCase("SparseAdam", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ErrorCase("SparseAdam", {"betas": (0.9,)}, TypeError, "betas must be a pair of numbers"),
 ]

@@ -97,6 +97,11 @@ def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
             tv = tv.detach().numpy() if isinstance(tv, torch.Tensor) else np.asarray(tv)
             if key == "step":
                 assert float(ov) == float(tv), f"step {step}: param {i} 'step' {float(ov)} != {float(tv)}"
+            elif key in pair.ours._scalar_keys:
+                # per-parameter scalar state (NAdam's mu_product, ...): a float64 number here, a 0-d
+                # tensor of torch's default dtype there; compared as values in torch's dtype
+                ov = np.asarray(ov, dtype=tv.dtype)
+                worst = max(worst, _check(f"step {step}: param {i} state {key!r}", ov, tv, rtol, atol))
             else:
                 worst = max(worst, _check(f"step {step}: param {i} state {key!r}", ov, tv, rtol, atol))
     return worst
