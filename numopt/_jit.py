@@ -21,15 +21,26 @@ __all__ = ["CACHE", "CHUNK", "kernel", "serial_kernel"]
 
 CACHE: bool = os.environ.get("NUMOPT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
-#: Elements handled by one parallel task. Large enough to amortize scheduling,
-#: small enough that two threads get balanced work on a few-MB buffer.
+#: Elements per partial result in reductions (norms), and the size under which
+#: kernels with a serial twin skip the parallel launch.
 CHUNK: int = 16384
 
 
 def kernel(fn=None, *, parallel: bool = True):
-    """Decorate an update rule as a numopt kernel (``njit`` with the project's flags)."""
-    deco = njit(parallel=parallel, cache=CACHE, fastmath=False, nogil=True)
-    return deco if fn is None else deco(fn)
+    """Decorate an update rule as a numopt kernel (``njit`` with the project's flags).
+
+    A parallel kernel carries its thread-free twin as ``.serial`` (compiled on
+    first use): the optimizers call it for runs under ``CHUNK`` elements, where
+    waking the thread pool costs more than the work, and far more on a busy machine.
+    """
+
+    def build(f):
+        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=False, nogil=True)(f)
+        if parallel:
+            dispatcher.serial = serial_kernel(f)
+        return dispatcher
+
+    return build if fn is None else build(fn)
 
 
 def serial_kernel(fn):

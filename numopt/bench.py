@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._jit import CHUNK, kernel
+from ._jit import kernel
 
 # -- workloads ------------------------------------------------------------------------------------
 
@@ -106,42 +106,38 @@ def time_call(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 
 @kernel
 def _stream_1(ro, a):
     n = a.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            a[i] = a[i] + ro[i]
+    for i in prange(n):
+        a[i] = a[i] + ro[i]
 
 
 @kernel
 def _stream_2(ro, a, b):
     n = a.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = ro[i]
-            a[i] = a[i] + g
-            b[i] = b[i] + g
+    for i in prange(n):
+        g = ro[i]
+        a[i] = a[i] + g
+        b[i] = b[i] + g
 
 
 @kernel
 def _stream_3(ro, a, b, d):
     n = a.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = ro[i]
-            a[i] = a[i] + g
-            b[i] = b[i] + g
-            d[i] = d[i] + g
+    for i in prange(n):
+        g = ro[i]
+        a[i] = a[i] + g
+        b[i] = b[i] + g
+        d[i] = d[i] + g
 
 
 @kernel
 def _stream_4(ro, a, b, d, e):
     n = a.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = ro[i]
-            a[i] = a[i] + g
-            b[i] = b[i] + g
-            d[i] = d[i] + g
-            e[i] = e[i] + g
+    for i in prange(n):
+        g = ro[i]
+        a[i] = a[i] + g
+        b[i] = b[i] + g
+        d[i] = d[i] + g
+        e[i] = e[i] + g
 
 
 _STREAMS = {1: _stream_1, 2: _stream_2, 3: _stream_3, 4: _stream_4}

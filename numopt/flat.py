@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._jit import CHUNK
 from .parameter import Parameter, SparseGrad
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,16 +35,21 @@ class Run:
     ``data``, ``grad`` and ``state[name]`` are cached slices of the buffer's arrays.
     """
 
-    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_flat")
+    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_flat", "small")
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
         self._flat = flat
         self.p0, self.p1 = p0, p1
         self.lo, self.hi = flat.offsets[p0], flat.offsets[p1]
         self.step = float(flat.steps[p0])
+        self.small = self.hi - self.lo < CHUNK
         self.data = flat.data[self.lo : self.hi]
         self.grad = flat.grad[self.lo : self.hi]
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
+
+    def pick(self, kernel: Any) -> Any:
+        """``kernel``, or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements."""
+        return getattr(kernel, "serial", kernel) if self.small else kernel
 
     def advance(self) -> float:
         """Count one more step for every parameter of the run; return the new count."""

@@ -100,8 +100,8 @@ def _body(fn: ast.FunctionDef, cpu: bool) -> list[str]:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # docstring
         if isinstance(stmt, ast.For):
-            inner = stmt.body[0] if cpu else stmt  # CPU: for chunk (prange) / for element; CUDA: grid-stride loop
-            assert isinstance(inner, ast.For), ast.unparse(stmt)
+            # CPU: one prange loop over elements (or chunk / element loops); CUDA: a grid-stride loop
+            inner = stmt.body[0] if cpu and isinstance(stmt.body[0], ast.For) else stmt
             out += [ast.dump(_Normalize().visit(s)) for s in inner.body]
             continue
         out.append(ast.dump(_Normalize().visit(stmt)))

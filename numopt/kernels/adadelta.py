@@ -6,7 +6,7 @@ import math
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -33,15 +33,14 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, ep
     """
     n = param.size
     use_wd = weight_decay != 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            if use_wd:
-                g = g + weight_decay * param[i]
-            sa = square_avg[i] * rho + (one_minus_rho * g) * g
-            square_avg[i] = sa
-            delta = (math.sqrt(acc_delta[i] + eps) / math.sqrt(sa + eps)) * g
-            acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
-            param[i] = param[i] - lr * delta
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + weight_decay * param[i]
+        sa = square_avg[i] * rho + (one_minus_rho * g) * g
+        square_avg[i] = sa
+        delta = (math.sqrt(acc_delta[i] + eps) / math.sqrt(sa + eps)) * g
+        acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
+        param[i] = param[i] - lr * delta

@@ -162,19 +162,18 @@ def _adafactor_step(
                 psq += ps
                 usq += acc
             scale = _step_scale(psq, usq, n, rho, eps2, d, param)
-            for ch in prange((n + CHUNK - 1) // CHUNK):
-                for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-                    g = grad[lo + i]
-                    if maximize:
-                        g = -g
-                    v = variance[vo + i]
-                    if v < eps1_sq:
-                        v = eps1_sq
-                    u = g * (one / math.sqrt(v))
-                    p = param[lo + i]
-                    if use_decay:
-                        p = p * decay
-                    param[lo + i] = p + scale * u
+            for i in prange(n):
+                g = grad[lo + i]
+                if maximize:
+                    g = -g
+                v = variance[vo + i]
+                if v < eps1_sq:
+                    v = eps1_sq
+                u = g * (one / math.sqrt(v))
+                p = param[lo + i]
+                if use_decay:
+                    p = p * decay
+                param[lo + i] = p + scale * u
 
 
 adafactor_step = kernel(_adafactor_step)

@@ -6,7 +6,7 @@ import math
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -34,13 +34,12 @@ def adagrad_step(param, grad, state_sum, neg_clr, eps, weight_decay, maximize):
     """
     n = param.size
     use_wd = weight_decay != 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            if use_wd:
-                g = g + weight_decay * param[i]
-            s = state_sum[i] + g * g
-            state_sum[i] = s
-            param[i] = param[i] + (neg_clr * g) / (math.sqrt(s) + eps)
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + weight_decay * param[i]
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] = param[i] + (neg_clr * g) / (math.sqrt(s) + eps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -80,30 +80,29 @@ def adam_step(
     use_wd = weight_decay != 0
     coupled = use_wd and not decoupled_weight_decay
     decoupled = use_wd and decoupled_weight_decay
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            p = param[i]
-            g = grad[i]
-            if maximize:
-                g = -g
-            if decoupled:
-                p = p * decay
-            elif coupled:
-                g = g + wd * p
-            m = exp_avg[i]
-            if small_w1:
-                m = m + w1 * (g - m)
-            else:
-                m = g - (g - m) * w1c
-            exp_avg[i] = m
-            v = exp_avg_sq[i] * b2
-            v = v + (keep2 * g) * g
-            exp_avg_sq[i] = v
-            if amsgrad:
-                vm = max_exp_avg_sq[i]
-                if v > vm or v != v:  # torch.maximum: a NaN in either operand wins
-                    vm = v
-                max_exp_avg_sq[i] = vm
-                v = vm
-            denom = np.sqrt(v) / bc2_sqrt + eps_
-            param[i] = p + (neg_step * m) / denom
+    for i in prange(n):
+        p = param[i]
+        g = grad[i]
+        if maximize:
+            g = -g
+        if decoupled:
+            p = p * decay
+        elif coupled:
+            g = g + wd * p
+        m = exp_avg[i]
+        if small_w1:
+            m = m + w1 * (g - m)
+        else:
+            m = g - (g - m) * w1c
+        exp_avg[i] = m
+        v = exp_avg_sq[i] * b2
+        v = v + (keep2 * g) * g
+        exp_avg_sq[i] = v
+        if amsgrad:
+            vm = max_exp_avg_sq[i]
+            if v > vm or v != v:  # torch.maximum: a NaN in either operand wins
+                vm = v
+            max_exp_avg_sq[i] = vm
+            v = vm
+        denom = np.sqrt(v) / bc2_sqrt + eps_
+        param[i] = p + (neg_step * m) / denom

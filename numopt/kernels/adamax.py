@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -49,23 +49,22 @@ def adamax_step(param, grad, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_dec
     wd = dt(weight_decay)
     neg_clr = dt(-(lr / bias_correction))
     use_wd = weight_decay != 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            p = param[i]
-            g = grad[i]
-            if maximize:
-                g = -g
-            if use_wd:
-                g = g + wd * p
-            m = exp_avg[i]
-            if small_w1:
-                m = m + w1 * (g - m)
-            else:
-                m = g - (g - m) * w1c
-            exp_avg[i] = m
-            u = exp_inf[i] * b2
-            a = np.abs(g) + eps_
-            if a > u or a != a:  # torch.maximum: a NaN in either operand wins
-                u = a
-            exp_inf[i] = u
-            param[i] = p + (neg_clr * m) / u
+    for i in prange(n):
+        p = param[i]
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + wd * p
+        m = exp_avg[i]
+        if small_w1:
+            m = m + w1 * (g - m)
+        else:
+            m = g - (g - m) * w1c
+        exp_avg[i] = m
+        u = exp_inf[i] * b2
+        a = np.abs(g) + eps_
+        if a > u or a != a:  # torch.maximum: a NaN in either operand wins
+            u = a
+        exp_inf[i] = u
+        param[i] = p + (neg_clr * m) / u

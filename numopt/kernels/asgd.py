@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -33,18 +33,17 @@ def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
     one = param.dtype.type(1)
     average = mu != one
     use_wd = weight_decay != 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            p = param[i]
-            if use_wd:
-                g = g + weight_decay * p
-            p = p * decay
-            p = p - eta * g
-            param[i] = p
-            if average:
-                ax[i] = ax[i] + (p - ax[i]) * mu
-            else:
-                ax[i] = p
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        p = param[i]
+        if use_wd:
+            g = g + weight_decay * p
+        p = p * decay
+        p = p - eta * g
+        param[i] = p
+        if average:
+            ax[i] = ax[i] + (p - ax[i]) * mu
+        else:
+            ax[i] = p

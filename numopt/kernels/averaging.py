@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -31,14 +31,13 @@ def lerp_(averaged, current, weight):
     half = one / (one + one)
     small = abs(weight) < half
     rest = one - weight
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            a = averaged[i]
-            d = current[i] - a
-            if small:
-                averaged[i] = a + weight * d
-            else:
-                averaged[i] = current[i] - d * rest
+    for i in prange(n):
+        a = averaged[i]
+        d = current[i] - a
+        if small:
+            averaged[i] = a + weight * d
+        else:
+            averaged[i] = current[i] - d * rest
 
 
 @kernel
@@ -54,7 +53,6 @@ def running_mean_(averaged, current, count):
     count : scalar of the arrays' dtype
     """
     n = averaged.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            a = averaged[i]
-            averaged[i] = a + (current[i] - a) / count
+    for i in prange(n):
+        a = averaged[i]
+        averaged[i] = a + (current[i] - a) / count

@@ -97,20 +97,18 @@ def norm_partials(grad, mode, p, partials):
 def scale_(grad, coef):
     """``grad <- grad * coef`` in place (``coef`` a scalar of ``grad``'s dtype)."""
     n = grad.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            grad[i] = grad[i] * coef
+    for i in prange(n):
+        grad[i] = grad[i] * coef
 
 
 @kernel
 def clamp_(grad, low, high):
     """``grad <- min(max(grad, low), high)`` in place, NaN kept (torch's ``clamp_min_`` then ``clamp_max_``)."""
     n = grad.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if g < low:
-                g = low
-            if g > high:
-                g = high
-            grad[i] = g
+    for i in prange(n):
+        g = grad[i]
+        if g < low:
+            g = low
+        if g > high:
+            g = high
+        grad[i] = g

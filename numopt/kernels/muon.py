@@ -48,27 +48,26 @@ def muon_momentum(grad, momentum_buffer, out, momentum, one_minus_momentum, nest
     m_small = abs(momentum) < half
     w_big = w - one
     m_big = momentum - one
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            b = momentum_buffer[i]
-            diff = g - b
-            if w_small:
-                b = fma(w, diff, b)
+    for i in prange(n):
+        g = grad[i]
+        b = momentum_buffer[i]
+        diff = g - b
+        if w_small:
+            b = fma(w, diff, b)
+        else:
+            b = fma(w_big, diff, g)
+        momentum_buffer[i] = b
+        u = b
+        if nesterov:
+            diff = b - g
+            if m_small:
+                u = fma(momentum, diff, g)
             else:
-                b = fma(w_big, diff, g)
-            momentum_buffer[i] = b
-            u = b
-            if nesterov:
-                diff = b - g
-                if m_small:
-                    u = fma(momentum, diff, g)
-                else:
-                    u = fma(m_big, diff, b)
-            u32 = np.float32(u)
-            if round_bf16:
-                u32 = bf16_round(u32)
-            out[i] = u32
+                u = fma(m_big, diff, b)
+        u32 = np.float32(u)
+        if round_bf16:
+            u32 = bf16_round(u32)
+        out[i] = u32
 
 
 @kernel
@@ -79,12 +78,11 @@ def ns_scale(x, divisor, round_bf16):
     With ``divisor == 1`` it only rounds.
     """
     n = x.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = x[i] / divisor
-            if round_bf16:
-                v = bf16_round(v)
-            x[i] = v
+    for i in prange(n):
+        v = x[i] / divisor
+        if round_bf16:
+            v = bf16_round(v)
+        x[i] = v
 
 
 @kernel
@@ -97,12 +95,11 @@ def ns_combine(out, product, other, alpha, beta, round_bf16):
     ``other``.
     """
     n = out.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = alpha * product[i] + beta * other[i]
-            if round_bf16:
-                v = bf16_round(v)
-            out[i] = v
+    for i in prange(n):
+        v = alpha * product[i] + beta * other[i]
+        if round_bf16:
+            v = bf16_round(v)
+        out[i] = v
 
 
 @kernel
@@ -146,9 +143,8 @@ def muon_apply(param, update, decay, alpha):
     n = param.size
     one = param.dtype.type(1)
     use_decay = decay != one
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            p = param[i]
-            if use_decay:
-                p = p * decay
-            param[i] = fma(param.dtype.type(update[i]), alpha, p)
+    for i in prange(n):
+        p = param[i]
+        if use_decay:
+            p = p * decay
+        param[i] = fma(param.dtype.type(update[i]), alpha, p)

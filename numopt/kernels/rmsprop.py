@@ -6,7 +6,7 @@ import math
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -65,28 +65,27 @@ def rmsprop_step(
     # torch's lerp: exact at both ends, with the weight or its complement as the multiplier
     small_weight = abs(one_minus_alpha) < half
     complement = one - one_minus_alpha
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            if use_wd:
-                g = g + weight_decay * param[i]
-            sa = square_avg[i] * alpha + (one_minus_alpha * g) * g
-            square_avg[i] = sa
-            if centered:
-                ga = grad_avg[i]
-                if small_weight:
-                    ga = ga + one_minus_alpha * (g - ga)
-                else:
-                    ga = g - (g - ga) * complement
-                grad_avg[i] = ga
-                avg = math.sqrt(sa - ga * ga) + eps
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + weight_decay * param[i]
+        sa = square_avg[i] * alpha + (one_minus_alpha * g) * g
+        square_avg[i] = sa
+        if centered:
+            ga = grad_avg[i]
+            if small_weight:
+                ga = ga + one_minus_alpha * (g - ga)
             else:
-                avg = math.sqrt(sa) + eps
-            if use_momentum:
-                b = momentum_buffer[i] * momentum + g / avg
-                momentum_buffer[i] = b
-                param[i] = param[i] + neg_lr * b
-            else:
-                param[i] = param[i] + (neg_lr * g) / avg
+                ga = g - (g - ga) * complement
+            grad_avg[i] = ga
+            avg = math.sqrt(sa - ga * ga) + eps
+        else:
+            avg = math.sqrt(sa) + eps
+        if use_momentum:
+            b = momentum_buffer[i] * momentum + g / avg
+            momentum_buffer[i] = b
+            param[i] = param[i] + neg_lr * b
+        else:
+            param[i] = param[i] + (neg_lr * g) / avg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -36,28 +36,27 @@ def rprop_step(param, grad, prev, step_size, lr, etaminus, etaplus, step_size_mi
     n = param.size
     zero = param.dtype.type(0)
     one = param.dtype.type(1)
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            prod = g * prev[i]
-            s = lr if first_step else step_size[i]
-            if prod > zero:
-                s = s * etaplus
-            elif prod < zero:
-                s = s * etaminus
-                g = zero
-            if s < step_size_min:
-                s = step_size_min
-            if s > step_size_max:
-                s = step_size_max
-            step_size[i] = s
-            if g > zero:
-                sign = one
-            elif g < zero:
-                sign = -one
-            else:
-                sign = zero  # also for NaN, whose sign is 0 in torch
-            param[i] = param[i] - sign * s
-            prev[i] = g
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        prod = g * prev[i]
+        s = lr if first_step else step_size[i]
+        if prod > zero:
+            s = s * etaplus
+        elif prod < zero:
+            s = s * etaminus
+            g = zero
+        if s < step_size_min:
+            s = step_size_min
+        if s > step_size_max:
+            s = step_size_max
+        step_size[i] = s
+        if g > zero:
+            sign = one
+        elif g < zero:
+            sign = -one
+        else:
+            sign = zero  # also for NaN, whose sign is 0 in torch
+        param[i] = param[i] - sign * s
+        prev[i] = g

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 
 
 @kernel
@@ -35,21 +35,20 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
     keep = one - dampening
     use_momentum = momentum != 0
     use_wd = weight_decay != 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            g = grad[i]
-            if maximize:
-                g = -g
-            if use_wd:
-                g = g + weight_decay * param[i]
-            if use_momentum:
-                if first_step:
-                    b = g
-                else:
-                    b = momentum * momentum_buffer[i] + keep * g
-                momentum_buffer[i] = b
-                if nesterov:
-                    g = g + momentum * b
-                else:
-                    g = b
-            param[i] = param[i] - lr * g
+    for i in prange(n):
+        g = grad[i]
+        if maximize:
+            g = -g
+        if use_wd:
+            g = g + weight_decay * param[i]
+        if use_momentum:
+            if first_step:
+                b = g
+            else:
+                b = momentum * momentum_buffer[i] + keep * g
+            momentum_buffer[i] = b
+            if nesterov:
+                g = g + momentum * b
+            else:
+                g = b
+        param[i] = param[i] - lr * g

@@ -112,7 +112,7 @@ class Adadelta(Optimizer):
         t = flat.dtype.type
         run.advance()
         rho = float(group["rho"])
-        adadelta_step(
+        run.pick(adadelta_step)(
             run.data,
             run.grad,
             run.state["square_avg"],

@@ -135,7 +135,7 @@ class Adagrad(Optimizer):
         t = flat.dtype.type
         step = run.advance()
         clr = float(group["lr"]) / (1 + (step - 1) * float(group["lr_decay"]))
-        adagrad_step(
+        run.pick(adagrad_step)(
             run.data,
             run.grad,
             run.state["sum"],

@@ -148,7 +148,7 @@ class Adam(Optimizer):
         beta1, beta2 = (float(b) for b in group["betas"])
         amsgrad = bool(group["amsgrad"])
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype (see adam_step).
-        adam_step(
+        run.pick(adam_step)(
             run.data,
             run.grad,
             run.state["exp_avg"],

@@ -102,7 +102,7 @@ class Adamax(Optimizer):
         step = run.advance()
         beta1, beta2 = (float(b) for b in group["betas"])
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        adamax_step(
+        run.pick(adamax_step)(
             run.data,
             run.grad,
             run.state["exp_avg"],

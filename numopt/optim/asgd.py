@@ -144,7 +144,7 @@ class ASGD(Optimizer):
         for a, b in zip(bounds[:-1], bounds[1:]):
             lo, hi = offsets[run.p0 + a], offsets[run.p0 + b]
             eta = float(etas[a])
-            asgd_step(
+            run.pick(asgd_step)(
                 flat.data[lo:hi],
                 flat.grad[lo:hi],
                 run.state["ax"][lo - run.lo : hi - run.lo],

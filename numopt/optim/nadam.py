@@ -159,4 +159,4 @@ class NAdam(Optimizer):
                     flat.state["exp_avg"][lo:hi],
                     flat.state["exp_avg_sq"][lo:hi],
                 )
-            nadam_step(*arrays, *args, grad_step_size, exp_avg_step_size, *flags)
+            run.pick(nadam_step)(*arrays, *args, grad_step_size, exp_avg_step_size, *flags)

@@ -123,7 +123,7 @@ class RAdam(Optimizer):
         else:
             rect = 0.0  # the kernel takes a plain momentum step
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        radam_step(
+        run.pick(radam_step)(
             run.data,
             run.grad,
             run.state["exp_avg"],

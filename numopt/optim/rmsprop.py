@@ -136,7 +136,7 @@ class RMSprop(Optimizer):
         momentum = group["momentum"]
         centered = bool(group["centered"])
         alpha = float(group["alpha"])
-        rmsprop_step(
+        run.pick(rmsprop_step)(
             run.data,
             run.grad,
             run.state["square_avg"],

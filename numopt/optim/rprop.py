@@ -125,7 +125,7 @@ class Rprop(Optimizer):
         lo, hi = group["step_sizes"]
         first = run.step == 0
         run.advance()
-        rprop_step(
+        run.pick(rprop_step)(
             run.data,
             run.grad,
             run.state["prev"],

@@ -116,7 +116,7 @@ class SGD(Optimizer):
         t = flat.dtype.type
         momentum = group["momentum"]
         buf = run.state["momentum_buffer"] if momentum != 0 else _EMPTY[flat.dtype]
-        sgd_step(
+        run.pick(sgd_step)(
             run.data,
             run.grad,
             buf,
