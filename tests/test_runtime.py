@@ -1,0 +1,129 @@
+"""Properties of the compiled core: no per-step allocation, on-disk cache (also under
+concurrent compilation), thread-count control. No wall-clock thresholds here: timings
+live in `python -m numopt bench` and benchmarks/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import numopt
+
+ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD"]
+KWARGS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adam": {"amsgrad": True}}
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_step_allocates_nothing_proportional_to_the_parameters(name: str) -> None:
+    """A step over 2M float32 parameters (8 MB per buffer) allocates well under one buffer."""
+    rng = np.random.default_rng(0)
+    params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32)) for s in [(1000, 1000), (1000, 1000), (7,)]]
+    opt = getattr(numopt, name)(params, **KWARGS.get(name, {}))
+    for p in params:
+        p.grad = rng.standard_normal(p.shape).astype(np.float32)
+    opt.step()
+    opt.step()  # state exists, grads live in the flat buffer
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            opt.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, f"{name}: a step allocated {peak} bytes"
+
+
+def _run(code: str, env: dict[str, str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_STEP_AND_REPORT = """
+    import json, numpy as np, numopt
+    from numopt.kernels.adam import adam_step
+    from numopt.kernels.sgd import sgd_step
+    rng = np.random.default_rng(0)
+    ps = [numopt.Parameter(rng.standard_normal(40000).astype(np.float32)) for _ in range(2)]
+    small = [numopt.Parameter(np.ones(5, np.float32))]
+    for cls, group in ((numopt.Adam, ps), (numopt.SGD, small)):
+        opt = cls(group, lr=0.1)
+        for _ in range(3):
+            for p in group:
+                p.grad = np.ones(p.shape, np.float32)
+            opt.step()
+    hits = sum(k.stats.cache_hits.get(s, 0) for k in (adam_step, sgd_step.serial) for s in k.signatures)
+    misses = sum(k.stats.cache_misses.get(s, 0) for k in (adam_step, sgd_step.serial) for s in k.signatures)
+    print(json.dumps({"sum": float(sum(p.data.sum() for p in ps + small)), "hits": hits, "misses": misses}))
+"""
+
+
+def test_second_process_loads_kernels_from_the_cache(tmp_path) -> None:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMOPT_CACHE="1")
+    first = _run(_STEP_AND_REPORT, env)
+    second = _run(_STEP_AND_REPORT, env)
+    assert first["misses"] >= 2 and first["hits"] == 0
+    assert second["hits"] >= 2 and second["misses"] == 0
+    assert first["sum"] == second["sum"]
+
+
+def test_cache_off_compiles_in_every_process(tmp_path) -> None:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMOPT_CACHE="0")
+    _run(_STEP_AND_REPORT, env)
+    assert _run(_STEP_AND_REPORT, env)["hits"] == 0
+
+
+def test_concurrent_processes_compiling_into_one_cache_are_safe(tmp_path) -> None:
+    """numba issue 4807: parallel=True kernels cached by several processes at once.
+
+    Four processes start together on an empty cache directory; each must finish with
+    the right numbers, and a fifth must then load everything from the cache.
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMOPT_CACHE="1", NUMBA_NUM_THREADS="2")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(_STEP_AND_REPORT)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert len({r["sum"] for r in results}) == 1
+    last = _run(_STEP_AND_REPORT, env)
+    assert last["sum"] == results[0]["sum"] and last["misses"] == 0 and last["hits"] >= 2
+
+
+def test_set_num_threads_is_respected_and_results_do_not_depend_on_it() -> None:
+    import numba
+
+    before = numopt.get_num_threads()
+    results = []
+    try:
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numopt.set_num_threads(threads)
+            assert numopt.get_num_threads() == threads == numba.get_num_threads()
+            p = numopt.Parameter(np.linspace(-1, 1, 100_000, dtype=np.float32))
+            opt = numopt.Adam([p], lr=0.01)
+            for k in range(5):
+                p.grad = np.sin(p.data * (k + 1))
+                opt.step()
+            results.append(p.data.copy())
+    finally:
+        numopt.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[-1])
