@@ -111,8 +111,13 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
-def _hparam_snapshot(group: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k not in ("params", "param_names")]
+def _hparam_snapshot(group: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``group`` to tell, at the next step, whether it was edited.
+
+    Comparing it with the live group is one C-level dict comparison (the hot path
+    of a tiny model's step); list values are copied so in-place edits show too.
+    """
+    return {k: (list(v) if isinstance(v, list) and k != "params" else v) for k, v in group.items()}
 
 
 def _is_host_array(a: Any) -> bool:
@@ -171,7 +176,7 @@ class Optimizer:
         self._load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         #: id(group) -> the hyperparameters last validated (edits are re-validated at the next step)
-        self._checked_hparams: dict[int, list[tuple[str, Any]]] = {}
+        self._checked_hparams: dict[int, dict[str, Any]] = {}
         #: (weakref to the array that owned a packed parameter's memory, start, end): a later group
         #: wrapping the same memory is refused as long as that array is alive
         self._source_spans: list[tuple[weakref.ref, int, int]] = []
@@ -397,12 +402,12 @@ class Optimizer:
         """
         checked = self._checked_hparams
         for gi, group in enumerate(self.param_groups):
-            snap = _hparam_snapshot(group)
             try:
-                if checked.get(id(group)) == snap:
+                if checked.get(id(group)) == group:
                     continue
             except Exception:  # a value whose == is not a bool (an array): check it again
                 pass
+            snap = _hparam_snapshot(group)
             try:
                 self._validate_hparams(group)
             except (TypeError, ValueError) as e:
