@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import numba as _numba
 
-from . import interop, lr_scheduler, optim, swa_utils, utils
-from .minimize import minimize
-from .optim import *  # noqa: F403  (every optimizer class, named as in torch.optim)
-from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from .parameter import Parameter, SparseGrad
-from .serialization import CheckpointError, load, save
+from ._threads import choose_threading_layer as _choose_threading_layer
+from ._threads import threading_layer
+
+_choose_threading_layer()
+
+from . import interop, lr_scheduler, optim, swa_utils, utils  # noqa: E402
+from .minimize import minimize  # noqa: E402
+from .optim import *  # noqa: E402, F403  (every optimizer class, named as in torch.optim)
+from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook  # noqa: E402
+from .parameter import Parameter, SparseGrad  # noqa: E402
+from .serialization import CheckpointError, load, save  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
@@ -38,6 +43,7 @@ __all__ = [
     "save",
     "set_num_threads",
     "swa_utils",
+    "threading_layer",
     "utils",
 ]
 

@@ -127,3 +127,30 @@ def test_set_num_threads_is_respected_and_results_do_not_depend_on_it() -> None:
     finally:
         numopt.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[-1])
+
+
+def _layer(code: str, **env: str) -> str:
+    full = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "NUMOPT_THREADING_LAYER")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+_STEP = (
+    "import numpy as np, numopt; p = numopt.Parameter(np.zeros(100_000, np.float32)); o = numopt.SGD([p]); "
+    "p.grad = np.ones(100_000, np.float32); o.step(); print(numopt.threading_layer())"
+)
+
+
+def test_threading_layer_policy() -> None:
+    """torch in the process: a layer without a second OpenMP pool; the user's choice always wins."""
+    import numba
+
+    alone = _layer(_STEP)
+    assert alone in ("omp", "tbb", "workqueue")
+    with_torch = _layer("import torch; " + _STEP)
+    assert with_torch in ("tbb", "workqueue")
+    assert _layer("import torch; " + _STEP, NUMBA_THREADING_LAYER="omp") == "omp"
+    assert _layer(_STEP, NUMOPT_THREADING_LAYER="workqueue") == "workqueue"
+    assert numba.config.THREADING_LAYER  # the parent process is untouched
