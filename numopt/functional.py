@@ -26,6 +26,9 @@ Calling convention
   from both sides) compute the per-step scalars the optimizer classes compute.
 - Inside ``@njit(parallel=True)`` code, call the kernels outside your ``prange``
   loops: they are parallel loops themselves.
+- Every rule has a thread-free twin, ``<rule>_serial`` (e.g. ``adam_serial``), with
+  the same arguments: use it for small arrays (under ~16k elements), where waking
+  the thread pool costs more than the update itself.
 
 ============  =======================================================================  =======================
 rule          arguments                                                                per-step scalars
@@ -119,6 +122,12 @@ from ._embedding import (
     nadam_scalars,
     radam_scalars,
 )
+
+# Thread-free twins (``adam_serial``, ...): same arguments, for small arrays, where starting
+# the thread pool costs more than the update (far more on a busy machine).
+for _name in ("sgd", "adam", "adamax", "nadam", "radam", "adadelta", "adagrad", "rmsprop", "asgd", "rprop"):
+    globals()[_name + "_serial"] = globals()[_name].serial
+del _name
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))
 

@@ -437,3 +437,19 @@ def test_cached_serial_caller_of_parallel_kernels_loads_in_a_new_process(tmp_pat
     assert runs[0].endswith("cache_hits=0"), runs[0]
     assert runs[1].endswith("cache_hits=1"), runs[1]  # loaded from the cache, not compiled again
     assert runs[0].split()[0] == runs[1].split()[0]  # and it computes the same thing
+
+
+def test_serial_twins_give_the_same_result() -> None:
+    import numpy as np
+
+    from numopt import functional as F
+
+    x1 = np.linspace(-1, 1, 50).astype(np.float32)
+    x2 = x1.copy()
+    g = np.cos(x1)
+    s1, s2 = F.init_state("adam", x1), F.init_state("adam", x2)
+    bc1, bc2 = F.adam_scalars(0.9, 0.999, 1)
+    for fn, x, s in ((F.adam, x1, s1), (F.adam_serial, x2, s2)):
+        fn(x, g, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq, 0.01, 0.9, 0.999, 1e-8, 0.0, bc1, bc2, False, False)
+    np.testing.assert_array_equal(x1, x2)
+    assert {n + "_serial" for n in ("sgd", "adam", "rprop", "asgd")} <= set(F.__all__)

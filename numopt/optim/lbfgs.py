@@ -20,6 +20,13 @@ from ..parameter import Parameter
 
 __all__ = ["LBFGS"]
 
+
+def _as_float(loss: Any) -> float:
+    """The closure's loss as a float (a torch tensor is detached first, without a warning)."""
+    detach = getattr(loss, "detach", None)
+    return float(detach() if callable(detach) else loss)
+
+
 #: below this many elements the kernels loop over chunks without starting threads
 _PARALLEL_MIN = 1 << 17
 #: gradient buffers a step may hold at once (the line search keeps at most four alive)
@@ -429,7 +436,7 @@ class LBFGS(Optimizer):
         state.setdefault("n_iter", 0)
 
         orig_loss = closure()
-        loss = sign * float(orig_loss)
+        loss = sign * _as_float(orig_loss)
         self._moved_since_eval = False
         current_evals = 1
         state["func_evals"] += 1
@@ -499,7 +506,7 @@ class LBFGS(Optimizer):
                 evaluated = False
                 opt_cond = False
                 if n_iter != max_iter:
-                    loss = sign * float(closure())
+                    loss = sign * _as_float(closure())
                     self._moved_since_eval = False
                     self._gather(flat, gs, gi, empty, maximize)
                     opt_cond = gs.gmax[gi] <= tolerance_grad
@@ -550,7 +557,7 @@ class LBFGS(Optimizer):
 
         def evaluate(step: float, slot: int) -> tuple[float, float]:
             lbfgs_axpy(flat.data, x0, d, tp(step), gs.parallel)
-            value = sign * float(closure())
+            value = sign * _as_float(closure())
             return value, self._gather(flat, gs, slot, d, maximize)
 
         g_new = gs.free_slot(g0)
