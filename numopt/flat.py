@@ -35,10 +35,10 @@ class Run:
     ``data``, ``grad`` and ``state[name]`` are cached slices of the buffer's arrays.
     """
 
-    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_flat", "small")
+    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small")
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
-        self._flat = flat
+        self._steps = flat.steps  # not the buffer itself: buffers cache their runs (no reference cycle)
         self.p0, self.p1 = p0, p1
         self.lo, self.hi = flat.offsets[p0], flat.offsets[p1]
         self.step = float(flat.steps[p0])
@@ -54,7 +54,7 @@ class Run:
     def advance(self) -> float:
         """Count one more step for every parameter of the run; return the new count."""
         self.step += 1.0
-        self._flat.steps[self.p0 : self.p1] = self.step
+        self._steps[self.p0 : self.p1] = self.step
         return self.step
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -162,7 +163,7 @@ class Parameter:
     ``p.grad`` to the view. Writing into ``p.grad[...]`` in place avoids that copy.
     """
 
-    __slots__ = ("_data", "_grad", "_flat", "_index", "name", "__weakref__")
+    __slots__ = ("_data", "_grad", "_flat_ref", "_index", "name", "__weakref__")
 
     def __init__(self, array_or_shape: Any = None, dtype: Any = None, name: str | None = None) -> None:
         shape = array_or_shape
@@ -182,9 +183,23 @@ class Parameter:
             raise TypeError(f"Parameter name must be a str, got {type(name).__name__}")
         self._data: np.ndarray = data
         self._grad: np.ndarray | SparseGrad | None = None
-        self._flat: FlatBuffer | None = None
+        self._flat_ref: weakref.ref | None = None
         self._index: int = -1
         self.name = name
+
+    @property
+    def _flat(self) -> FlatBuffer | None:
+        """The flat buffer holding this parameter, while its optimizer lives.
+
+        A weak reference: buffers hold their parameters, so a strong one back would
+        make a cycle that only the garbage collector frees (gigabytes, late).
+        """
+        ref = self._flat_ref
+        return None if ref is None else ref()
+
+    @_flat.setter
+    def _flat(self, flat: FlatBuffer | None) -> None:
+        self._flat_ref = None if flat is None else weakref.ref(flat)
 
     # -- data ---------------------------------------------------------------
     @property

@@ -20,8 +20,8 @@ def test_wraps_array_without_copy_until_packed() -> None:
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     p = numopt.Parameter(a, name="w")
     assert p.data is a and np.asarray(p) is a and p.name == "w"
-    numopt.SGD([p], lr=0.1)
-    assert p.data is not a  # packed: one documented copy
+    opt = numopt.SGD([p], lr=0.1)
+    assert p.data is not a and p._flat is opt._flats[0][0]  # packed: one documented copy
     np.testing.assert_array_equal(p.data, a)
     assert np.shares_memory(np.asarray(p), p.data)
 
@@ -75,7 +75,7 @@ def test_grad_shape_and_dtype_checked_on_assignment() -> None:
         p.grad = np.ones(4, np.float32)
     with pytest.raises(TypeError, match="dtype"):
         p.grad = np.ones((2, 2), np.float64)
-    numopt.SGD([p])
+    opt = numopt.SGD([p])  # noqa: F841
     with pytest.raises(ValueError, match="shape"):
         p.grad = np.ones((2, 3), np.float32)
 
@@ -116,7 +116,7 @@ def test_assigned_grad_is_copied_at_step_and_rebound() -> None:
 
 def test_data_assignment_after_packing_copies_into_buffer() -> None:
     p = numopt.Parameter(np.zeros(3, np.float32))
-    numopt.SGD([p])
+    opt = numopt.SGD([p])  # noqa: F841  (the binding lasts as long as the optimizer)
     view = p.data
     p.data = np.ones(3, np.float32)
     assert p.data is view and view.sum() == 3

@@ -154,3 +154,26 @@ def test_threading_layer_policy() -> None:
     assert _layer("import torch; " + _STEP, NUMBA_THREADING_LAYER="omp") == "omp"
     assert _layer(_STEP, NUMOPT_THREADING_LAYER="workqueue") == "workqueue"
     assert numba.config.THREADING_LAYER  # the parent process is untouched
+
+
+def test_deleting_an_optimizer_frees_its_state_without_the_garbage_collector() -> None:
+    """No reference cycles between buffers, runs and parameters: state memory goes with the optimizer."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        tracemalloc.start()
+        p = numopt.Parameter(np.zeros(1_000_000, np.float32))
+        opt = numopt.Adam([p], amsgrad=True)
+        p.grad = np.ones(1_000_000, np.float32)
+        opt.step()
+        held = tracemalloc.get_traced_memory()[0]
+        del opt
+        freed = held - tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert freed >= 12_000_000, f"only {freed} bytes freed"  # exp_avg, exp_avg_sq, max_exp_avg_sq
+        assert p._flat is None  # the parameter is free to join another optimizer
+        numopt.SGD([p], lr=0.1)
+    finally:
+        gc.enable()

@@ -202,9 +202,10 @@ def test_user_rebinding_is_adopted_and_packing_is_refused() -> None:
     avg.update_parameters(m.params)
     np.testing.assert_allclose(avg.module[5].data, m.params[5].data / 2, rtol=1e-15)
     assert np.shares_memory(avg.module[5].data, avg._buffers[np.dtype(np.float64)])
-    numopt.SGD([avg.module[0]], lr=0.1)  # packs it into that optimizer's buffer
+    opt = numopt.SGD([avg.module[0]], lr=0.1)  # packs it into that optimizer's buffer
     with pytest.raises(RuntimeError, match="packed by an optimizer"):
         avg.update_parameters(m.params)
+    del opt
 
 
 def test_errors() -> None:
