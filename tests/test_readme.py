@@ -18,3 +18,13 @@ def test_quick_start_runs_and_fits(capsys) -> None:
     exec(compile(block, str(README), "exec"), scope)
     np.testing.assert_allclose(scope["w"].data, [1.0, -2.0, 0.5], atol=1e-3)
     assert "w = [" in capsys.readouterr().out
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    text = README.read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", text.split("## Quick start")[0], re.S)
+    assert commands[0] == "python -m pip install -e . && python -m numopt bench --quick"
+    test_command = commands[1]
+    assert test_command == 'python -m pip install -e ".[test]" && python -m pytest'
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
