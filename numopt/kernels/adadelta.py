@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from numba import prange
 
 from .._jit import kernel
@@ -41,6 +40,6 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, ep
             g = g + weight_decay * param[i]
         sa = square_avg[i] * rho + (one_minus_rho * g) * g
         square_avg[i] = sa
-        delta = (math.sqrt(acc_delta[i] + eps) / math.sqrt(sa + eps)) * g
+        delta = (np.sqrt(acc_delta[i] + eps) / np.sqrt(sa + eps)) * g
         acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
         param[i] = param[i] - lr * delta

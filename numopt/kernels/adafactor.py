@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
@@ -85,7 +83,7 @@ def _adafactor_step(
                     gs += g * g
                     ps += p * p
                 psq += ps
-                m = param.dtype.type(math.sqrt(gs))  # torch: norm, then square, then divide
+                m = param.dtype.type(np.sqrt(gs))  # torch: norm, then square, then divide
                 row_var[ro + k] = _lerp(row_var[ro + k], m * m / fc, weight, small, one)
             # columns: mean of G**2 along the second-to-last axis
             for j in prange(nb * nc):
@@ -96,7 +94,7 @@ def _adafactor_step(
                 for r in range(nr):
                     g = np.float64(grad[base + r * nc])
                     gs += g * g
-                m = param.dtype.type(math.sqrt(gs))
+                m = param.dtype.type(np.sqrt(gs))
                 col_var[co + j] = _lerp(col_var[co + j], m * m / fr, weight, small, one)
             for b in range(nb):
                 rs = 0.0
@@ -116,7 +114,7 @@ def _adafactor_step(
                         g = grad[base + c]
                         if maximize:
                             g = -g
-                        u = g * (one / math.sqrt(v))
+                        u = g * (one / np.sqrt(v))
                         acc += np.float64(u) * np.float64(u)
                     usq += acc
             scale = _step_scale(psq, usq, n, rho, eps2, d, param)
@@ -137,7 +135,7 @@ def _adafactor_step(
                         g = grad[base + c]
                         if maximize:
                             g = -g
-                        u = g * (one / math.sqrt(v))
+                        u = g * (one / np.sqrt(v))
                         p = param[base + c]
                         if use_decay:
                             p = p * decay
@@ -157,7 +155,7 @@ def _adafactor_step(
                     variance[vo + i] = v
                     if v < eps1_sq:
                         v = eps1_sq
-                    u = g * (one / math.sqrt(v))
+                    u = g * (one / np.sqrt(v))
                     acc += np.float64(u) * np.float64(u)
                 psq += ps
                 usq += acc
@@ -169,7 +167,7 @@ def _adafactor_step(
                 v = variance[vo + i]
                 if v < eps1_sq:
                     v = eps1_sq
-                u = g * (one / math.sqrt(v))
+                u = g * (one / np.sqrt(v))
                 p = param[lo + i]
                 if use_decay:
                     p = p * decay
@@ -186,7 +184,7 @@ def _step_scale(psq, usq, n, rho, eps2, d, like):
     # torch: alpha = max(eps2, ||param|| / sqrt(n)) * rho and denom = max(1, ||U|| / (sqrt(n) * d)) in
     # float64, each norm first rounded to the parameter's dtype (torch's tensor.norm().item()).
     t = like.dtype.type
-    root_n = math.sqrt(np.float64(n))
-    alpha = max(eps2, np.float64(t(math.sqrt(psq))) / root_n) * rho
-    denom = max(np.float64(1), np.float64(t(math.sqrt(usq))) / (root_n * d))
+    root_n = np.sqrt(np.float64(n))
+    alpha = max(eps2, np.float64(t(np.sqrt(psq))) / root_n) * rho
+    denom = max(np.float64(1), np.float64(t(np.sqrt(usq))) / (root_n * d))
     return t(-alpha / denom)

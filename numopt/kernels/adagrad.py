@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from numba import prange
 
 from .._jit import kernel
@@ -42,4 +41,4 @@ def adagrad_step(param, grad, state_sum, neg_clr, eps, weight_decay, maximize):
             g = g + weight_decay * param[i]
         s = state_sum[i] + g * g
         state_sum[i] = s
-        param[i] = param[i] + (neg_clr * g) / (math.sqrt(s) + eps)
+        param[i] = param[i] + (neg_clr * g) / (np.sqrt(s) + eps)

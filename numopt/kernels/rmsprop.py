@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from numba import prange
 
 from .._jit import kernel
@@ -80,9 +79,9 @@ def rmsprop_step(
             else:
                 ga = g - (g - ga) * complement
             grad_avg[i] = ga
-            avg = math.sqrt(sa - ga * ga) + eps
+            avg = np.sqrt(sa - ga * ga) + eps
         else:
-            avg = math.sqrt(sa) + eps
+            avg = np.sqrt(sa) + eps
         if use_momentum:
             b = momentum_buffer[i] * momentum + g / avg
             momentum_buffer[i] = b

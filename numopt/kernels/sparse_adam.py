@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from numba import prange
 
 from .._jit import kernel, serial_kernel
@@ -61,7 +60,7 @@ def _sparse_adam_step(
             dv = (g * g - v_old) * beta2c
             v = v_old + dv
             exp_avg_sq[i] = v
-            param[i] = param[i] + neg_step_size * (m / (math.sqrt(v) + eps))
+            param[i] = param[i] + neg_step_size * (m / (np.sqrt(v) + eps))
 
 
 sparse_adam_step = kernel(_sparse_adam_step)
