@@ -240,6 +240,7 @@ def test_repr() -> None:
 def test_kernel_compiles_once_per_dtype() -> None:
     from numopt.kernels.sgd import sgd_step
 
+    before = {d: set(d.signatures) for d in (sgd_step, sgd_step.serial)}  # other tests compile variants too
     for dtype in (np.float32, np.float64):
         p = numopt.Parameter(np.zeros(3, dtype))
         opt = numopt.SGD([p], lr=1, momentum=0)
@@ -249,7 +250,7 @@ def test_kernel_compiles_once_per_dtype() -> None:
             opt.step()
     for dispatcher in (sgd_step, sgd_step.serial):  # the parallel kernel and its twin for small runs
         by_dtype: dict[str, list] = {}
-        for s in dispatcher.signatures:
+        for s in set(dispatcher.signatures) - before[dispatcher]:
             if str(s[0].dtype) in ("float32", "float64"):
                 by_dtype.setdefault(str(s[0].dtype), []).append(s)
                 assert all(str(t) in (str(s[0].dtype), "bool") for t in s[3:]), s
