@@ -506,3 +506,20 @@ def test_sparse_adam_state_dict_resume_is_exact() -> None:
 
     for x, y in zip(run(None), run(5)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_scalar_state_bookkeeping_rounds_like_torch_and_reports_uniformity() -> None:
+    from numopt.kernels.scalar_state import all_equal, scale_as_float32
+
+    values = np.array([1.0, 1.0, 0.9], np.float64)
+    mu = 0.8999999761581421 * (1 - 0.5 * 0.96**0.004)
+    assert not scale_as_float32(values, mu)
+    expected = np.array([1.0, 1.0, 0.9]).astype(np.float32) * np.float32(mu)
+    np.testing.assert_array_equal(values, expected.astype(np.float64))
+    same = np.full(4, 0.5)
+    assert scale_as_float32(same, mu) and (same == same[0]).all()
+    assert not scale_as_float32(np.array([np.nan, np.nan]), 0.5)  # NaN != NaN: split, as before
+    assert all_equal(np.ones(3), np.zeros(3))
+    assert not all_equal(np.ones(3), np.array([0.0, 0.0, 1.0]))
+    assert not all_equal(np.array([1.0, 2.0]), np.zeros(2))
+    assert all_equal(np.ones(1), np.zeros(1))

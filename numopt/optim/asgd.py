@@ -9,6 +9,7 @@ import numpy as np
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_step
+from ..kernels.scalar_state import all_equal
 from ..optimizer import Optimizer
 
 __all__ = ["ASGD"]
@@ -138,8 +139,11 @@ class ASGD(Optimizer):
         maximize = bool(group["maximize"])
         # Parameters of a run share their step count, hence (almost always) eta and mu: one kernel
         # call per stretch of equal values.
-        cuts = np.flatnonzero((etas[1:] != etas[:-1]) | (mus[1:] != mus[:-1])) + 1
-        bounds = [0, *cuts.tolist(), run.p1 - run.p0]
+        if all_equal(etas, mus):
+            bounds = [0, run.p1 - run.p0]
+        else:
+            cuts = np.flatnonzero((etas[1:] != etas[:-1]) | (mus[1:] != mus[:-1])) + 1
+            bounds = [0, *cuts.tolist(), run.p1 - run.p0]
         offsets = flat.offsets
         for a, b in zip(bounds[:-1], bounds[1:]):
             lo, hi = offsets[run.p0 + a], offsets[run.p0 + b]

@@ -9,6 +9,7 @@ import numpy as np
 from .._validation import check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_step
+from ..kernels.scalar_state import scale_as_float32
 from ..optimizer import Optimizer
 from .adam import _check_adam_family
 
@@ -133,14 +134,14 @@ class NAdam(Optimizer):
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
         # torch's 'mu_product' is a float32 scalar tensor: the product is rounded to float32
         products = flat.scalars["mu_product"][run.p0 : run.p1]
-        products[:] = products.astype(np.float32) * np.float32(mu)
+        uniform = scale_as_float32(products, mu)
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
         args = (lr, beta1, beta2, float(group["eps"]), float(group["weight_decay"]), 1 - beta2**step)
         flags = (bool(group["decoupled_weight_decay"]), bool(group["maximize"]))
         # Parameters of a run share their step count, and almost always their
         # mu_product; where they do not (hyperparameters changed between the
         # steps of two parameters, or a loaded state), update each stretch alone.
-        if (products == products[0]).all():
+        if uniform:
             stretches = [(run.p0, run.p1)]
         else:
             cuts = [run.p0, *(run.p0 + 1 + np.flatnonzero(products[1:] != products[:-1])).tolist(), run.p1]
