@@ -3,15 +3,20 @@
 What is measured, for every optimizer numopt has:
 
 * the machine's memory *roofline* for the optimizer's access pattern: a kernel
-  with no math that reads and writes the same streams (Adam: 4 reads, 3 writes);
+  with no math that reads and writes the same streams (Adam: 4 reads, 3 writes),
+  over arrays holding real (written) data;
 * numopt's ``step()`` on one flat tensor at several sizes, on a GPT-like model
   of ~150 tensors (~28M parameters) and on a tiny 10-tensor model (~1k parameters);
 * ``torch.optim`` on the same workloads, in its default, ``foreach`` and ``fused``
   modes, timed in a separate worker process (two OpenMP pools in one process
   slow torch down, which would flatter numopt).
 
-Figures are medians over repeated steps after warm-up (JIT excluded). Ratios
-taken in one run are what to compare; absolute times move with machine load.
+Each row is timed in alternating rounds (numopt, roofline, each torch mode,
+then again), one process working at a time, and reports medians over all
+rounds: the machine's speed drifts (a shared VM's memory bandwidth moved by 1.5x
+within a minute here), and alternating puts the same drift into every column
+of a row, so the row's ratios hold even when its absolute times do not. JIT
+compilation and first-step state creation are excluded (warm-up steps).
 """
 
 from __future__ import annotations
@@ -87,17 +92,26 @@ def workloads(sizes: list[int], model: bool = True, tiny: bool = True) -> list[W
 # -- timing ---------------------------------------------------------------------------------------
 
 
-def time_call(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0, warmup: int = 2) -> dict:
-    """Median/min seconds of ``fn()`` over at least ``min_repeats`` calls (or ``budget_s``)."""
-    for _ in range(warmup):
-        fn()
+def sample_times(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0) -> list[float]:
+    """Seconds of each of at least ``min_repeats`` calls of ``fn()`` (more while ``budget_s`` lasts)."""
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_repeats or (time.perf_counter() - start < budget_s and len(times) < 10_000):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarize(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+
+
+def time_call(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0, warmup: int = 2) -> dict:
+    """Median/min seconds of ``fn()`` over at least ``min_repeats`` calls (or ``budget_s``), after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    return summarize(sample_times(fn, min_repeats=min_repeats, budget_s=budget_s))
 
 
 # -- roofline kernels: the optimizer's streams with no math ----------------------------------------
@@ -143,12 +157,24 @@ def _stream_4(ro, a, b, d, e):
 _STREAMS = {1: _stream_1, 2: _stream_2, 3: _stream_3, 4: _stream_4}
 
 
-def roofline(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
-    """Time a no-math pass over ``rw`` read-write and ``ro`` (= 1) read-only float32 streams of ``n``."""
-    arrays = [np.zeros(n, np.float32) for _ in range(rw + 1)]
+def roofline_kernel(n: int, rw: int, ro: int = 1) -> tuple[Callable[[], Any], int]:
+    """A no-math pass over ``rw`` read-write and ``ro`` (= 1) read-only float32 streams of ``n``, and its bytes.
+
+    Every array is written before it is timed: an untouched ``np.zeros`` array
+    reads from the kernel's shared zero page, which sits in cache, and a
+    "roofline" with such a stream measured 15-25% above what any kernel that
+    reads real data can reach.
+    """
+    arrays = [np.full(n, 1e-3 if i == 0 else 1.0, np.float32) for i in range(rw + 1)]
     fn = _STREAMS[rw]
-    t = time_call(lambda: fn(*arrays), **timing)
-    nbytes = n * 4 * (2 * rw + ro)
+    fn(*arrays)  # compile
+    return (lambda: fn(*arrays)), n * 4 * (2 * rw + ro)
+
+
+def roofline(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
+    """Time :func:`roofline_kernel` alone: median/min seconds, bytes and GB/s."""
+    fn, nbytes = roofline_kernel(n, rw, ro)
+    t = time_call(fn, **timing)
     t["bytes"] = nbytes
     t["gbps"] = nbytes / t["median_s"] / 1e9
     return t
@@ -157,86 +183,146 @@ def roofline(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
 # -- numopt side ------------------------------------------------------------------------------------
 
 
-def bench_numopt(algo: str, work: Workload, **timing: Any) -> dict | None:
+def numopt_optimizer(algo: str, work: Workload) -> Any:
+    """A numopt optimizer of ``algo`` over ``work``'s shapes, with gradients, stepped once (compiled, state made)."""
     import numopt
 
     cls = getattr(numopt, algo, None)
     if cls is None:
         return None
-    kwargs = ALGORITHMS[algo][0]
     rng = np.random.default_rng(0)
     params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32) * 0.01) for s in work.shapes]
-    opt = cls(params, **kwargs)
+    opt = cls(params, **ALGORITHMS[algo][0])
     for p in params:
         p.grad = rng.standard_normal(p.shape).astype(np.float32) * 0.01
     opt.step()  # compile, pack grads, create state
-    return time_call(opt.step, **timing)
+    return opt
+
+
+def bench_numopt(algo: str, work: Workload, **timing: Any) -> dict | None:
+    """Time numopt's ``step()`` of ``algo`` on ``work`` alone (median/min seconds)."""
+    opt = numopt_optimizer(algo, work)
+    return None if opt is None else time_call(opt.step, **timing)
 
 
 # -- torch side (a worker process) -----------------------------------------------------------------
 
 _TORCH_WORKER = r"""
-import json, sys, time, statistics
-import numpy as np
+import json, sys
 import torch
-job = json.loads(sys.stdin.read())
-torch.set_num_threads(job["threads"])
-from numopt.bench import time_call
-out = {"torch": torch.__version__, "results": []}
-for task in job["tasks"]:
-    cls = getattr(torch.optim, task["algo"], None)
-    res = {"algo": task["algo"], "workload": task["workload"], "modes": {}}
-    if cls is not None:
-        gen = torch.Generator().manual_seed(0)
-        params = [torch.randn(*s, generator=gen) * 0.01 for s in task["shapes"]]
-        for p in params:
-            p.requires_grad_(True)
-            p.grad = torch.randn(*p.shape, generator=gen) * 0.01
-        for mode in ("default", "foreach", "fused"):
-            kw = dict(task["kwargs"])
-            if mode != "default":
-                kw[mode] = True
-            try:
-                opt = cls(params, **kw)
-                with torch.no_grad():
-                    t = time_call(opt.step, **job["timing"])
-            except (RuntimeError, TypeError, ValueError) as e:
-                t = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"}
-            res["modes"][mode] = t
-    out["results"].append(res)
-if job.get("mixed"):
-    # numopt's step in a process that also runs torch (two thread pools): the "one process" row
-    import numopt
-    from numopt.bench import bench_numopt, Workload
-    x = torch.randn(256, 256)
-    for _ in range(3):
-        (x @ x).sum()
-    out["mixed"] = bench_numopt(job["mixed"]["algo"], Workload("mixed", [tuple(s) for s in job["mixed"]["shapes"]]),
-                                **job["timing"])
-print(json.dumps(out))
+from numopt.bench import sample_times
+torch.set_num_threads(int(sys.argv[1]))
+reply = lambda obj: print(json.dumps(obj), flush=True)
+reply({"torch": torch.__version__})
+opts = {}
+for line in sys.stdin:
+    job = json.loads(line)
+    if job["cmd"] == "setup":  # one optimizer per mode over the same parameters
+        opts = {}
+        cls = getattr(torch.optim, job["algo"], None)
+        errors = {}
+        if cls is not None:
+            gen = torch.Generator().manual_seed(0)
+            params = [torch.randn(*s, generator=gen) * 0.01 for s in job["shapes"]]
+            for p in params:
+                p.requires_grad_(True)
+                p.grad = torch.randn(*p.shape, generator=gen) * 0.01
+            for mode in ("default", "foreach", "fused"):
+                kw = dict(job["kwargs"])
+                if mode != "default":
+                    kw[mode] = True
+                try:
+                    opt = cls(params, **kw)
+                    with torch.no_grad():
+                        for _ in range(2):
+                            opt.step()
+                    opts[mode] = opt
+                except (RuntimeError, TypeError, ValueError) as e:
+                    errors[mode] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+        reply({"modes": sorted(opts), "errors": errors})
+    elif job["cmd"] == "time":
+        with torch.no_grad():
+            reply({"samples": sample_times(opts[job["mode"]].step, **job["timing"])})
+    elif job["cmd"] == "mixed":
+        # numopt's step in a process that also runs torch (two thread pools): the "one process" row
+        opts = {}
+        from numopt.bench import bench_numopt, Workload
+        x = torch.randn(256, 256)
+        for _ in range(3):
+            (x @ x).sum()
+        reply(bench_numopt(job["algo"], Workload("mixed", [tuple(s) for s in job["shapes"]]), **job["timing"]))
+    else:
+        break
 """
 
+#: Seconds to let one process's thread pool go idle before the other process runs (libgomp spins
+#: for a while after each parallel region before it sleeps).
+_HANDOVER_S = 0.02
 
-def bench_torch(tasks: list[dict], threads: int, timing: dict, mixed: dict | None = None) -> dict | None:
-    """Run the torch timings in a fresh worker process; ``None`` if torch is not importable."""
-    job = {"tasks": tasks, "threads": threads, "timing": timing, "mixed": mixed}
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _TORCH_WORKER],
-            input=json.dumps(job),
-            capture_output=True,
+
+class TorchWorker:
+    """torch.optim timed in its own process, driven turn by turn from the benchmark's process.
+
+    The worker stays alive for the whole run: for each row it builds torch's
+    optimizers once, then times them when asked, so that rounds of numopt and
+    torch alternate and a slow spell of the machine hits both sides alike.
+    Only one of the two processes works at a time.
+    """
+
+    def __init__(self, threads: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _TORCH_WORKER, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
             text=True,
             env=env,
-            timeout=3600,
         )
-    except subprocess.TimeoutExpired:
-        return None
-    if proc.returncode != 0:
-        if "No module named 'torch'" in proc.stderr:
-            return None
-        raise RuntimeError(f"torch benchmark worker failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        self.version = self._recv()["torch"]
+        self.modes: list[str] = []
+        self.errors: dict[str, str] = {}
+
+    @classmethod
+    def start(cls, threads: int) -> TorchWorker | None:
+        """A running worker, or ``None`` if torch is not importable."""
+        try:
+            return cls(threads)
+        except RuntimeError as e:
+            if "No module named 'torch'" in str(e):
+                return None
+            raise
+
+    def _recv(self) -> Any:
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            self._err.seek(0)
+            raise RuntimeError(f"torch benchmark worker failed:\n{self._err.read()[-2000:]}")
+        return json.loads(line)
+
+    def ask(self, **job: Any) -> Any:
+        time.sleep(_HANDOVER_S)
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+        out = self._recv()
+        time.sleep(_HANDOVER_S)
+        return out
+
+    def setup(self, algo: str, shapes: list[tuple[int, ...]]) -> None:
+        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=ALGORITHMS[algo][0])
+        self.modes, self.errors = out["modes"], out["errors"]
+
+    def time(self, mode: str, **timing: Any) -> list[float]:
+        return self.ask(cmd="time", mode=mode, timing=timing)["samples"]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+            self._proc.stdin.close()
+            self._proc.wait(timeout=60)
+        self._err.close()
 
 
 def cold_start(with_cache: bool) -> float:
@@ -302,19 +388,55 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def render_table(rows: list[Row]) -> str:
     head = (
-        "| optimizer | workload | numopt ms | GB/s | % roofline | torch default ms | torch foreach ms "
+        "| optimizer | workload | numopt ms | GB/s | roofline GB/s | % roofline | torch default ms | torch foreach ms "
         "| torch fused ms | x default | x foreach | x fused |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         t, s = r.torch_ms, r.speedup
-        lines.append(
-            f"| {r.algo} | {r.workload} | {_fmt(r.numopt_ms, '.3f')} | {_fmt(r.gbps, '.1f')} "
-            f"| {_fmt(r.pct_roofline, '.0f')} | {_fmt(t.get('default'), '.3f')} | {_fmt(t.get('foreach'), '.3f')} "
-            f"| {_fmt(t.get('fused'), '.3f')} | {_fmt(s.get('default'), '.2f')} | {_fmt(s.get('foreach'), '.2f')} "
-            f"| {_fmt(s.get('fused'), '.2f')} |"
-        )
+        cells = [r.algo, r.workload, _fmt(r.numopt_ms, ".3f"), _fmt(r.gbps, ".1f"), _fmt(r.roofline_gbps, ".1f")]
+        cells.append(_fmt(r.pct_roofline, ".0f"))
+        cells += [_fmt(t.get(m), ".3f") for m in ("default", "foreach", "fused")]
+        cells += [_fmt(s.get(m), ".2f") for m in ("default", "foreach", "fused")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def bench_row(algo: str, work: Workload, worker: TorchWorker | None, rounds: int, timing: dict) -> Row | None:
+    """One table row: numopt's step, the roofline kernel and torch's modes, timed in alternating rounds.
+
+    Each round times numopt, then the no-math kernel of the same access pattern,
+    then each torch mode in the worker; a row's figures are medians over all its
+    rounds, so a change in the machine's speed during the row moves every column.
+    """
+    opt = numopt_optimizer(algo, work)
+    if opt is None:
+        return None
+    opt.step()
+    _, rw, ro = ALGORITHMS[algo]
+    roof = roofline_kernel(work.size, rw, ro) if work.size >= 1_000_000 else None
+    if worker is not None:
+        worker.setup(algo, work.shapes)
+    samples: dict[str, list[float]] = {"numopt": [], "roofline": []}
+    for _ in range(rounds):
+        samples["numopt"] += sample_times(opt.step, **timing)
+        if roof is not None:
+            samples["roofline"] += sample_times(roof[0], **timing)
+        for mode in worker.modes if worker is not None else ():
+            samples.setdefault(mode, []).extend(worker.time(mode, **timing))
+    del opt, roof
+    seconds = statistics.median(samples["numopt"])
+    nbytes = work.size * 4 * (2 * rw + ro)
+    row = Row(algo, work.name, work.size, seconds * 1e3, gbps=nbytes / seconds / 1e9)
+    if samples["roofline"]:
+        row.roofline_gbps = nbytes / statistics.median(samples["roofline"]) / 1e9
+        row.pct_roofline = 100 * row.gbps / row.roofline_gbps
+    if worker is not None:
+        for mode in ("default", "foreach", "fused"):
+            ms = statistics.median(samples[mode]) * 1e3 if mode in samples else None
+            row.torch_ms[mode] = ms
+            row.speedup[mode] = ms / row.numopt_ms if ms else None
+    return row
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -357,60 +479,34 @@ def run(argv: list[str] | None = None) -> dict:
         return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
+    rounds = 2 if args.quick else 3
+    per_round = {"min_repeats": -(-timing["min_repeats"] // rounds), "budget_s": timing["budget_s"] / rounds}
     print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)
-    roof: dict[tuple[int, str], dict] = {}
+    worker = None if args.no_torch else TorchWorker.start(threads)
+    if worker is None and not args.no_torch:
+        print("torch is not importable: numopt figures only")
     rows: list[Row] = []
-    for algo in algos:
-        kwargs, rw, ro = ALGORITHMS[algo]
-        for w in work:
-            res = bench_numopt(algo, w, **timing)
-            if res is None:
-                continue
-            row = Row(algo, w.name, w.size, res["median_s"] * 1e3)
-            nbytes = w.size * 4 * (2 * rw + ro)
-            row.gbps = nbytes / res["median_s"] / 1e9
-            if w.size >= 1_000_000:
-                key = (w.size, f"{rw}+{ro}")
-                if key not in roof:
-                    roof[key] = roofline(w.size, rw, ro, **timing)
-                row.roofline_gbps = roof[key]["gbps"]
-                row.pct_roofline = 100 * row.gbps / row.roofline_gbps
-            rows.append(row)
-            print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
-
-    torch_out = None
-    if not args.no_torch:
-        tasks = [
-            {
-                "algo": r.algo,
-                "workload": r.workload,
-                "kwargs": ALGORITHMS[r.algo][0],
-                "shapes": next(w.shapes for w in work if w.name == r.workload),
-            }
-            for r in rows
-        ]
+    mixed = None
+    try:
+        for algo in algos:
+            for w in work:
+                row = bench_row(algo, w, worker, rounds, per_round)
+                if row is not None:
+                    rows.append(row)
+                    print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
         model = next((w for w in work if w.name.startswith("gpt")), None)
-        mixed = {"algo": "Adam" if "Adam" in algos else algos[0], "shapes": model.shapes} if model else None
-        print("timing torch.optim in a worker process ...", flush=True)
-        torch_out = bench_torch(tasks, threads, timing, mixed)
-        if torch_out is None:
-            print("torch is not importable: numopt figures only")
-        else:
-            for r, tr in zip(rows, torch_out["results"]):
-                for mode, t in tr["modes"].items():
-                    ms = t["median_s"] * 1e3 if "median_s" in t else None
-                    r.torch_ms[mode] = ms
-                    r.speedup[mode] = ms / r.numopt_ms if ms else None
+        if worker is not None and model is not None:
+            mixed = {"algo": "Adam" if "Adam" in algos else algos[0]}
+            mixed["ms"] = worker.ask(cmd="mixed", shapes=model.shapes, timing=timing, **mixed)["median_s"] * 1e3
+    finally:
+        if worker is not None:
+            worker.close()
 
-    result = {
-        "machine": machine_info(threads),
-        "rows": [asdict(r) for r in rows],
-        "roofline": [{"size": k[0], "pattern": k[1], **v} for k, v in roof.items()],
-    }
-    if torch_out:
-        result["machine"]["torch"] = torch_out["torch"]
-        if torch_out.get("mixed"):
-            result["mixed_process"] = {"algo": mixed["algo"], "ms": torch_out["mixed"]["median_s"] * 1e3}
+    result = {"machine": machine_info(threads), "rows": [asdict(r) for r in rows]}
+    if worker is not None:
+        result["machine"]["torch"] = worker.version
+    if mixed is not None:
+        result["mixed_process"] = mixed
     if not args.quick:
         result["cold_start_s"] = {"warm_cache": cold_start(True), "no_cache": cold_start(False)}
 
@@ -421,8 +517,6 @@ def run(argv: list[str] | None = None) -> dict:
         f"numba {m['numba']}, torch {m.get('torch', 'n/a')}"
     )
     print(render_table(rows))
-    for k, v in roof.items():
-        print(f"roofline {k[1]} streams at {k[0]:.0e}: {v['gbps']:.1f} GB/s")
     if "mixed_process" in result:
         mp = result["mixed_process"]
         alone = next((r.numopt_ms for r in rows if r.workload.startswith("gpt") and r.algo == mp["algo"]), None)
