@@ -479,7 +479,7 @@ def run(argv: list[str] | None = None) -> dict:
         return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
-    rounds = 2 if args.quick else 3
+    rounds = 2 if args.quick else 5
     per_round = {"min_repeats": -(-timing["min_repeats"] // rounds), "budget_s": timing["budget_s"] / rounds}
     print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)
     worker = None if args.no_torch else TorchWorker.start(threads)

@@ -509,7 +509,7 @@ def test_sparse_adam_state_dict_resume_is_exact() -> None:
 
 
 def test_scalar_state_bookkeeping_rounds_like_torch_and_reports_uniformity() -> None:
-    from numopt.kernels.scalar_state import all_equal, scale_as_float32
+    from numopt._scalar_state import all_equal, scale_as_float32
 
     values = np.array([1.0, 1.0, 0.9], np.float64)
     mu = 0.8999999761581421 * (1 - 0.5 * 0.96**0.004)

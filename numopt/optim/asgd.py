@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from .._scalar_state import all_equal
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_step
-from ..kernels.scalar_state import all_equal
 from ..optimizer import Optimizer
 
 __all__ = ["ASGD"]

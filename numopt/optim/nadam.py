@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from .._scalar_state import scale_as_float32
 from .._validation import check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_step
-from ..kernels.scalar_state import scale_as_float32
 from ..optimizer import Optimizer
 from .adam import _check_adam_family
 

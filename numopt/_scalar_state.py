@@ -3,14 +3,15 @@
 These arrays hold one float per parameter of a run. Doing their bookkeeping with
 NumPy costs a microsecond or more per operation on a ten-parameter model, which
 is most of a small model's step; a single serial Numba call does it in a fraction
-of that.
+of that. They work on host arrays for every optimizer, GPU parameters included
+(which is why they live outside ``numopt.kernels``, whose kernels have CUDA twins).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._jit import kernel
+from ._jit import kernel
 
 
 @kernel(parallel=False)
