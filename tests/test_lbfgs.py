@@ -401,3 +401,76 @@ def test_one_dtype_per_group() -> None:
         numopt.LBFGS([a, b])
     opt = numopt.LBFGS([{"params": [a]}, {"params": [b]}])  # separate groups are fine
     assert len(opt.param_groups) == 2
+
+
+def _named_quadratic_run(groups_before: list[list[str]], groups_after: list[list[str]] | None, load: bool = True):
+    """LBFGS on a separable quadratic over named parameters a, b, c; optionally saved at ``split`` and
+    resumed (by name) in an optimizer whose groups and parameter order are ``groups_after``."""
+    rng = np.random.default_rng(3)
+    shapes = {"a": (4,), "b": (2, 3), "c": (3,)}
+    scale = {k: rng.uniform(0.5, 20.0, s) for k, s in shapes.items()}
+    target = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    values = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    kwargs = {"max_iter": 2, "history_size": 3, "line_search_fn": "strong_wolfe"}
+
+    def build(groups: list[list[str]]) -> tuple[numopt.LBFGS, dict[str, numopt.Parameter]]:
+        params = {k: numopt.Parameter(values[k].copy(), name=k) for k in shapes}
+        return numopt.LBFGS([{"params": [params[k] for k in g]} for g in groups], **kwargs), params
+
+    opt, params = build(groups_before)
+    for s in range(6):
+        if s == 3 and groups_after is not None:
+            sd = opt.state_dict()
+            values.update({k: p.data.copy() for k, p in params.items()})
+            opt, params = build(groups_after)
+            if load:
+                assert opt.load_state_dict(sd, match="name") == ([], [])
+
+        def closure(params: dict[str, numopt.Parameter] = params) -> float:
+            loss = 0.0
+            for k, p in params.items():
+                r = p.data - target[k]
+                loss += 0.5 * float(np.sum(scale[k] * r * r))
+                p.grad = scale[k] * r
+            return loss
+
+        opt.step(closure)
+    return {k: p.data.copy() for k, p in params.items()}
+
+
+def test_load_state_dict_by_name_follows_the_names_across_group_and_parameter_order() -> None:
+    straight = _named_quadratic_run([["a", "b"], ["c"]], None)
+    same_order = _named_quadratic_run([["a", "b"], ["c"]], [["a", "b"], ["c"]])
+    shuffled = _named_quadratic_run([["a", "b"], ["c"]], [["c"], ["b", "a"]])
+    for k in straight:
+        np.testing.assert_array_equal(same_order[k], straight[k])
+        np.testing.assert_allclose(shuffled[k], straight[k], rtol=1e-12, atol=1e-14)  # sums in another order
+    fresh = _named_quadratic_run([["a", "b"], ["c"]], [["c"], ["b", "a"]], load=False)
+    assert any(not np.allclose(fresh[k], straight[k], rtol=1e-6) for k in straight)  # the history mattered
+
+
+def test_load_state_dict_by_name_refuses_groups_that_do_not_match_whole() -> None:
+    a, b, c = (numopt.Parameter(np.ones(2), name=n) for n in "abc")
+    src = numopt.LBFGS([{"params": [a, b]}, {"params": [c]}], max_iter=2)
+
+    def closure() -> float:
+        for p in (a, b, c):
+            p.grad = p.data.copy()
+        return float(sum(np.sum(p.data**2) for p in (a, b, c)))
+
+    src.step(closure)
+    sd = src.state_dict()
+    a2, b2, c2 = (numopt.Parameter(np.ones(2), name=n) for n in "abc")
+    dst = numopt.LBFGS([{"params": [a2]}, {"params": [b2, c2]}], max_iter=2)
+    before = dst.state_dict()
+    with pytest.raises(ValueError, match="exactly the names of one saved group"):
+        dst.load_state_dict(sd, match="name")
+    with pytest.raises(ValueError, match="strict=False"):
+        dst.load_state_dict(sd, match="name", strict=False)
+    with pytest.raises(ValueError, match="match must be"):
+        dst.load_state_dict(sd, match="id")
+    unnamed = numopt.LBFGS([numopt.Parameter(np.ones(2))])
+    with pytest.raises(ValueError, match="needs every parameter to have a name"):
+        unnamed.load_state_dict(numopt.LBFGS([numopt.Parameter(np.ones(2), name="a")]).state_dict(), match="name")
+    after = dst.state_dict()
+    assert after["state"] == before["state"] and after["param_groups"] == before["param_groups"]

@@ -15,7 +15,7 @@ from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer
 from ..kernels.lbfgs import lbfgs_axpy, lbfgs_direction, lbfgs_gather, lbfgs_push
-from ..optimizer import Optimizer, _global_step_post_hooks, _global_step_pre_hooks
+from ..optimizer import LoadStateDictResult, Optimizer, _global_step_post_hooks, _global_step_pre_hooks
 from ..parameter import Parameter
 
 __all__ = ["LBFGS"]
@@ -640,12 +640,29 @@ class LBFGS(Optimizer):
         return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
 
     # -- state dicts ------------------------------------------------------------
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(
+        self, state_dict: dict[str, Any], match: str = "position", strict: bool = True
+    ) -> LoadStateDictResult:
         """Load a state from :meth:`state_dict` (or torch's LBFGS state dict converted to NumPy).
 
         Validated before anything changes, as for every optimizer; the state of
         each group is read from its first parameter's entry.
+
+        ``match='name'`` pairs each group here with the saved group that has
+        exactly its parameter names, in any order of groups and of parameters
+        (the saved history vectors are permuted to this group's order).
+        LBFGS keeps one history over a whole group's flat vector, so a group
+        cannot take part of a saved group: ``strict=False`` is refused.
         """
+        if match not in ("position", "name"):
+            raise ValueError(f"match must be 'position' or 'name', got {match!r}")
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        if not strict:
+            raise ValueError(
+                "LBFGS keeps one history over all the parameters of a group, so it cannot load part of a "
+                "saved group: strict=False is not supported (regroup the parameters to match the saved groups)"
+            )
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         sd = dict(state_dict)
@@ -653,6 +670,8 @@ class LBFGS(Optimizer):
             result = hook(self, sd)
             if result is not None:
                 sd = result
+        if match == "name":
+            sd = self._in_position_order(sd)
         staged: dict[int, tuple[dict[str, Any], _GroupState]] = {}
         groups, saved_state = sd.get("param_groups"), sd.get("state")
         if (
@@ -696,6 +715,53 @@ class LBFGS(Optimizer):
                 st.update(gs.torch_state(int(group["history_size"])))
         for hook in self._load_state_dict_post_hooks.values():
             hook(self)
+        return LoadStateDictResult([], [])
+
+    def _in_position_order(self, sd: dict[str, Any]) -> dict[str, Any]:
+        """``sd`` rearranged so that its groups and each group's history follow this optimizer's order by name."""
+        saved_groups, saved_state = sd.get("param_groups"), sd.get("state")
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+            raise ValueError("state_dict['param_groups'] must be a list and state_dict['state'] a dict")
+        where: dict[str, tuple[int, int]] = {}
+        for sgi, saved in enumerate(saved_groups):
+            names = saved.get("param_names") if isinstance(saved, dict) else None
+            ids = saved.get("params") if isinstance(saved, dict) else None
+            if not isinstance(names, (list, tuple)) or not isinstance(ids, (list, tuple)) or len(names) != len(ids):
+                raise ValueError(
+                    f"match='name': param_groups[{sgi}] of the loaded state dict records no 'param_names' list "
+                    "with one name per parameter; load it with match='position'"
+                )
+            for j, name in enumerate(names):
+                if name in where:
+                    raise ValueError(f"the loaded state dict names two parameters {name!r}; cannot match by name")
+                where[name] = (sgi, j)
+        groups, state, used = [], {}, set()
+        for gi, (group, names) in enumerate(zip(self.param_groups, self._param_names())):
+            if any(name is None for name in names):
+                raise ValueError(
+                    f"match='name' needs every parameter to have a name, but param_groups[{gi}] has an unnamed one "
+                    "(create it with numopt.Parameter(..., name=...) or pass (name, param) pairs)"
+                )
+            sources = {where[name][0] for name in names if name in where}
+            saved = saved_groups[next(iter(sources))] if len(sources) == 1 else None
+            if saved is None or sorted(saved["param_names"]) != sorted(names):
+                raise ValueError(
+                    f"match='name': param_groups[{gi}] ({len(names)} parameters) does not have exactly the names of "
+                    "one saved group; LBFGS keeps one history per group, so groups must match whole"
+                )
+            sgi = next(iter(sources))
+            used.add(sgi)
+            order = [where[name][1] for name in names]
+            ids = [saved["params"][j] for j in order]
+            groups.append({**saved, "params": ids, "param_names": list(names)})
+            entry = saved_state.get(saved["params"][0])
+            if entry:
+                sizes = {saved["param_names"][j]: p.size for j, p in zip(order, group["params"])}
+                state[ids[0]] = _permute_history(entry, [sizes[n] for n in saved["param_names"]], order)
+        unused = sorted(set(range(len(saved_groups))) - used)
+        if unused:
+            raise ValueError(f"match='name': saved param_groups {unused} match no group of this optimizer")
+        return {**sd, "param_groups": groups, "state": state}
 
     def _parse_state(
         self, k: Any, entry: Any, flat: FlatBuffer, history_size: int
@@ -783,3 +849,30 @@ class LBFGS(Optimizer):
                 values.append(float(arr.reshape(())))
             gs.al = np.array(values + [math.nan] * max(0, history_size - len(values)), np.float64)
         return scalars, gs
+
+
+def _permute_history(entry: Any, sizes: list[int], order: list[int]) -> Any:
+    """A group's LBFGS state with its flat vectors' segments (``sizes``, saved order) taken in ``order``.
+
+    Entries that are not what :meth:`LBFGS._parse_state` accepts are passed on
+    unchanged, for it to report.
+    """
+    if not isinstance(entry, dict):
+        return entry
+    bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    n = int(bounds[-1])
+
+    def permute(v: Any) -> Any:
+        arr = np.asarray(v)
+        if arr.shape != (n,):
+            return v
+        return np.concatenate([arr[bounds[j] : bounds[j + 1]] for j in order]) if order else arr.copy()
+
+    out = dict(entry)
+    for key in ("d", "prev_flat_grad"):
+        if out.get(key) is not None:
+            out[key] = permute(out[key])
+    for key in ("old_dirs", "old_stps"):
+        if isinstance(out.get(key), (list, tuple)):
+            out[key] = [permute(v) for v in out[key]]
+    return out
