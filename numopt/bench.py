@@ -12,11 +12,12 @@ What is measured, for every optimizer numopt has:
   slow torch down, which would flatter numopt).
 
 Each row is timed in alternating rounds (numopt, roofline, each torch mode,
-then again), one process working at a time, and reports medians over all
-rounds: the machine's speed drifts (a shared VM's memory bandwidth moved by 1.5x
-within a minute here), and alternating puts the same drift into every column
-of a row, so the row's ratios hold even when its absolute times do not. JIT
-compilation and first-step state creation are excluded (warm-up steps).
+then again), one process working at a time. Times are medians over all rounds;
+ratios are medians of per-round ratios, each between neighbours in time: the
+machine's speed drifts and jumps (a shared VM's memory bandwidth moved between
+~50 and ~90 GB/s within seconds here), so the row's ratios hold even when its
+absolute times do not. JIT compilation and first-step state creation are
+excluded (warm-up steps).
 """
 
 from __future__ import annotations
@@ -191,10 +192,10 @@ def numopt_optimizer(algo: str, work: Workload) -> Any:
     if cls is None:
         return None
     rng = np.random.default_rng(0)
-    params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32) * 0.01) for s in work.shapes]
+    params = [numopt.Parameter(rng.standard_normal(s, dtype=np.float32) * np.float32(0.01)) for s in work.shapes]
     opt = cls(params, **ALGORITHMS[algo][0])
     for p in params:
-        p.grad = rng.standard_normal(p.shape).astype(np.float32) * 0.01
+        p.grad = rng.standard_normal(p.shape, dtype=np.float32) * np.float32(0.01)
     opt.step()  # compile, pack grads, create state
     return opt
 
@@ -240,9 +241,9 @@ for line in sys.stdin:
                 except (RuntimeError, TypeError, ValueError) as e:
                     errors[mode] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
         reply({"modes": sorted(opts), "errors": errors})
-    elif job["cmd"] == "time":
+    elif job["cmd"] == "time":  # each mode in turn: one hand-over between the processes per round
         with torch.no_grad():
-            reply({"samples": sample_times(opts[job["mode"]].step, **job["timing"])})
+            reply({m: sample_times(opts[m].step, **job["timing"]) for m in job["modes"]})
     elif job["cmd"] == "mixed":
         # numopt's step in a process that also runs torch (two thread pools): the "one process" row
         opts = {}
@@ -314,8 +315,9 @@ class TorchWorker:
         out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=ALGORITHMS[algo][0])
         self.modes, self.errors = out["modes"], out["errors"]
 
-    def time(self, mode: str, **timing: Any) -> list[float]:
-        return self.ask(cmd="time", mode=mode, timing=timing)["samples"]
+    def time(self, **timing: Any) -> dict[str, list[float]]:
+        """Step times of every mode that :meth:`setup` built, one mode after the other."""
+        return self.ask(cmd="time", modes=self.modes, timing=timing)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -402,40 +404,60 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def bench_row(algo: str, work: Workload, worker: TorchWorker | None, rounds: int, timing: dict) -> Row | None:
+def bench_row(
+    algo: str, work: Workload, worker: TorchWorker | None, rounds: int, timing: dict, roofs: dict | None = None
+) -> Row | None:
     """One table row: numopt's step, the roofline kernel and torch's modes, timed in alternating rounds.
 
     Each round times numopt, then the no-math kernel of the same access pattern,
-    then each torch mode in the worker; a row's figures are medians over all its
-    rounds, so a change in the machine's speed during the row moves every column.
+    then each torch mode in the worker. Times are medians over all rounds; the
+    ratios (% of roofline, speed-ups) are medians of the per-round ratios, each
+    taken between neighbours in time: this machine's bandwidth can jump by 1.5x
+    from one second to the next, and a jump between rounds then moves both
+    sides of a ratio instead of one. (So a ratio can differ a little from the
+    ratio of the two printed medians.)
     """
     opt = numopt_optimizer(algo, work)
     if opt is None:
         return None
     opt.step()
     _, rw, ro = ALGORITHMS[algo]
-    roof = roofline_kernel(work.size, rw, ro) if work.size >= 1_000_000 else None
+    roof = None
+    if work.size >= 1_000_000:
+        roofs = {} if roofs is None else roofs  # roofline arrays reused by the rows of a workload
+        if (rw, ro) not in roofs:
+            roofs[rw, ro] = roofline_kernel(work.size, rw, ro)
+        roof = roofs[rw, ro]
     if worker is not None:
         worker.setup(algo, work.shapes)
-    samples: dict[str, list[float]] = {"numopt": [], "roofline": []}
+    samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
     for _ in range(rounds):
-        samples["numopt"] += sample_times(opt.step, **timing)
+        samples.setdefault("numopt", []).append(sample_times(opt.step, **timing))
         if roof is not None:
-            samples["roofline"] += sample_times(roof[0], **timing)
-        for mode in worker.modes if worker is not None else ():
-            samples.setdefault(mode, []).extend(worker.time(mode, **timing))
+            samples.setdefault("roofline", []).append(sample_times(roof[0], **timing))
+        if worker is not None:
+            for mode, times in worker.time(**timing).items():
+                samples.setdefault(mode, []).append(times)
     del opt, roof
-    seconds = statistics.median(samples["numopt"])
+
+    def pooled(name: str) -> float:
+        return statistics.median([t for times in samples[name] for t in times])
+
+    def ratio(name: str) -> float:
+        """Median over rounds of (``name``'s median time) / (numopt's median time)."""
+        pairs = zip(samples[name], samples["numopt"])
+        return statistics.median(statistics.median(a) / statistics.median(b) for a, b in pairs)
+
+    seconds = pooled("numopt")
     nbytes = work.size * 4 * (2 * rw + ro)
     row = Row(algo, work.name, work.size, seconds * 1e3, gbps=nbytes / seconds / 1e9)
-    if samples["roofline"]:
-        row.roofline_gbps = nbytes / statistics.median(samples["roofline"]) / 1e9
-        row.pct_roofline = 100 * row.gbps / row.roofline_gbps
+    if "roofline" in samples:
+        row.roofline_gbps = nbytes / pooled("roofline") / 1e9
+        row.pct_roofline = 100 * ratio("roofline")
     if worker is not None:
         for mode in ("default", "foreach", "fused"):
-            ms = statistics.median(samples[mode]) * 1e3 if mode in samples else None
-            row.torch_ms[mode] = ms
-            row.speedup[mode] = ms / row.numopt_ms if ms else None
+            row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
+            row.speedup[mode] = ratio(mode) if mode in samples else None
     return row
 
 
@@ -471,7 +493,7 @@ def run(argv: list[str] | None = None) -> dict:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
     else:
         sizes = [10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]
-    timing = {"min_repeats": 5, "budget_s": 0.3} if args.quick else {"min_repeats": 7, "budget_s": 1.5}
+    timing = {"min_repeats": 5, "budget_s": 0.2} if args.quick else {"min_repeats": 7, "budget_s": 1.5}
     kinds = {k.strip() for k in args.workloads.split(",")}
     if args.device == "cuda":
         from .bench_cuda import run_cuda
@@ -479,7 +501,7 @@ def run(argv: list[str] | None = None) -> dict:
         return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
-    rounds = 2 if args.quick else 5
+    rounds = 3 if args.quick else 5
     per_round = {"min_repeats": -(-timing["min_repeats"] // rounds), "budget_s": timing["budget_s"] / rounds}
     print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)
     worker = None if args.no_torch else TorchWorker.start(threads)
@@ -488,12 +510,14 @@ def run(argv: list[str] | None = None) -> dict:
     rows: list[Row] = []
     mixed = None
     try:
-        for algo in algos:
-            for w in work:
-                row = bench_row(algo, w, worker, rounds, per_round)
+        for w in work:
+            roofs: dict = {}  # one set of roofline arrays per access pattern, for this workload's rows
+            for algo in algos:
+                row = bench_row(algo, w, worker, rounds, per_round, roofs)
                 if row is not None:
                     rows.append(row)
                     print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
+            del roofs
         model = next((w for w in work if w.name.startswith("gpt")), None)
         if worker is not None and model is not None:
             mixed = {"algo": "Adam" if "Adam" in algos else algos[0]}
