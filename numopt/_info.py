@@ -57,8 +57,7 @@ def info() -> dict[str, str]:
         from .kernels.sgd import sgd_step
 
         x = np.zeros(1, np.float32)
-        z = np.float32(0)
-        sgd_step(x, x.copy(), x.copy(), z, z, z, z, False, False, True)
+        sgd_step(x, x.copy(), x.copy(), 0.0, 0.0, 0.0, 0.0, False, False, True)  # the signature SGD compiles
         layer = numba.threading_layer()
     return {
         "numopt": __version__,

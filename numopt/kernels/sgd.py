@@ -26,13 +26,19 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
         ``param`` is updated in place; ``grad`` is only read.
     momentum_buffer : 1-D array
         Updated in place; unused (may be empty) when ``momentum == 0``.
-    lr, momentum, dampening, weight_decay : scalars of ``param``'s dtype
+    lr, momentum, dampening, weight_decay : float
+        Best given as Python floats (float64): the kernel forms ``1 - dampening``
+        in float64, as torch does, then casts each scalar once to the arrays'
+        dtype, so a float32 loop stays float32.
     nesterov, maximize, first_step : bool
         ``first_step`` starts the momentum buffer from the gradient.
     """
     n = param.size
-    one = param.dtype.type(1)
-    keep = one - dampening
+    dt = param.dtype.type
+    lr_ = dt(lr)
+    mom = dt(momentum)
+    keep = dt(1 - dampening)
+    wd = dt(weight_decay)
     use_momentum = momentum != 0
     use_wd = weight_decay != 0
     for i in prange(n):
@@ -40,15 +46,15 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
         if maximize:
             g = -g
         if use_wd:
-            g = g + weight_decay * param[i]
+            g = g + wd * param[i]
         if use_momentum:
             if first_step:
                 b = g
             else:
-                b = momentum * momentum_buffer[i] + keep * g
+                b = mom * momentum_buffer[i] + keep * g
             momentum_buffer[i] = b
             if nesterov:
-                g = g + momentum * b
+                g = g + mom * b
             else:
                 g = b
-        param[i] = param[i] - lr * g
+        param[i] = param[i] - lr_ * g

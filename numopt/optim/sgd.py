@@ -113,17 +113,17 @@ class SGD(Optimizer):
         return (("momentum_buffer", 0.0),) if group["momentum"] != 0 else ()
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
-        momentum = group["momentum"]
+        momentum = float(group["momentum"])
         buf = run.state["momentum_buffer"] if momentum != 0 else _EMPTY[flat.dtype]
+        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
         run.pick(sgd_step)(
             run.data,
             run.grad,
             buf,
-            t(group["lr"]),
-            t(momentum),
-            t(group["dampening"]),
-            t(group["weight_decay"]),
+            float(group["lr"]),
+            momentum,
+            float(group["dampening"]),
+            float(group["weight_decay"]),
             bool(group["nesterov"]),
             bool(group["maximize"]),
             run.step == 0,

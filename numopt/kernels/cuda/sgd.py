@@ -12,8 +12,11 @@ from ._launch import elementwise
 def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
     """Grid-stride loop; per element exactly :func:`numopt.kernels.sgd.sgd_step`."""
     n = param.size
-    one = param.dtype.type(1)
-    keep = one - dampening
+    dt = param.dtype.type
+    lr_ = dt(lr)
+    mom = dt(momentum)
+    keep = dt(1 - dampening)
+    wd = dt(weight_decay)
     use_momentum = momentum != 0
     use_wd = weight_decay != 0
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -21,15 +24,15 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
         if maximize:
             g = -g
         if use_wd:
-            g = g + weight_decay * param[i]
+            g = g + wd * param[i]
         if use_momentum:
             if first_step:
                 b = g
             else:
-                b = momentum * momentum_buffer[i] + keep * g
+                b = mom * momentum_buffer[i] + keep * g
             momentum_buffer[i] = b
             if nesterov:
-                g = g + momentum * b
+                g = g + mom * b
             else:
                 g = b
-        param[i] = param[i] - lr * g
+        param[i] = param[i] - lr_ * g
