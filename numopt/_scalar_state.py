@@ -37,3 +37,13 @@ def all_equal(a, b):
         if a[i] != a[0] or b[i] != b[0]:
             return False
     return True
+
+
+@kernel(parallel=False)
+def fill_as_float32(a, a_value, b, b_value):
+    """``a[:] = float32(a_value)`` and ``b[:] = float32(b_value)`` (torch keeps these scalars in float32)."""
+    va = np.float32(a_value)
+    vb = np.float32(b_value)
+    for i in range(a.size):
+        a[i] = va
+        b[i] = vb

@@ -24,14 +24,19 @@ def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
         ``param`` is updated in place; ``grad`` is only read.
     ax : 1-D array
         The running average of the parameter, updated in place.
-    eta, decay, mu, weight_decay : scalars of ``param``'s dtype
-        The caller computes ``decay = 1 - lambd * eta`` and, after the step,
+    eta, decay, mu, weight_decay : float
+        Best given as Python floats; each is cast once to the arrays' dtype. The
+        caller computes ``decay = 1 - lambd * eta`` and, after the step,
         the next ``eta = lr / (1 + lambd * lr * t) ** alpha`` and ``mu = 1 / max(1, t - t0)``.
     maximize : bool
     """
     n = param.size
-    one = param.dtype.type(1)
-    average = mu != one
+    dt = param.dtype.type
+    eta_ = dt(eta)
+    decay_ = dt(decay)
+    mu_ = dt(mu)
+    wd = dt(weight_decay)
+    average = mu_ != dt(1)
     use_wd = weight_decay != 0
     for i in prange(n):
         g = grad[i]
@@ -39,11 +44,11 @@ def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
             g = -g
         p = param[i]
         if use_wd:
-            g = g + weight_decay * p
-        p = p * decay
-        p = p - eta * g
+            g = g + wd * p
+        p = p * decay_
+        p = p - eta_ * g
         param[i] = p
         if average:
-            ax[i] = ax[i] + (p - ax[i]) * mu
+            ax[i] = ax[i] + (p - ax[i]) * mu_
         else:
             ax[i] = p

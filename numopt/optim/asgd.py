@@ -6,18 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from .._scalar_state import all_equal
+from .._scalar_state import all_equal, fill_as_float32
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_step
 from ..optimizer import Optimizer
 
 __all__ = ["ASGD"]
-
-
-def _f32(x: float) -> float:
-    # torch keeps eta and mu as float32 scalars (its default scalar dtype); so do we, for parity.
-    return float(np.float32(x))
 
 
 class ASGD(Optimizer):
@@ -127,36 +122,29 @@ class ASGD(Optimizer):
         return (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on each parameter's first step
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
         lr, lambd = float(group["lr"]), float(group["lambd"])
         etas = flat.scalars["eta"][run.p0 : run.p1]
         mus = flat.scalars["mu"][run.p0 : run.p1]
         if run.step == 0:
-            etas[:] = _f32(lr)
-            mus[:] = 1.0
+            fill_as_float32(etas, lr, mus, 1.0)
         step = run.advance()
-        wd = t(group["weight_decay"])
+        wd = float(group["weight_decay"])
         maximize = bool(group["maximize"])
+        kernel = run.pick(asgd_step)
+
+        def update(data: np.ndarray, grad: np.ndarray, ax: np.ndarray, a: int) -> None:
+            eta = float(etas[a])  # scalars go to the kernel as float64; it casts them to the buffer's dtype
+            kernel(data, grad, ax, eta, 1.0 - lambd * eta, float(mus[a]), wd, maximize)
+
         # Parameters of a run share their step count, hence (almost always) eta and mu: one kernel
         # call per stretch of equal values.
         if all_equal(etas, mus):
-            bounds = [0, run.p1 - run.p0]
+            update(run.data, run.grad, run.state["ax"], 0)
         else:
             cuts = np.flatnonzero((etas[1:] != etas[:-1]) | (mus[1:] != mus[:-1])) + 1
             bounds = [0, *cuts.tolist(), run.p1 - run.p0]
-        offsets = flat.offsets
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            lo, hi = offsets[run.p0 + a], offsets[run.p0 + b]
-            eta = float(etas[a])
-            run.pick(asgd_step)(
-                flat.data[lo:hi],
-                flat.grad[lo:hi],
-                run.state["ax"][lo - run.lo : hi - run.lo],
-                t(eta),
-                t(1.0 - lambd * eta),
-                t(mus[a]),
-                wd,
-                maximize,
-            )
-        etas[:] = _f32(lr / ((1.0 + lambd * lr * step) ** float(group["alpha"])))
-        mus[:] = _f32(1.0 / max(1.0, step - float(group["t0"])))
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                lo, hi = flat.offsets[run.p0 + a], flat.offsets[run.p0 + b]
+                update(flat.data[lo:hi], flat.grad[lo:hi], run.state["ax"][lo - run.lo : hi - run.lo], a)
+        eta_next = lr / ((1.0 + lambd * lr * step) ** float(group["alpha"]))
+        fill_as_float32(etas, eta_next, mus, 1.0 / max(1.0, step - float(group["t0"])))

@@ -12,8 +12,12 @@ from ._launch import elementwise
 def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
     """Grid-stride loop; per element exactly :func:`numopt.kernels.asgd.asgd_step`."""
     n = param.size
-    one = param.dtype.type(1)
-    average = mu != one
+    dt = param.dtype.type
+    eta_ = dt(eta)
+    decay_ = dt(decay)
+    mu_ = dt(mu)
+    wd = dt(weight_decay)
+    average = mu_ != dt(1)
     use_wd = weight_decay != 0
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         g = grad[i]
@@ -21,11 +25,11 @@ def asgd_step(param, grad, ax, eta, decay, mu, weight_decay, maximize):
             g = -g
         p = param[i]
         if use_wd:
-            g = g + weight_decay * p
-        p = p * decay
-        p = p - eta * g
+            g = g + wd * p
+        p = p * decay_
+        p = p - eta_ * g
         param[i] = p
         if average:
-            ax[i] = ax[i] + (p - ax[i]) * mu
+            ax[i] = ax[i] + (p - ax[i]) * mu_
         else:
             ax[i] = p
