@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cuda_backend", "is_cuda_array"]
+__all__ = ["cuda_backend", "is_cuda_array", "kernel_for"]
 
 
 def is_cuda_array(x: Any) -> bool:
@@ -33,3 +33,15 @@ def cuda_backend() -> ModuleType:
             "CUDA arrays need numba's CUDA target: pip install 'numopt[cuda]' (the numba-cuda package)"
         ) from e
     return cuda
+
+
+def kernel_for(cpu_kernel: Any, array: Any) -> Any:
+    """The kernel to run on ``array``: ``cpu_kernel`` for a host array, its CUDA twin for a device array.
+
+    The twin takes the same arguments (device arrays instead of host arrays);
+    see :data:`numopt.kernels.cuda.KERNELS`.
+    """
+    if isinstance(array, np.ndarray):
+        return cpu_kernel
+    cuda = cuda_backend()
+    return cuda.KERNELS[cuda.kernel_key(cpu_kernel)]

@@ -4,7 +4,9 @@
 of an optimizer's parameters) in one contiguous buffer per dtype, and folds
 the current values in with one Numba pass per contiguous range: when the
 parameters belong to one optimizer group, that is one pass over the flat
-buffers. :class:`SWALR` anneals the learning rate to a constant SWA rate.
+buffers. The average of parameters in GPU memory is kept in GPU memory and
+updated by the CUDA twins of the same kernels. :class:`SWALR` anneals the
+learning rate to a constant SWA rate.
 
 >>> import numpy as np, numopt
 >>> w = numopt.Parameter(np.zeros(3, np.float32))
@@ -25,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._device import cuda_backend, is_cuda_array, kernel_for
 from .kernels.averaging import lerp_, running_mean_
 from .lr_scheduler import LRScheduler, _per_group
 from .optimizer import Optimizer
@@ -40,10 +43,33 @@ __all__ = [
 ]
 
 ArrayList = Sequence[np.ndarray]
+#: where an average is kept: (dtype, in GPU memory)
+_Key = tuple[np.dtype, bool]
 
 
-def _flat_pair(averaged: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """1-D views for the kernels, or ``None`` when the arrays need the NumPy fallback."""
+def _copy(dst: Any, src: Any) -> None:
+    """Copy ``src`` into ``dst`` where ``dst`` lives (host, or device: device to device, or host to device)."""
+    if isinstance(dst, np.ndarray):
+        dst[...] = src if not is_cuda_array(src) else cuda_backend().memory.to_host(src)
+    else:
+        cuda_backend().memory.copy_into(dst, src if is_cuda_array(src) else np.asarray(src, dst.dtype))
+
+
+def _flat_pair(averaged: Any, current: Any) -> tuple[Any, Any] | None:
+    """1-D views for the kernels, or ``None`` when the (host) arrays need the NumPy fallback."""
+    if is_cuda_array(averaged):
+        mem = cuda_backend().memory
+        avg = mem.as_device(averaged)
+        cur = mem.as_device(current) if is_cuda_array(current) else None
+        if cur is None or cur.dtype != avg.dtype or cur.size != avg.size:
+            raise TypeError(
+                "averaging in GPU memory needs a current CUDA array of the same dtype and size, got "
+                f"{type(current).__name__} {getattr(current, 'dtype', '?')} {getattr(current, 'shape', '?')} "
+                f"for {avg.dtype} {avg.shape}"
+            )
+        if not (avg.is_c_contiguous() and cur.is_c_contiguous()):
+            raise ValueError("averaging in GPU memory needs C-contiguous CUDA arrays")
+        return avg.reshape(avg.size), cur.reshape(cur.size)
     if not (isinstance(averaged, np.ndarray) and averaged.flags.c_contiguous and averaged.flags.writeable):
         return None
     if averaged.dtype not in (np.float32, np.float64):
@@ -64,7 +90,7 @@ def _lerp_all(averaged: ArrayList, current: ArrayList, weight: float) -> None:
             d = c - a
             a[...] = a + w * d if abs(w) < 0.5 else c - d * (1 - w)
         elif pair[0].size:
-            lerp_(pair[0], pair[1], pair[0].dtype.type(weight))
+            kernel_for(lerp_, pair[0])(pair[0], pair[1], pair[0].dtype.type(weight))
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[ArrayList, ArrayList, Any], None]:
@@ -147,16 +173,16 @@ def _param_list(model: Any) -> list[Parameter]:
     return params
 
 
-def _check_on_host(params: list[Parameter]) -> None:
-    for p in params:
-        if not isinstance(p.data, np.ndarray):
-            raise NotImplementedError(f"{p!r} is in GPU memory: AveragedModel averages host (NumPy) parameters only")
+def _key(p: Parameter) -> _Key:
+    return (p.dtype, p.is_cuda)
 
 
 class AveragedModel:
     r"""A running average (SWA by default, or EMA) of a list of parameters.
 
-    The averaged copies live in one contiguous buffer per dtype;
+    The averaged copies live in one contiguous buffer per dtype, in the memory
+    of the parameters (host, or GPU: a device buffer, updated by the CUDA
+    twins of the kernels; host and GPU parameters may be mixed);
     ``module[i]`` is a Parameter viewing its slice. :meth:`update_parameters`
     first copies the current values (when nothing has been averaged yet), then
     folds them in:
@@ -169,14 +195,22 @@ class AveragedModel:
       place;
     - ``avg_fn(averaged, current, n_averaged) -> new_averaged``: called per parameter.
 
+    For GPU parameters, the default and the ``multi_avg_fn`` of :func:`get_ema_multi_avg_fn` /
+    :func:`get_swa_multi_avg_fn` run on the device. A user ``avg_fn`` or ``multi_avg_fn`` is not
+    supported there (``NotImplementedError`` at construction): it would get Numba device arrays,
+    which have no arithmetic operators on a GPU.
+
     Parameters
     ----------
     model : Optimizer, Parameter or iterable of Parameters
-        What to average; :meth:`update_parameters` must be given the same structure.
-    device : None or 'cpu'
-        Accepted for torch compatibility: the average is kept in host memory.
+        What to average; :meth:`update_parameters` must be given the same structure
+        (shapes, dtypes, and host or GPU memory, in order).
+    device : None, 'cpu' or 'cuda'
+        Accepted for torch compatibility: each average is kept where its parameter lives;
+        ``'cpu'`` (host parameters only) and ``'cuda'`` (GPU parameters only) only confirm it.
     avg_fn, multi_avg_fn : callable, optional
-        At most one of them.
+        At most one of them; for host parameters only, except the ``multi_avg_fn`` of
+        :func:`get_ema_multi_avg_fn` / :func:`get_swa_multi_avg_fn`.
     use_buffers : bool, default False
         Accepted for torch compatibility (Parameters have no buffers).
 
@@ -199,24 +233,35 @@ class AveragedModel:
     ) -> None:
         if avg_fn is not None and multi_avg_fn is not None:
             raise AssertionError("Only one of avg_fn and multi_avg_fn should be provided")
-        if device is not None and str(device) != "cpu":
-            raise ValueError(
-                f"AveragedModel keeps its average in host memory: device must be None or 'cpu', got {device!r}"
-            )
         params = _param_list(model)
-        _check_on_host(params)
-        self._shapes = [(p.shape, p.dtype) for p in params]
-        sizes: dict[np.dtype, int] = {}
-        self._offsets: list[tuple[np.dtype, int, int]] = []
+        if device is not None and (
+            str(device) not in ("cpu", "cuda") or any(p.is_cuda != (str(device) == "cuda") for p in params)
+        ):
+            raise ValueError(
+                "AveragedModel keeps each average where its parameter lives: device must be None, 'cpu' for "
+                f"host parameters or 'cuda' for GPU parameters, got {device!r}"
+            )
+        custom, what = (avg_fn, "avg_fn") if avg_fn is not None else (multi_avg_fn, "multi_avg_fn")
+        if custom is not None and not getattr(custom, "_numopt_elementwise", False) and any(p.is_cuda for p in params):
+            raise NotImplementedError(
+                f"AveragedModel over GPU parameters does not support a user {what} "
+                "(it would get Numba device arrays, which have no arithmetic on a GPU); use the default running "
+                "mean, or multi_avg_fn=get_ema_multi_avg_fn(decay) / get_swa_multi_avg_fn(), which run on the device"
+            )
+        self._shapes = [(p.shape, *_key(p)) for p in params]
+        sizes: dict[_Key, int] = {}
+        self._offsets: list[tuple[_Key, int, int]] = []
         for p in params:
-            lo = sizes.get(p.dtype, 0)
-            sizes[p.dtype] = lo + p.size
-            self._offsets.append((p.dtype, lo, lo + p.size))
-        #: dtype -> the packed averaged values
-        self._buffers: dict[np.dtype, np.ndarray] = {dt: np.empty(n, dt) for dt, n in sizes.items()}
-        self._views = [self._buffers[dt][lo:hi].reshape(p.shape) for (dt, lo, hi), p in zip(self._offsets, params)]
+            lo = sizes.get(_key(p), 0)
+            sizes[_key(p)] = lo + p.size
+            self._offsets.append((_key(p), lo, lo + p.size))
+        #: (dtype, in GPU memory) -> the packed averaged values (a host or device array)
+        self._buffers: dict[_Key, Any] = {
+            (dt, gpu): cuda_backend().memory.empty(n, dt) if gpu else np.empty(n, dt) for (dt, gpu), n in sizes.items()
+        }
+        self._views = [self._buffers[k][lo:hi].reshape(p.shape) for (k, lo, hi), p in zip(self._offsets, params)]
         for view, p in zip(self._views, params):
-            view[...] = p.data
+            _copy(view, p.data)
         self.module: list[Parameter] = [Parameter(v, name=p.name) for v, p in zip(self._views, params)]
         self.n_averaged = 0
         self.avg_fn = avg_fn
@@ -237,16 +282,16 @@ class AveragedModel:
                     f"AveragedModel.module[{i}] was packed by an optimizer, so it no longer views the "
                     "average; give the optimizer copies instead (numopt.Parameter(q.data.copy()))"
                 )
-            view[...] = q._data  # the user assigned new values: adopt them
+            _copy(view, q._data)  # the user assigned new values: adopt them
             q._data = view
 
-    def _segments(self, params: list[Parameter]) -> dict[np.dtype, list[tuple[np.ndarray, np.ndarray]]]:
-        """Per dtype, (averaged, current) pairs of 1-D ranges covering every parameter once.
+    def _segments(self, params: list[Parameter]) -> dict[_Key, list[tuple[Any, Any]]]:
+        """Per dtype and memory, (averaged, current) pairs of 1-D ranges covering every parameter once.
 
         Consecutive parameters that are also consecutive in one optimizer buffer
         merge into one range, so a whole group is one pair.
         """
-        runs: dict[np.dtype, list[list[Any]]] = {}
+        runs: dict[_Key, list[list[Any]]] = {}
         for (dt, lo, hi), p in zip(self._offsets, params):
             if hi == lo:
                 continue
@@ -260,7 +305,7 @@ class AveragedModel:
                 group.append([lo, hi, flat, s_lo, s_hi, p])
         return {
             dt: [
-                (self._buffers[dt][lo:hi], flat.data[s_lo:s_hi] if flat is not None else p.data.reshape(-1))
+                (self._buffers[dt][lo:hi], flat.data[s_lo:s_hi] if flat is not None else p.data.reshape(p.size))
                 for lo, hi, flat, s_lo, s_hi, p in group
             ]
             for dt, group in runs.items()
@@ -269,43 +314,46 @@ class AveragedModel:
     def update_parameters(self, model: Any) -> None:
         """Fold the current values of ``model`` (same structure as at construction) into the average."""
         params = _param_list(model)
-        if [(p.shape, p.dtype) for p in params] != self._shapes:
+        if [(p.shape, *_key(p)) for p in params] != self._shapes:
             raise ValueError(
                 "update_parameters got parameters that do not match the averaged ones "
-                f"({len(params)} given, {len(self._shapes)} averaged; shapes and dtypes must agree in order)"
+                f"({len(params)} given, {len(self._shapes)} averaged; shapes, dtypes and host or GPU memory "
+                "must agree in order)"
             )
-        _check_on_host(params)
         self._check_bindings()
         n = self.n_averaged
         if n == 0:
             for pairs in self._segments(params).values():
                 for avg, cur in pairs:
-                    np.copyto(avg, cur)
+                    _copy(avg, cur)
         elif self.avg_fn is not None and self.multi_avg_fn is None:
             for q, p in zip(self.module, params):
                 np.copyto(q.data, self.avg_fn(q.data, p.data, n))
         elif self.multi_avg_fn is None:
-            for dt, pairs in self._segments(params).items():
+            for (dt, _), pairs in self._segments(params).items():
                 count = dt.type(n + 1)
                 for avg, cur in pairs:
-                    running_mean_(avg, cur, count)
+                    kernel_for(running_mean_, avg)(avg, cur, count)
         elif getattr(self.multi_avg_fn, "_numopt_elementwise", False):
             for pairs in self._segments(params).values():
                 self.multi_avg_fn([a for a, _ in pairs], [c for _, c in pairs], n)
         else:
-            for dt in self._buffers:
-                mine = [q.data for q, p in zip(self.module, params) if p.dtype == dt]
-                theirs = [p.data for p in params if p.dtype == dt]
+            for key in self._buffers:
+                mine = [q.data for q, p in zip(self.module, params) if _key(p) == key]
+                theirs = [p.data for p in params if _key(p) == key]
                 self.multi_avg_fn(mine, theirs, n)
         self.n_averaged = n + 1
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{'n_averaged': int, 'params': [array copies]}``."""
-        return {"n_averaged": self.n_averaged, "params": [q.data.copy() for q in self.module]}
+        """``{'n_averaged': int, 'params': [host NumPy copies]}`` (averages in GPU memory are copied to the host)."""
+        return {
+            "n_averaged": self.n_averaged,
+            "params": [q.data.copy() if isinstance(q.data, np.ndarray) else q.data.copy_to_host() for q in self.module],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (validated before anything changes)."""
+        """Restore a :meth:`state_dict` (validated before anything changes; copied to the device for GPU averages)."""
         arrays = list(state_dict["params"])
         if len(arrays) != len(self.module):
             raise ValueError(f"state has {len(arrays)} parameters, this AveragedModel averages {len(self.module)}")
@@ -317,7 +365,7 @@ class AveragedModel:
             raise ValueError(f"n_averaged must be >= 0, got {n}")
         self._check_bindings()
         for a, q in zip(arrays, self.module):
-            q.data[...] = a
+            _copy(q.data, a)
         self.n_averaged = n
 
     def __repr__(self) -> str:

@@ -6,6 +6,13 @@ the norm (per-chunk partials combined in a fixed order, so the result does not
 depend on the thread count), one pass scales. A gradient assigned as a fresh
 array since the last step is first copied into the buffer (as the next
 ``step()`` would do), so ``p.grad`` is the clipped buffer view afterwards.
+
+Gradients in GPU memory (in an optimizer's device flat buffer, or the CUDA
+array ``p.grad`` of a parameter outside any optimizer) are reduced and scaled
+on the device by the CUDA twins of the same kernels; only the per-chunk
+partials (8 bytes per ``CHUNK`` elements) come back to the host, where they
+are combined in chunk order as for host gradients. One call may mix host and
+GPU parameters: the norm is taken over all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._device import cuda_backend, is_cuda_array, kernel_for
 from ._jit import CHUNK
 from ._validation import check_torch_switches
 from .kernels.clip import MAX_ABS, MIN_ABS, SUM_ABS, SUM_POW, SUM_SQUARES, clamp_, norm_partials, scale_
@@ -27,11 +35,11 @@ __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_
 
 
 class _Segment:
-    """A 1-D gradient range processed by one kernel call; ``target`` is written back if set."""
+    """A 1-D gradient range (host or device array) processed by one kernel call; ``target`` is written back if set."""
 
     __slots__ = ("array", "target")
 
-    def __init__(self, array: np.ndarray, target: np.ndarray | None = None) -> None:
+    def __init__(self, array: Any, target: np.ndarray | None = None) -> None:
         self.array = array
         self.target = target
 
@@ -55,10 +63,20 @@ def _as_params(parameters: Any, what: str = "parameters") -> list[Parameter]:
     return params
 
 
-def _loose_segment(a: np.ndarray, writable: bool) -> _Segment:
-    """A gradient array outside any flat buffer as a segment (a contiguous copy when it must be)."""
+def _loose_segment(a: Any, writable: bool) -> _Segment:
+    """A gradient array outside any flat buffer as a segment (a contiguous host copy when it must be).
+
+    A CUDA array is used where it is (never copied): it must be C-contiguous.
+    """
     if a.dtype not in (np.float32, np.float64):
         raise TypeError(f"gradients must be float32 or float64 arrays, got dtype {a.dtype}")
+    if not isinstance(a, np.ndarray):
+        if not a.is_c_contiguous():
+            raise ValueError(
+                "a non-contiguous CUDA gradient cannot be reduced or clipped where it is; assign a contiguous one "
+                "(numopt does not copy GPU arrays behind your back)"
+            )
+        return _Segment(a.reshape(a.size))
     if a.flags.c_contiguous and a.flags.writeable:
         return _Segment(a.reshape(-1))
     # The kernels are compiled for writable C-contiguous arrays only: work on a copy, written back if clipping.
@@ -78,13 +96,14 @@ def _grad_segments(params: list[Parameter], writable: bool) -> tuple[list[_Segme
 
     Returns the segments and the per-parameter gradient arrays (as torch sees
     them, for the ``p = 0`` norm). Gradients inside an optimizer's flat buffer
-    are merged into as few contiguous slices as possible (one per buffer when
-    the whole buffer is given); a gradient array assigned since the last step
-    is copied into its buffer first. Sparse gradients are coalesced, and their
-    values clipped.
+    (host or device) are merged into as few contiguous slices as possible (one
+    per buffer when the whole buffer is given); a gradient array assigned since
+    the last step is copied into its buffer first (host to device for a NumPy
+    gradient of a GPU parameter, as the next step would do). Sparse gradients
+    are coalesced, and their values clipped.
     """
     segments: list[_Segment] = []
-    per_param: list[np.ndarray] = []
+    per_param: list[Any] = []
     in_flat: dict[int, tuple[Any, set[int]]] = {}
     seen: set[int] = set()
     for p in params:
@@ -101,20 +120,16 @@ def _grad_segments(params: list[Parameter], writable: bool) -> tuple[list[_Segme
             per_param.append(g.values)
             continue
         flat = p._flat
-        if not isinstance(g, np.ndarray) or (flat is not None and not isinstance(flat.grad, np.ndarray)):
-            raise NotImplementedError(
-                f"the gradient of {p!r} is in GPU memory: numopt.utils clips host (NumPy) gradients only"
-            )
         if flat is not None:
             view = flat.grad_view(p._index)
             if g is not view:  # pending assignment: move it into the buffer now
-                np.copyto(view, g)
+                flat._assign(view, g)
                 p._grad = view
             in_flat.setdefault(id(flat), (flat, set()))[1].add(p._index)
             per_param.append(view)
             continue
         per_param.append(g)
-        if writable and not g.flags.writeable:
+        if writable and isinstance(g, np.ndarray) and not g.flags.writeable:
             raise ValueError(f"the gradient of {p!r} is read-only and cannot be clipped in place")
         segments.append(_loose_segment(g, writable))
     for flat, indices in in_flat.values():
@@ -132,17 +147,33 @@ def _grad_segments(params: list[Parameter], writable: bool) -> tuple[list[_Segme
     return segments, per_param
 
 
-def _result_dtype(arrays: Iterable[np.ndarray]) -> np.dtype:
+def _result_dtype(arrays: Iterable[Any]) -> np.dtype:
     dtypes = {a.dtype for a in arrays}
     return np.dtype(np.float64) if np.dtype(np.float64) in dtypes else np.dtype(np.float32)
 
 
-def _total_norm(segments: list[_Segment], per_param: list[np.ndarray], p: float) -> float:
+def _partials(a: Any, mode: int, p: float) -> np.ndarray:
+    """Host float64 partials of the 1-D array ``a`` (host or device), one per ``CHUNK`` elements."""
+    out = np.empty((a.size + CHUNK - 1) // CHUNK, np.float64)
+    if a.size:
+        kernel_for(norm_partials, a)(a, mode, p, out)
+    return out
+
+
+def _any_nonzero(g: Any) -> bool:
+    """Whether ``g`` has an element that is not zero (NaN counts, as in ``np.count_nonzero``)."""
+    if isinstance(g, np.ndarray):
+        return bool(np.count_nonzero(g))
+    # On the device: the max-abs partials are non-zero (or NaN) iff some element is; no copy of ``g``.
+    return bool(np.any(_partials(g.reshape(g.size), MAX_ABS, math.inf) != 0))
+
+
+def _total_norm(segments: list[_Segment], per_param: list[Any], p: float) -> float:
     """The ``p``-norm of all segments together, in float64."""
     if p == 0:
         # torch takes the 0-"norm" (a count) per tensor, then of those counts:
         # the number of gradients with any non-zero element.
-        return float(sum(1 for g in per_param if np.count_nonzero(g)))
+        return float(sum(1 for g in per_param if _any_nonzero(g)))
     if p == 2:
         mode = SUM_SQUARES
     elif p == 1:
@@ -153,10 +184,7 @@ def _total_norm(segments: list[_Segment], per_param: list[np.ndarray], p: float)
         mode = MIN_ABS
     else:
         mode = SUM_POW
-    partials = [np.empty((s.array.size + CHUNK - 1) // CHUNK, np.float64) for s in segments if s.array.size]
-    for s, out in zip((s for s in segments if s.array.size), partials):
-        norm_partials(s.array, mode, float(p), out)
-    values = np.concatenate(partials) if partials else np.empty(0, np.float64)
+    values = np.concatenate([np.empty(0, np.float64), *(_partials(s.array, mode, float(p)) for s in segments)])
     if mode == MAX_ABS:
         return float(np.max(values)) if values.size else 0.0
     if mode == MIN_ABS:
@@ -190,11 +218,15 @@ def get_total_norm(
 
     Parameters
     ----------
-    tensors : ndarray, Parameter or iterable of them
+    tensors : ndarray, CUDA array, Parameter or iterable of them
         Arrays (or Parameters, whose ``.grad`` is used) to take the norm of.
+        CUDA arrays (C-contiguous) are reduced on the device; host and CUDA
+        arrays may be mixed.
     norm_type : float, default 2.0
         ``inf`` and ``-inf`` allowed; ``0`` counts the arrays that have any
-        non-zero element (torch's per-tensor-then-total rule).
+        non-zero element (torch's per-tensor-then-total rule; for a CUDA array
+        this is decided on the device from its max-abs partials, without
+        copying it to the host).
     error_if_nonfinite : bool, default False
         Raise ``RuntimeError`` if the norm is NaN or infinite.
     foreach : bool or None
@@ -207,12 +239,13 @@ def get_total_norm(
     """
     check_torch_switches(foreach=foreach)
     p = float(norm_type)
-    items = [tensors] if isinstance(tensors, (np.ndarray, Parameter)) else list(tensors)
+    single = isinstance(tensors, (np.ndarray, Parameter)) or is_cuda_array(tensors)
+    items = [tensors] if single else list(tensors)
     params = [x for x in items if isinstance(x, Parameter)]
     segments, per_param = _grad_segments(params, writable=False) if params else ([], [])
     for x in items:
         if not isinstance(x, Parameter):
-            a = np.asarray(x)
+            a = cuda_backend().memory.as_device(x) if is_cuda_array(x) else np.asarray(x)
             segments.append(_loose_segment(a, writable=False))
             per_param.append(a)
     if not per_param:
@@ -233,7 +266,7 @@ def _scale(segments: list[_Segment], max_norm: float, total_norm: Any) -> None:
         return  # multiplying by exactly one changes nothing
     for s in segments:
         if s.array.size:
-            scale_(s.array, s.array.dtype.type(coef))
+            kernel_for(scale_, s.array)(s.array, s.array.dtype.type(coef))
             s.write_back()
 
 
@@ -277,11 +310,15 @@ def clip_grad_norm_(
     ----------
     parameters : Parameter or iterable of Parameters
         E.g. ``optimizer.parameters()``. Gradients in an optimizer's flat
-        buffer are reduced and scaled there in one pass each.
+        buffer are reduced and scaled there in one pass each; gradients in GPU
+        memory are reduced and scaled on the device (host and GPU parameters
+        may be mixed: the norm is over all of them).
     max_norm : float
         Largest allowed total norm.
     norm_type : float, default 2.0
-        Order of the norm: any real, ``inf`` (max-abs) or ``-inf``.
+        Order of the norm: any real, ``inf`` (max-abs) or ``-inf``; ``0``
+        counts the gradients with a non-zero element (for a GPU gradient
+        decided on the device, without copying it to the host).
     error_if_nonfinite : bool, default False
         Raise ``RuntimeError`` (torch's message) when the total norm is NaN or
         infinite, before anything is changed. Otherwise the gradients are
@@ -322,6 +359,8 @@ def clip_grad_norm_(
 def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = None) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
 
+    Gradients in GPU memory are clamped on the device.
+
     Parameters
     ----------
     parameters : Parameter or iterable of Parameters
@@ -346,5 +385,5 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = 
     for s in segments:
         if s.array.size:
             t = s.array.dtype.type
-            clamp_(s.array, t(-v), t(v))
+            kernel_for(clamp_, s.array)(s.array, t(-v), t(v))
             s.write_back()

@@ -278,6 +278,242 @@ def test_averaging_and_clipping_kernels_match_the_cpu(dtype) -> None:
         np.testing.assert_array_equal(dev_out.copy_to_host(), host_out)
 
 
+# -- numopt.utils (gradient clipping) on GPU parameters ---------------------------------------------------
+
+#: 0-1 in SGD group 1, 2-4 in group 2, 5-6 loose; 6 is a host parameter on both sides (a mixed list)
+CLIP_SHAPES: list[tuple[int, ...]] = [(5, 3), (7,), (), (2, 3, 4), (0, 2), (4, 4), (3,)]
+NORM_TYPES = [2.0, 1.0, np.inf, -np.inf, 0.0, 3.0, 0.5, -2.0]
+
+
+def _clip_models(dtype, seed: int = 7, special: dict[int, float] | None = None) -> list[tuple]:
+    """``[(params, optimizer, listed)]`` for the host model, then its GPU twin, with equal gradients.
+
+    The gradients reach the parameters every way they can: written in place into the flat buffer
+    (0, 4), assigned as a NumPy array (1: host to device for the GPU twin, at clipping), none (2),
+    assigned as a CUDA array (3), a loose CUDA gradient (5), a host parameter (6). ``special``
+    overwrites one element of a gradient (``{index: value}``). ``listed`` names 0 and 5 twice.
+    """
+    rng = np.random.default_rng(seed)
+    init = [rng.standard_normal(s).astype(dtype) for s in CLIP_SHAPES]
+    grads = [(rng.standard_normal(s) * 2.0).astype(dtype) for s in CLIP_SHAPES]
+    for i, v in (special or {}).items():
+        grads[i].reshape(-1)[0] = v
+    models = []
+    for gpu in (False, True):
+        params = [numopt.Parameter(cuda.to_device(v) if gpu and i != 6 else v.copy()) for i, v in enumerate(init)]
+        opt = numopt.SGD([{"params": params[:2]}, {"params": params[2:5]}], lr=0.1)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if i in (0, 4):
+                p.zero_grad_()  # a view of the flat buffer
+                if gpu:
+                    ncuda.memory.copy_into(p.grad, g)
+                else:
+                    p.grad[...] = g
+            elif i in (3, 5) and gpu:
+                p.grad = cuda.to_device(g)
+            elif i != 2:
+                p.grad = g.copy()
+        models.append((params, opt, [*params, params[0], params[5]]))
+    assert [p.is_cuda for p in models[1][0]] == [True] * 6 + [False]
+    return models
+
+
+def _grads(params) -> list:
+    return [None if p.grad is None else _host(p.grad) for p in params]
+
+
+def _assert_grads(dev, host, exact: bool, dtype) -> None:
+    tol = {"rtol": 1e-6 if np.dtype(dtype) == np.float32 else 1e-13, "atol": 0.0}
+    for i, (d, h) in enumerate(zip(_grads(dev), _grads(host))):
+        assert (d is None) == (h is None), i
+        if d is not None:
+            _assert_same(f"grad {i}", d, h, exact, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm_type", NORM_TYPES, ids=str)
+def test_clip_grad_norm_on_gpu_matches_the_host(norm_type: float, dtype) -> None:
+    """Reduced and scaled on the device: the host path's norm (to float64 rounding) and gradients."""
+    (hp, hopt, hlist), (dp, dopt, dlist) = _clip_models(dtype)
+    if norm_type == 0:  # a gradient of zeros is not counted
+        hp[5].grad = np.zeros((4, 4), dtype)
+        dp[5].grad = cuda.to_device(np.zeros((4, 4), dtype))
+    host = numopt.utils.clip_grad_norm_(hlist, max_norm=0.005, norm_type=norm_type)
+    dev = numopt.utils.clip_grad_norm_(dlist, max_norm=0.005, norm_type=norm_type)
+    assert type(dev) is type(host) is np.dtype(dtype).type
+    exact = norm_type in (0.0, np.inf, -np.inf)  # no sum: nothing depends on the order
+    rtol = 2e-7 if np.dtype(dtype) == np.float32 else 1e-13
+    if exact:
+        assert dev == host, (dev, host)
+    else:
+        np.testing.assert_allclose(dev, host, rtol=rtol)
+    assert float(host) > 0.005 or norm_type == -np.inf  # the gradients were scaled
+    same = exact or dev == host  # then the gradients were scaled by the same coefficient
+    _assert_grads(dp, hp, same, dtype)
+    assert dp[0].grad is dopt._flats[0][0].grad_view(0) and dp[1].grad is dopt._flats[0][0].grad_view(1)
+    assert dp[3].grad is dopt._flats[1][0].grad_view(1)  # the assigned arrays were moved into the buffer
+    # the same again through get_total_norm + clip_grads_with_norm_, on the clipped gradients
+    host = numopt.utils.get_total_norm(hlist, norm_type)
+    dev = numopt.utils.get_total_norm(dlist, norm_type)
+    np.testing.assert_allclose(dev, host, rtol=rtol)
+    numopt.utils.clip_grads_with_norm_(hlist, 0.25 * float(host), host)
+    numopt.utils.clip_grads_with_norm_(dlist, 0.25 * float(host), host)
+    _assert_grads(dp, hp, same, dtype)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the simulator's inf * 0 (NumPy scalars)
+@pytest.mark.parametrize("norm_type", [2.0, np.inf, 1.5])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_clip_grad_norm_nonfinite_on_gpu(norm_type: float, bad: float) -> None:
+    (hp, _, hlist), (dp, _, dlist) = _clip_models(np.float32, special={5: bad})
+    before = _grads(dp)
+    for params in (hlist, dlist):
+        with pytest.raises(RuntimeError, match="non-finite"):
+            numopt.utils.clip_grad_norm_(params, 1.0, norm_type, error_if_nonfinite=True)
+    for a, b in zip(_grads(dp), before):
+        assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)  # nothing was changed
+    host = numopt.utils.clip_grad_norm_(hlist, 1.0, norm_type)
+    dev = numopt.utils.clip_grad_norm_(dlist, 1.0, norm_type)
+    np.testing.assert_array_equal(dev, host)
+    assert not np.isfinite(dev)
+    _assert_grads(dp, hp, True, np.float32)  # scaled by the same non-finite coefficient (NaN stays NaN)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_grad_value_on_gpu_matches_the_host(dtype) -> None:
+    (hp, _, hlist), (dp, _, dlist) = _clip_models(dtype, special={3: np.nan, 5: -np.inf})
+    numopt.utils.clip_grad_value_(hlist, 0.75)
+    numopt.utils.clip_grad_value_(dlist, 0.75)
+    _assert_grads(dp, hp, True, dtype)
+    assert np.isnan(_host(dp[3].grad).reshape(-1)[0]) and _host(dp[5].grad)[0, 0] == -0.75
+
+
+def test_get_total_norm_of_cuda_arrays() -> None:
+    rng = np.random.default_rng(8)
+    arrays = [rng.standard_normal(s) for s in [(4, 3), (0,), (5,)]]
+    for p in NORM_TYPES:
+        host = numopt.utils.get_total_norm(arrays, p)
+        mixed = numopt.utils.get_total_norm([cuda.to_device(arrays[0]), arrays[1], cuda.to_device(arrays[2])], p)
+        np.testing.assert_allclose(mixed, host, rtol=1e-13)
+        assert type(mixed) is np.float64
+    one = numopt.utils.get_total_norm(cuda.to_device(arrays[0]))
+    np.testing.assert_allclose(one, np.linalg.norm(arrays[0]), rtol=1e-13)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 0.0])
+def test_clipping_copies_only_the_partials(monkeypatch, norm_type: float) -> None:
+    """No gradient goes between host and device: the only copy is each range's few-bytes partials, to the host."""
+    _, (dp, dopt, dlist) = _clip_models(np.float32)
+    numopt.utils.clip_grad_value_(dlist, 10.0)  # moves the assigned gradients into the buffers first
+    copies = []
+    cls = type(dp[0].data)
+    for meth in ("copy_to_host", "copy_to_device"):
+        orig = getattr(cls, meth)
+        monkeypatch.setattr(
+            cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append((_m, self.size)) or _o(self, *a, **k)
+        )
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append(("to_device", 0)))
+    numopt.utils.clip_grad_norm_(dlist, 0.1, norm_type)
+    numopt.utils.clip_grad_value_(dlist, 0.01)
+    assert copies and all(c == ("copy_to_host", 1) for c in copies), copies  # one chunk per range here
+
+
+def test_clipping_refuses_a_non_contiguous_cuda_gradient() -> None:
+    p = numopt.Parameter(cuda.to_device(np.ones((3, 2), np.float32)))
+    p._grad = cuda.to_device(np.ones((2, 3), np.float32)).T  # (not something the grad setter makes)
+    assert not p._grad.is_c_contiguous()
+    with pytest.raises(ValueError, match="non-contiguous CUDA gradient"):
+        numopt.utils.clip_grad_norm_([p], 1.0)
+
+
+# -- numopt.swa_utils.AveragedModel on GPU parameters ----------------------------------------------------
+
+AVG_VARIANTS = {
+    "default mean": {},
+    "swa multi": {"multi_avg_fn": numopt.swa_utils.get_swa_multi_avg_fn()},
+    "ema multi 0.9": {"multi_avg_fn": numopt.swa_utils.get_ema_multi_avg_fn(0.9)},
+    "ema multi 0.3": {"multi_avg_fn": numopt.swa_utils.get_ema_multi_avg_fn(0.3)},  # lerp's other branch
+}
+
+
+def _avg_models(dtype, seed: int = 9) -> list[tuple[list[numopt.Parameter], numopt.Optimizer]]:
+    """Host parameters and their GPU twin: 0-2 in SGD group 1, 3-4 in group 2, 5 loose, 6 a host parameter."""
+    rng = np.random.default_rng(seed)
+    init = [rng.standard_normal(s).astype(dtype) for s in CLIP_SHAPES]
+    out = []
+    for gpu in (False, True):
+        params = [numopt.Parameter(cuda.to_device(v) if gpu and i != 6 else v.copy()) for i, v in enumerate(init)]
+        out.append((params, numopt.SGD([{"params": params[:3]}, {"params": params[3:5]}], lr=0.1)))
+    return out
+
+
+def _move(rng, models) -> None:
+    """A new gradient for every parameter and an SGD step, on both sides."""
+    grads = [rng.standard_normal(s).astype(models[0][0][0].dtype) for s in CLIP_SHAPES]
+    for params, opt in models:
+        for p, g in zip(params, grads):
+            p.grad = cuda.to_device(g) if p.is_cuda else g.copy()
+        opt.step()
+        if params[5].is_cuda:
+            ncuda.memory.copy_into(params[5].data, _host(params[5].data) - 0.1)
+        else:
+            params[5].data[...] -= 0.1
+        params[6].data[...] += 0.2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", list(AVG_VARIANTS))
+def test_averaged_model_on_gpu_matches_the_host(variant: str, dtype) -> None:
+    """The average is kept in GPU memory and updated by the CUDA twins: the host path's values."""
+    rng = np.random.default_rng(10)
+    models = _avg_models(dtype)
+    (hp, hopt), (dp, dopt) = models
+    host = numopt.swa_utils.AveragedModel(hp, **AVG_VARIANTS[variant])
+    dev = numopt.swa_utils.AveragedModel(dp, **AVG_VARIANTS[variant])
+    assert [q.is_cuda for q in dev.module] == [True] * 6 + [False]
+    assert {k for k in dev._buffers} == {(np.dtype(dtype), True), (np.dtype(dtype), False)}
+    tol = {"rtol": 1e-6, "atol": 1e-7} if np.dtype(dtype) == np.float32 else {"rtol": 1e-13, "atol": 1e-14}
+    for t in range(5):
+        _move(rng, models)
+        host.update_parameters(hp)
+        dev.update_parameters([*dopt.parameters(), *dp[5:]])
+        assert dev.n_averaged == host.n_averaged == t + 1
+        for i, (d, h) in enumerate(zip(dev.module, host.module)):
+            _assert_same(f"update {t}: param {i}", d.data, h.data, SIMULATOR, tol)
+    # state_dict: host NumPy copies, equal to the host model's; loading resumes exactly
+    sd = dev.state_dict()
+    assert all(isinstance(a, np.ndarray) for a in sd["params"])
+    for i, (a, b) in enumerate(zip(sd["params"], host.state_dict()["params"])):
+        _assert_same(f"state_dict param {i}", a, b, SIMULATOR, tol)
+    again = numopt.swa_utils.AveragedModel(dp, **AVG_VARIANTS[variant])
+    again.load_state_dict(sd)
+    assert again.n_averaged == dev.n_averaged and again.module[0].is_cuda
+    _move(rng, models)
+    dev.update_parameters(dp)
+    again.update_parameters(dp)
+    for d, a in zip(dev.module, again.module):
+        np.testing.assert_array_equal(_host(a.data), _host(d.data))
+
+
+def test_averaged_model_on_gpu_refuses_what_it_cannot_do() -> None:
+    (hp, _), (dp, _) = _avg_models(np.float32)
+    swa = numopt.swa_utils
+    with pytest.raises(NotImplementedError, match="user avg_fn"):
+        swa.AveragedModel(dp, avg_fn=swa.get_ema_avg_fn(0.9))
+    with pytest.raises(NotImplementedError, match="user multi_avg_fn"):
+        swa.AveragedModel(dp, multi_avg_fn=lambda averaged, current, n: None)
+    swa.AveragedModel(hp, avg_fn=swa.get_ema_avg_fn(0.9))  # host parameters: fine
+    with pytest.raises(ValueError, match="device must be None"):
+        swa.AveragedModel(dp, device="cpu")
+    with pytest.raises(ValueError, match="device must be None"):
+        swa.AveragedModel(dp[:6], device="cuda:1")
+    avg = swa.AveragedModel(dp[:6], device="cuda")
+    with pytest.raises(ValueError, match="host or GPU memory"):
+        avg.update_parameters(hp[:6])  # same shapes and dtypes, but on the host
+    with pytest.raises(TypeError, match="current CUDA array"):
+        swa.get_ema_multi_avg_fn(0.5)([avg.module[0].data], [hp[0].data], 0)
+
+
 @pytest.mark.filterwarnings("ignore:Simulator timings are bogus")
 def test_bench_pieces_run_on_the_cuda_path() -> None:
     """``bench --device cuda``'s numopt side and stream kernel (the simulator has no timings: values only)."""

@@ -133,13 +133,14 @@ def test_one_pass_per_optimizer_buffer() -> None:
     """Parameters consecutive in one flat buffer are averaged as one contiguous range."""
     m = Models(np.float32)
     avg = swa.AveragedModel(m.params)
-    pairs = avg._segments(m.params)[np.dtype(np.float32)]
+    key = (np.dtype(np.float32), False)  # (dtype, in GPU memory)
+    pairs = avg._segments(m.params)[key]
     # group 1 (params 0-2), group 2 (params 3-4), the loose parameter: three ranges
     assert [a.size for a, _ in pairs] == [15 + 7 + 1, 24, 16]
     assert pairs[0][1].base is not None and np.shares_memory(pairs[0][1], m.params[0].data)
-    assert len(avg._buffers) == 1 and avg._buffers[np.dtype(np.float32)].size == sum(p.size for p in m.params)
+    assert len(avg._buffers) == 1 and avg._buffers[key].size == sum(p.size for p in m.params)
     for q in avg.module:
-        assert np.shares_memory(q.data, avg._buffers[np.dtype(np.float32)]) or q.size == 0
+        assert np.shares_memory(q.data, avg._buffers[key]) or q.size == 0
 
 
 def test_an_optimizer_is_accepted_and_n_averaged_counts() -> None:
@@ -184,7 +185,7 @@ def test_mixed_dtypes_use_one_buffer_each() -> None:
     b = numopt.Parameter(np.ones(2, np.float64))
     opt = numopt.SGD([a, b], lr=0.1)
     avg = swa.AveragedModel(opt)
-    assert {dt.name for dt in avg._buffers} == {"float32", "float64"}
+    assert {dt.name for dt, _ in avg._buffers} == {"float32", "float64"}
     avg.update_parameters(opt)
     a.data[...] = 3.0
     b.data[...] = 5.0
@@ -201,7 +202,7 @@ def test_user_rebinding_is_adopted_and_packing_is_refused() -> None:
     m.move()
     avg.update_parameters(m.params)
     np.testing.assert_allclose(avg.module[5].data, m.params[5].data / 2, rtol=1e-15)
-    assert np.shares_memory(avg.module[5].data, avg._buffers[np.dtype(np.float64)])
+    assert np.shares_memory(avg.module[5].data, avg._buffers[(np.dtype(np.float64), False)])
     opt = numopt.SGD([avg.module[0]], lr=0.1)  # packs it into that optimizer's buffer
     with pytest.raises(RuntimeError, match="packed by an optimizer"):
         avg.update_parameters(m.params)
