@@ -2,6 +2,10 @@
 
 Run with ``python -m pytest benchmarks --benchmark-json=bench.json`` and turn the
 JSON into a markdown table with ``python benchmarks/to_markdown.py bench.json``.
+The torch rows run in the same process as numopt's, with two OpenMP pools, which
+can slow torch down; for ratios to quote, time each side in its own process
+(``-k test_numopt`` and ``-k test_torch``) or use ``python -m numopt bench``,
+which does so and alternates the two.
 """
 
 from __future__ import annotations
