@@ -47,3 +47,18 @@ def fill_as_float32(a, a_value, b, b_value):
     for i in range(a.size):
         a[i] = va
         b[i] = vb
+
+
+def stretches(*values: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the longest stretches over which every array of ``values`` is constant.
+
+    The slow path, for a run whose parameters share a step count but not their
+    scalar state (hyperparameters edited between two parameters' steps, or a
+    loaded state): each stretch is then updated by its own kernel call.
+    """
+    n = values[0].size
+    change = np.zeros(max(n - 1, 0), bool)
+    for v in values:
+        change |= v[1:] != v[:-1]
+    cuts = [0, *(np.flatnonzero(change) + 1).tolist(), n]
+    return list(zip(cuts[:-1], cuts[1:]))

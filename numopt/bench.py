@@ -104,15 +104,12 @@ def sample_times(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float
     return times
 
 
-def summarize(times: list[float]) -> dict:
-    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
-
-
 def time_call(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0, warmup: int = 2) -> dict:
     """Median/min seconds of ``fn()`` over at least ``min_repeats`` calls (or ``budget_s``), after ``warmup``."""
     for _ in range(warmup):
         fn()
-    return summarize(sample_times(fn, min_repeats=min_repeats, budget_s=budget_s))
+    times = sample_times(fn, min_repeats=min_repeats, budget_s=budget_s)
+    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
 
 
 # -- roofline kernels: the optimizer's streams with no math ----------------------------------------
@@ -170,15 +167,6 @@ def roofline_kernel(n: int, rw: int, ro: int = 1) -> tuple[Callable[[], Any], in
     fn = _STREAMS[rw]
     fn(*arrays)  # compile
     return (lambda: fn(*arrays)), n * 4 * (2 * rw + ro)
-
-
-def roofline(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
-    """Time :func:`roofline_kernel` alone: median/min seconds, bytes and GB/s."""
-    fn, nbytes = roofline_kernel(n, rw, ro)
-    t = time_call(fn, **timing)
-    t["bytes"] = nbytes
-    t["gbps"] = nbytes / t["median_s"] / 1e9
-    return t
 
 
 # -- numopt side ------------------------------------------------------------------------------------

@@ -51,6 +51,17 @@ class Run:
         """``kernel``, or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements."""
         return getattr(kernel, "serial", kernel) if self.small else kernel
 
+    def part(self, offsets: np.ndarray, a: int, b: int, *state: str) -> list[np.ndarray]:
+        """``data``, ``grad`` and the named ``state`` arrays of the run's parameters ``p0 + a`` to ``p0 + b``.
+
+        ``offsets`` are the buffer's parameter offsets; the whole run gives the cached slices.
+        """
+        arrays = [self.data, self.grad, *[self.state[name] for name in state]]
+        if a == 0 and b == self.p1 - self.p0:
+            return arrays
+        lo, hi = offsets[self.p0 + a] - self.lo, offsets[self.p0 + b] - self.lo
+        return [x[lo:hi] for x in arrays]
+
     def advance(self) -> float:
         """Count one more step for every parameter of the run; return the new count."""
         self.step += 1.0

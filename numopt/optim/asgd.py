@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._scalar_state import all_equal, fill_as_float32
+from .._scalar_state import all_equal, fill_as_float32, stretches
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_step
@@ -131,20 +129,10 @@ class ASGD(Optimizer):
         wd = float(group["weight_decay"])
         maximize = bool(group["maximize"])
         kernel = run.pick(asgd_step)
-
-        def update(data: np.ndarray, grad: np.ndarray, ax: np.ndarray, a: int) -> None:
-            eta = float(etas[a])  # scalars go to the kernel as float64; it casts them to the buffer's dtype
-            kernel(data, grad, ax, eta, 1.0 - lambd * eta, float(mus[a]), wd, maximize)
-
         # Parameters of a run share their step count, hence (almost always) eta and mu: one kernel
         # call per stretch of equal values.
-        if all_equal(etas, mus):
-            update(run.data, run.grad, run.state["ax"], 0)
-        else:
-            cuts = np.flatnonzero((etas[1:] != etas[:-1]) | (mus[1:] != mus[:-1])) + 1
-            bounds = [0, *cuts.tolist(), run.p1 - run.p0]
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                lo, hi = flat.offsets[run.p0 + a], flat.offsets[run.p0 + b]
-                update(flat.data[lo:hi], flat.grad[lo:hi], run.state["ax"][lo - run.lo : hi - run.lo], a)
+        for a, b in [(0, run.p1 - run.p0)] if all_equal(etas, mus) else stretches(etas, mus):
+            eta = float(etas[a])  # scalars go to the kernel as float64; it casts them to the buffer's dtype
+            kernel(*run.part(flat.offsets, a, b, "ax"), eta, 1.0 - lambd * eta, float(mus[a]), wd, maximize)
         eta_next = lr / ((1.0 + lambd * lr * step) ** float(group["alpha"]))
         fill_as_float32(etas, eta_next, mus, 1.0 / max(1.0, step - float(group["t0"])))

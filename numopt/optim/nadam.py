@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._scalar_state import scale_as_float32
+from .._scalar_state import scale_as_float32, stretches
 from .._validation import check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_step
@@ -141,23 +139,9 @@ class NAdam(Optimizer):
         # Parameters of a run share their step count, and almost always their
         # mu_product; where they do not (hyperparameters changed between the
         # steps of two parameters, or a loaded state), update each stretch alone.
-        if uniform:
-            stretches = [(run.p0, run.p1)]
-        else:
-            cuts = [run.p0, *(run.p0 + 1 + np.flatnonzero(products[1:] != products[:-1])).tolist(), run.p1]
-            stretches = list(zip(cuts[:-1], cuts[1:]))
-        for a, b in stretches:
-            product = float(flat.scalars["mu_product"][a])
+        for a, b in [(0, run.p1 - run.p0)] if uniform else stretches(products):
+            product = float(products[a])
             grad_step_size = lr * (1.0 - mu) / (1.0 - product)
             exp_avg_step_size = lr * mu_next / (1.0 - product * mu_next)
-            if a == run.p0 and b == run.p1:
-                arrays = (run.data, run.grad, run.state["exp_avg"], run.state["exp_avg_sq"])
-            else:
-                lo, hi = flat.offsets[a], flat.offsets[b]
-                arrays = (
-                    flat.data[lo:hi],
-                    flat.grad[lo:hi],
-                    flat.state["exp_avg"][lo:hi],
-                    flat.state["exp_avg_sq"][lo:hi],
-                )
+            arrays = run.part(flat.offsets, a, b, "exp_avg", "exp_avg_sq")
             run.pick(nadam_step)(*arrays, *args, grad_step_size, exp_avg_step_size, *flags)
