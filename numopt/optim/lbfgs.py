@@ -722,45 +722,33 @@ class LBFGS(Optimizer):
         saved_groups, saved_state = sd.get("param_groups"), sd.get("state")
         if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
             raise ValueError("state_dict['param_groups'] must be a list and state_dict['state'] a dict")
-        where: dict[str, tuple[int, int]] = {}
+        home: dict[Any, tuple[int, int]] = {}  # saved id -> (saved group, position in it)
         for sgi, saved in enumerate(saved_groups):
-            names = saved.get("param_names") if isinstance(saved, dict) else None
-            ids = saved.get("params") if isinstance(saved, dict) else None
-            if not isinstance(names, (list, tuple)) or not isinstance(ids, (list, tuple)) or len(names) != len(ids):
-                raise ValueError(
-                    f"match='name': param_groups[{sgi}] of the loaded state dict records no 'param_names' list "
-                    "with one name per parameter; load it with match='position'"
-                )
-            for j, name in enumerate(names):
-                if name in where:
-                    raise ValueError(f"the loaded state dict names two parameters {name!r}; cannot match by name")
-                where[name] = (sgi, j)
-        groups, state, used = [], {}, set()
-        for gi, (group, names) in enumerate(zip(self.param_groups, self._param_names())):
-            if any(name is None for name in names):
-                raise ValueError(
-                    f"match='name' needs every parameter to have a name, but param_groups[{gi}] has an unnamed one "
-                    "(create it with numopt.Parameter(..., name=...) or pass (name, param) pairs)"
-                )
-            sources = {where[name][0] for name in names if name in where}
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), (list, tuple)):
+                raise ValueError(f"param_groups[{sgi}] of the loaded state dict must be a dict with a 'params' list")
+            home.update({k: (sgi, j) for j, k in enumerate(saved["params"])})
+        # names present, unique and the same on both sides: the base class's rules and messages
+        targets = self._match_by_name(saved_groups, strict=True)[0]
+        ids: list[list[Any]] = [[None] * len(g["params"]) for g in self.param_groups]
+        for k, (gi, j, _) in targets.items():
+            ids[gi][j] = k
+        groups, state = [], {}
+        for gi, (group, group_ids) in enumerate(zip(self.param_groups, ids)):
+            sources = {home[k][0] for k in group_ids}
             saved = saved_groups[next(iter(sources))] if len(sources) == 1 else None
-            if saved is None or sorted(saved["param_names"]) != sorted(names):
+            if saved is None or len(saved["params"]) != len(group_ids):
                 raise ValueError(
-                    f"match='name': param_groups[{gi}] ({len(names)} parameters) does not have exactly the names of "
-                    "one saved group; LBFGS keeps one history per group, so groups must match whole"
+                    f"match='name': param_groups[{gi}] ({len(group_ids)} parameters) does not have exactly the "
+                    "names of one saved group; LBFGS keeps one history per group, so groups must match whole"
                 )
-            sgi = next(iter(sources))
-            used.add(sgi)
-            order = [where[name][1] for name in names]
-            ids = [saved["params"][j] for j in order]
-            groups.append({**saved, "params": ids, "param_names": list(names)})
+            order = [home[k][1] for k in group_ids]
+            groups.append({**saved, "params": group_ids, "param_names": [saved["param_names"][j] for j in order]})
             entry = saved_state.get(saved["params"][0])
             if entry:
-                sizes = {saved["param_names"][j]: p.size for j, p in zip(order, group["params"])}
-                state[ids[0]] = _permute_history(entry, [sizes[n] for n in saved["param_names"]], order)
-        unused = sorted(set(range(len(saved_groups))) - used)
-        if unused:
-            raise ValueError(f"match='name': saved param_groups {unused} match no group of this optimizer")
+                sizes = [0] * len(order)
+                for j, p in zip(order, group["params"]):
+                    sizes[j] = p.size
+                state[group_ids[0]] = _permute_history(entry, sizes, order)
         return {**sd, "param_groups": groups, "state": state}
 
     def _parse_state(
