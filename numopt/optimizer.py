@@ -103,6 +103,23 @@ class LoadStateDictResult(NamedTuple):
     unexpected_keys: list[str]
 
 
+class _LoadPlan(NamedTuple):
+    """What loading a state dict changes, worked out and validated before anything changes.
+
+    ``groups``: the new contents of each group here (hyperparameters copied, ``params``
+    the group's own list). ``state``: ``id(param)`` -> the state values to load (new
+    arrays in the parameter's dtype, floats for scalars); a parameter without an entry,
+    or with an empty one, gets fresh state. ``keep``: ``id(param)`` of the parameters
+    whose state stays as it is (``match='name', strict=False``). ``result``: what
+    ``load_state_dict`` returns.
+    """
+
+    groups: list[dict[str, Any]]
+    state: dict[int, dict[str, Any]]
+    keep: set[int]
+    result: LoadStateDictResult
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equality of two hyperparameter values that never raises (arrays compare elementwise)."""
     try:
@@ -517,6 +534,13 @@ class Optimizer:
             raise TypeError(f"strict must be True or False, got {strict!r}")
         if match == "position" and not strict:
             raise ValueError("strict=False needs match='name' (matching by position always loads every parameter)")
+        plan = self._plan_load(self._run_load_pre_hooks(state_dict), match, strict)
+        self._apply_load(plan)
+        self._run_load_post_hooks()
+        return plan.result
+
+    def _run_load_pre_hooks(self, state_dict: Any) -> Any:
+        """``state_dict`` (a shallow copy) as the load-state-dict pre-hooks leave it."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         state_dict = dict(state_dict)
@@ -524,6 +548,30 @@ class Optimizer:
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = result
+        return state_dict
+
+    def _run_load_post_hooks(self) -> None:
+        for hook in self._load_state_dict_post_hooks.values():
+            hook(self)
+
+    def _plan_load(self, state_dict: Any, match: str, strict: bool) -> _LoadPlan:
+        """Validate ``state_dict`` and work out what loading it changes; changes nothing here.
+
+        Raises ``ValueError`` for anything that does not fit (see :meth:`load_state_dict`).
+        """
+        saved_groups, saved_state = self._check_saved_layout(state_dict, match)
+        if match == "position":
+            targets, sources, missing, unexpected = self._match_by_position(saved_groups)
+        else:
+            targets, sources, missing, unexpected = self._match_by_name(saved_groups, strict)
+        groups = self._plan_groups(saved_groups, sources, match)
+        state = self._plan_state(saved_groups, saved_state, targets, groups)
+        # parameters no saved entry maps to (match='name', strict=False) keep their state as it is
+        keep = {id(p) for group in self.param_groups for p in group["params"]} - {id(p) for _, _, p in targets.values()}
+        return _LoadPlan(groups, state, keep, LoadStateDictResult(missing, unexpected))
+
+    def _check_saved_layout(self, state_dict: Any, match: str) -> tuple[Any, dict]:
+        """The saved ``(param_groups, state)``, once their structure is checked (ids, names, group count)."""
         for key in ("state", "param_groups"):
             if key not in state_dict:
                 raise ValueError(f"state_dict is missing the key {key!r}")
@@ -561,12 +609,10 @@ class Optimizer:
                     f"param_groups[{sgi}]['param_names'] of the loaded state dict must be a list of "
                     f"{len(ids)} strings, one per entry of 'params'"
                 )
+        return saved_groups, saved_state
 
-        if match == "position":
-            targets, sources, missing, unexpected = self._match_by_position(saved_groups)
-        else:
-            targets, sources, missing, unexpected = self._match_by_name(saved_groups, strict)
-
+    def _plan_groups(self, saved_groups: Any, sources: list[int | None], match: str) -> list[dict[str, Any]]:
+        """Each group's new contents: the hyperparameters of its saved group ``sources[gi]``, validated."""
         new_groups = []
         for gi, (group, src) in enumerate(zip(self.param_groups, sources)):
             if src is None:  # no saved group feeds this one: it keeps its hyperparameters
@@ -588,7 +634,12 @@ class Optimizer:
                 where = f"saved param_groups[{src}]" if src is not None else "its own hyperparameters"
                 raise ValueError(f"param_groups[{gi}] (from {where}): {e}") from None
             new_groups.append(new_group)
+        return new_groups
 
+    def _plan_state(
+        self, saved_groups: Any, saved_state: dict, targets: dict, new_groups: list[dict[str, Any]]
+    ) -> dict[int, dict[str, Any]]:
+        """``id(param)`` -> its saved state, checked and converted (new arrays in the parameter's dtype)."""
         staged: dict[int, dict[str, Any]] = {}
         unmatched_ids = {k for saved in saved_groups for k in saved["params"]} - targets.keys()
         for k, entry in saved_state.items():
@@ -615,11 +666,11 @@ class Optimizer:
                         f"hyperparameters keeps {list(required)} for every parameter it has stepped)"
                     )
             staged[id(p)] = values
-        # parameters no saved entry maps to (match='name', strict=False) keep their state as it is
-        keep = {id(p) for group in self.param_groups for p in group["params"]} - {id(p) for _, _, p in targets.values()}
+        return staged
 
-        # Validated: apply. Nothing below raises for a state dict that got this far.
-        for group, new_group in zip(self.param_groups, new_groups):
+    def _apply_load(self, plan: _LoadPlan) -> None:
+        """Make the groups and state what ``plan`` says: assignments only, nothing to validate."""
+        for group, new_group in zip(self.param_groups, plan.groups):
             group.clear()
             group.update(new_group)
         for group, flats in zip(self.param_groups, self._flats):
@@ -627,37 +678,44 @@ class Optimizer:
             scalar_fills = dict(self._scalar_spec(group))
             for flat in flats:
                 for i, p in enumerate(flat.params):
-                    if id(p) in keep:
-                        continue
-                    flat.steps[i] = 0
-                    for name in flat.state:
-                        flat._fill(flat.state_slice(name, i, i + 1), fills.get(name, 0.0))
-                    for name, arr in flat.scalars.items():
-                        arr[i] = scalar_fills.get(name, 0.0)
-                    self.state.pop(p, None)
-                    values = staged.get(id(p))
-                    if not values:
-                        continue
-                    st = self.state[p]
-                    for name, v in values.items():
-                        if name == "step":
-                            flat.steps[i] = v
-                            st["step"] = flat.step_view(i)
-                        elif name in self._scalar_keys:
-                            flat.ensure_scalar(name, scalar_fills.get(name, 0.0))[i] = v
-                            st[name] = flat.scalar_view(name, i)
-                        else:
-                            flat.ensure_state(name, fills.get(name, 0.0), self._state_layout(flat, name))
-                            view = flat.state_view(name, i)
-                            flat._assign(view, v)
-                            st[name] = view
-                    if "step" not in values:
-                        flat.steps[i] = 1.0  # state exists, so the parameter has been stepped
+                    if id(p) not in plan.keep:
+                        self._load_param_state(flat, i, plan.state.get(id(p)), fills, scalar_fills)
                 flat.spec = None
                 flat.mark_dirty()
-        for hook in self._load_state_dict_post_hooks.values():
-            hook(self)
-        return LoadStateDictResult(missing, unexpected)
+
+    def _load_param_state(
+        self,
+        flat: FlatBuffer,
+        i: int,
+        values: dict[str, Any] | None,
+        fills: dict[str, float],
+        scalar_fills: dict[str, float],
+    ) -> None:
+        """Reset parameter ``i`` of ``flat`` to fresh state, then set the planned ``values`` (if any)."""
+        p = flat.params[i]
+        flat.steps[i] = 0
+        for name in flat.state:
+            flat._fill(flat.state_slice(name, i, i + 1), fills.get(name, 0.0))
+        for name, arr in flat.scalars.items():
+            arr[i] = scalar_fills.get(name, 0.0)
+        self.state.pop(p, None)
+        if not values:
+            return
+        st = self.state[p]
+        for name, v in values.items():
+            if name == "step":
+                flat.steps[i] = v
+                st["step"] = flat.step_view(i)
+            elif name in self._scalar_keys:
+                flat.ensure_scalar(name, scalar_fills.get(name, 0.0))[i] = v
+                st[name] = flat.scalar_view(name, i)
+            else:
+                flat.ensure_state(name, fills.get(name, 0.0), self._state_layout(flat, name))
+                view = flat.state_view(name, i)
+                flat._assign(view, v)
+                st[name] = view
+        if "step" not in values:
+            flat.steps[i] = 1.0  # state exists, so the parameter has been stepped
 
     def _param_label(self, gi: int, j: int) -> str:
         group = self.param_groups[gi]
@@ -705,7 +763,7 @@ class Optimizer:
                         warnings.warn(
                             f"param_groups[{gi}] parameter {j} is named {a!r} here but {b!r} in the loaded state "
                             "dict; state is matched by position (pass match='name' to match it by name)",
-                            stacklevel=3,
+                            stacklevel=4,  # _match_by_position < _plan_load < load_state_dict < caller
                         )
                         break
         return targets, list(range(len(saved_groups))), [], []

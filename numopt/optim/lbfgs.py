@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
@@ -663,13 +662,7 @@ class LBFGS(Optimizer):
                 "LBFGS keeps one history over all the parameters of a group, so it cannot load part of a "
                 "saved group: strict=False is not supported (regroup the parameters to match the saved groups)"
             )
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        sd = dict(state_dict)
-        for hook in self._load_state_dict_pre_hooks.values():
-            result = hook(self, sd)
-            if result is not None:
-                sd = result
+        sd = self._run_load_pre_hooks(state_dict)
         if match == "name":
             sd = self._in_position_order(sd)
         staged: dict[int, tuple[dict[str, Any], _GroupState]] = {}
@@ -699,12 +692,9 @@ class LBFGS(Optimizer):
                 flat = self._flats[gi][0]
                 history_size = groups[gi].get("history_size", self.param_groups[gi]["history_size"])
                 staged[gi] = self._parse_state(k, entry, flat, history_size)
-        pre, post = self._load_state_dict_pre_hooks, self._load_state_dict_post_hooks
-        self._load_state_dict_pre_hooks, self._load_state_dict_post_hooks = OrderedDict(), OrderedDict()
-        try:
-            super().load_state_dict({**sd, "state": {}})
-        finally:
-            self._load_state_dict_pre_hooks, self._load_state_dict_post_hooks = pre, post
+        # the groups, by the base class's rules; the state (kept per group, not per parameter) is staged above
+        plan = self._plan_load({**sd, "state": {}}, "position", True)
+        self._apply_load(plan)
         for gi, group in enumerate(self.param_groups):
             flat = self._flats[gi][0]
             entry, gs = staged.get(gi, ({}, _GroupState(flat.size, flat.dtype)))
@@ -713,9 +703,8 @@ class LBFGS(Optimizer):
                 st = self.state[group["params"][0]]
                 st.update(entry)
                 st.update(gs.torch_state(int(group["history_size"])))
-        for hook in self._load_state_dict_post_hooks.values():
-            hook(self)
-        return LoadStateDictResult([], [])
+        self._run_load_post_hooks()
+        return plan.result
 
     def _in_position_order(self, sd: dict[str, Any]) -> dict[str, Any]:
         """``sd`` rearranged so that its groups and each group's history follow this optimizer's order by name."""
