@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 import numopt
+from numopt.bench import threading_layer
 from numopt.functional import adam, adam_scalars, init_state
 
 
@@ -117,11 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             for how, sec in rows.items():
                 print(f"| {n:,} | {threads} | {how} | {1 / sec:,.0f} | {1e6 * sec:,.2f} | {base / sec:.1f}x |")
     numopt.set_num_threads(all_threads)
-    try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = "not started"
-    print(f"\nthreading layer: {layer}")
+    print(f"\nthreading layer: {threading_layer(unset='not started')}")
 
 
 if __name__ == "__main__":

@@ -32,21 +32,11 @@ import numpy as np
 import torch
 
 import numopt
-from numopt.bench import gpt_like_shapes, time_call
+from numopt.bench import Workload, gpt_like_shapes, numopt_optimizer, threading_layer, time_call, torch_params
 from numopt.interop.torch import bind
 
 BYTES_PER_PARAM = 28
 HP = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-
-
-def torch_params(shapes: list[tuple[int, ...]], seed: int) -> list[torch.nn.Parameter]:
-    g = torch.Generator().manual_seed(seed)
-    params = []
-    for s in shapes:
-        p = torch.nn.Parameter(torch.randn(s, generator=g) * 0.02)
-        p.grad = torch.randn(s, generator=g)
-        params.append(p)
-    return params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,43 +48,36 @@ def main(argv: list[str] | None = None) -> None:
     numopt.set_num_threads(threads)
     torch.set_num_threads(threads)
     budget = 0.5 if args.quick else 3.0
-    shapes = gpt_like_shapes()
-    n = int(sum(np.prod(s) for s in shapes))
+    work = Workload("gpt-like", gpt_like_shapes())
+    shapes, n = work.shapes, work.size
 
     rows: dict[str, float] = {}
 
     # numopt bound to the torch tensors (gradients written where backward would put them)
-    model = torch.nn.ParameterList(torch_params(shapes, 0))
+    model = torch.nn.ParameterList(torch_params(shapes, seed=0, scale=0.02, grad_scale=1.0))
     opt = bind(model, numopt.AdamW, **HP)
     assert np.shares_memory(model[0].detach().numpy(), opt.binding.params[0]._flat.data)
     rows["bind(model, numopt.AdamW)"] = time_call(opt.step, min_repeats=10, budget_s=budget)["median_s"]
     assert opt.binding.copies == 0
 
     # numopt on its own Parameters
-    rng = np.random.default_rng(0)
-    plain = [numopt.Parameter(rng.standard_normal(s).astype(np.float32) * np.float32(0.02)) for s in shapes]
-    for p in plain:
-        p.grad = rng.standard_normal(p.shape).astype(np.float32)
-    plain_opt = numopt.AdamW(plain, **HP)
+    plain_opt = numopt_optimizer("AdamW", work, HP)
     rows["numopt.AdamW (numopt.Parameter, no torch)"] = time_call(plain_opt.step, min_repeats=10, budget_s=budget)[
         "median_s"
     ]
-    del plain, plain_opt
+    del plain_opt
 
     for label, kw in (
         ("torch.optim.AdamW(foreach=False)", {"foreach": False}),
         ("torch.optim.AdamW(foreach=True)", {"foreach": True}),
         ("torch.optim.AdamW(fused=True)", {"fused": True}),
     ):
-        params = torch_params(shapes, 1)
+        params = torch_params(shapes, seed=1, scale=0.02, grad_scale=1.0)
         topt = torch.optim.AdamW(params, **HP, **kw)
         rows[label] = time_call(topt.step, min_repeats=10, budget_s=budget)["median_s"]
         del params, topt
 
-    try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = "not started"
+    layer = threading_layer(unset="not started")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {threads} threads for "
         f"torch {torch.__version__} and numba {numba.__version__} ({layer} layer); "

@@ -517,8 +517,8 @@ def test_averaged_model_on_gpu_refuses_what_it_cannot_do() -> None:
 @pytest.mark.filterwarnings("ignore:Simulator timings are bogus")
 def test_bench_pieces_run_on_the_cuda_path() -> None:
     """``bench --device cuda``'s numopt side and stream kernel (the simulator has no timings: values only)."""
-    from numopt import bench_cuda
     from numopt.bench import Workload
+    from numopt.bench import cuda as bench_cuda
     from numopt.kernels.cuda.stream import stream_
 
     res = bench_cuda.bench_numopt_cuda("Adam", Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)

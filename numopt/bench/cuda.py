@@ -5,7 +5,7 @@ several sizes, and the GPT-like model of ``numopt.bench``):
 
 * numopt's ``step()``, timed with CUDA events around each step (GPU time,
   launch overhead included) after warm-up;
-* the bytes the step must move (its streams, as in ``numopt.bench.ALGORITHMS``)
+* the bytes the step must move (its streams, as in ``numopt.bench.algorithms()``)
   over that time, as GB/s and as % of the GPU's peak memory bandwidth
   (memory clock x bus width from the driver) and of a measured no-math stream
   kernel over the same streams;
@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from .bench import ALGORITHMS, Workload, _fmt, workloads
+from ._cpu import numopt_optimizer
+from ._report import GpuRow, fmt, render_gpu_table, write_json
+from ._timing import time_events
+from ._torch import WORKER
+from ._workloads import Workload, algorithms, stream_bytes, workloads
 
-__all__ = ["cuda_status", "peak_bandwidth_gbps", "run_cuda"]
+__all__ = ["GpuRow", "cuda_status", "peak_bandwidth_gbps", "render_gpu_table", "run_cuda"]
 
 
 def cuda_status() -> tuple[bool, str]:
@@ -70,39 +72,25 @@ def peak_bandwidth_gbps() -> float | None:
 
 def time_gpu(fn: Callable[[], Any], *, min_repeats: int = 7, budget_s: float = 1.0, warmup: int = 3) -> dict:
     """Median/min seconds of GPU time of ``fn()``, measured with CUDA events around each call."""
-    import time
-
     from numba import cuda
 
-    for _ in range(warmup):
-        fn()
-    cuda.synchronize()
-    start, end = cuda.event(), cuda.event()
-    times: list[float] = []
-    t0 = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - t0 < budget_s and len(times) < 2000):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+    return time_events(fn, cuda.event, cuda.synchronize, min_repeats=min_repeats, budget_s=budget_s, warmup=warmup)
 
 
 def roofline_gpu(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
     """Time the no-math pass over ``rw`` read-write and ``ro`` (= 1) read-only float32 streams of ``n``."""
     from numba import cuda
 
-    from .kernels.cuda import launch_config
-    from .kernels.cuda.memory import full
-    from .kernels.cuda.stream import stream_
+    from ..kernels.cuda import launch_config
+    from ..kernels.cuda.memory import full
+    from ..kernels.cuda.stream import stream_
 
     arrays = [full(n, 0.0, np.float32) for _ in range(1 + rw)]
     arrays += [arrays[1]] * (4 - rw)  # unused slots
     blocks, threads = launch_config(n)
     t = time_gpu(lambda: stream_[blocks, threads](*arrays, rw), **timing)
     cuda.synchronize()
-    t["bytes"] = n * 4 * (2 * rw + ro)
+    t["bytes"] = stream_bytes(n, rw, ro)
     t["gbps"] = t["bytes"] / t["median_s"] / 1e9
     return t
 
@@ -111,71 +99,18 @@ def bench_numopt_cuda(algo: str, work: Workload, **timing: Any) -> dict | None:
     """numopt's ``step()`` on CUDA parameters of ``work``'s shapes (float32)."""
     from numba import cuda
 
-    import numopt
-
-    cls = getattr(numopt, algo, None)
-    if cls is None:
-        return None
-    rng = np.random.default_rng(0)
-    params = [numopt.Parameter(cuda.to_device(rng.standard_normal(s).astype(np.float32) * 0.01)) for s in work.shapes]
-    opt = cls(params, **ALGORITHMS[algo][0])
-    for p in params:
-        p.grad = cuda.to_device(rng.standard_normal(p.shape).astype(np.float32) * 0.01)
-    opt.step()  # compile, pack the gradients, create the state
-    return time_gpu(opt.step, **timing)
-
-
-_TORCH_CUDA_WORKER = r"""
-import json, statistics, sys, time
-import torch
-job = json.loads(sys.stdin.read())
-out = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "results": []}
-if out["cuda"]:
-    out["device"] = torch.cuda.get_device_name()
-    timing = job["timing"]
-    def time_gpu(fn):
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times, t0 = [], time.perf_counter()
-        budget, repeats = timing["budget_s"], timing["min_repeats"]
-        while len(times) < repeats or (time.perf_counter() - t0 < budget and len(times) < 2000):
-            start.record(); fn(); end.record(); end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
-    for task in job["tasks"]:
-        cls = getattr(torch.optim, task["algo"], None)
-        res = {"algo": task["algo"], "workload": task["workload"], "modes": {}}
-        if cls is not None:
-            gen = torch.Generator(device="cuda").manual_seed(0)
-            params = [torch.randn(*s, generator=gen, device="cuda") * 0.01 for s in task["shapes"]]
-            for p in params:
-                p.requires_grad_(True)
-                p.grad = torch.randn(*p.shape, generator=gen, device="cuda") * 0.01
-            for mode in ("default", "foreach", "fused"):
-                kw = dict(task["kwargs"])
-                if mode != "default":
-                    kw[mode] = True
-                try:
-                    opt = cls(params, **kw)
-                    with torch.no_grad():
-                        t = time_gpu(opt.step)
-                except (RuntimeError, TypeError, ValueError) as e:
-                    t = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"}
-                res["modes"][mode] = t
-            del params
-            torch.cuda.empty_cache()
-        out["results"].append(res)
-print(json.dumps(out))
-"""
+    opt = numopt_optimizer(algo, work, to_device=cuda.to_device)
+    return None if opt is None else time_gpu(opt.step, **timing)
 
 
 def bench_torch_cuda(tasks: list[dict], timing: dict) -> dict | None:
-    """torch.optim timings on CUDA tensors in a worker process; ``None`` without torch (or torch without CUDA)."""
+    """torch.optim timings on CUDA tensors in a worker process; ``None`` without torch (or torch without CUDA).
+
+    The worker is :mod:`numopt.bench._torch_worker` with ``--cuda``: ``tasks`` and ``timing`` in, one reply out.
+    """
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _TORCH_CUDA_WORKER],
+            [*WORKER, "--cuda"],
             input=json.dumps({"tasks": tasks, "timing": timing}),
             capture_output=True,
             text=True,
@@ -190,38 +125,6 @@ def bench_torch_cuda(tasks: list[dict], timing: dict) -> dict | None:
         raise RuntimeError(f"torch CUDA benchmark worker failed:\n{proc.stderr[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return out if out["cuda"] else None
-
-
-@dataclass
-class GpuRow:
-    algo: str
-    workload: str
-    params: int
-    numopt_ms: float
-    gbps: float
-    pct_peak: float | None = None
-    pct_stream: float | None = None
-    torch_ms: dict[str, float | None] = field(default_factory=dict)
-    torch_gbps: dict[str, float | None] = field(default_factory=dict)
-    speedup: dict[str, float | None] = field(default_factory=dict)
-
-
-def render_gpu_table(rows: list[GpuRow], peak: float | None) -> str:
-    head = (
-        "| optimizer | workload | numopt ms | GB/s | % peak | % stream | torch default ms | torch foreach ms "
-        "| torch fused ms | torch fused % peak | x foreach | x fused |"
-    )
-    lines = [head, "|" + "---|" * 12]
-    for r in rows:
-        t, s = r.torch_ms, r.speedup
-        fused_pct = 100 * r.torch_gbps["fused"] / peak if peak and r.torch_gbps.get("fused") else None
-        lines.append(
-            f"| {r.algo} | {r.workload} | {r.numopt_ms:.3f} | {r.gbps:.0f} | {_fmt(r.pct_peak, '.0f')} "
-            f"| {_fmt(r.pct_stream, '.0f')} | {_fmt(t.get('default'), '.3f')} | {_fmt(t.get('foreach'), '.3f')} "
-            f"| {_fmt(t.get('fused'), '.3f')} | {_fmt(fused_pct, '.0f')} | {_fmt(s.get('foreach'), '.2f')} "
-            f"| {_fmt(s.get('fused'), '.2f')} |"
-        )
-    return "\n".join(lines)
 
 
 def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, args: Any) -> dict:
@@ -244,17 +147,18 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
     algos = [a for a in algos if on_gpu(a)]
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
     peak = peak_bandwidth_gbps()
-    print(f"numopt bench --device cuda: {device}, peak memory bandwidth {_fmt(peak, '.0f')} GB/s", flush=True)
+    print(f"numopt bench --device cuda: {device}, peak memory bandwidth {fmt(peak, '.0f')} GB/s", flush=True)
     print(f"optimizers {', '.join(algos)}", flush=True)
+    table = algorithms()
     stream: dict[tuple[int, int], dict] = {}
     rows: list[GpuRow] = []
     for algo in algos:
-        _, rw, ro = ALGORITHMS[algo]
+        _, rw, ro = table[algo]
         for w in work:
             res = bench_numopt_cuda(algo, w, **timing)
             if res is None:
                 continue
-            nbytes = w.size * 4 * (2 * rw + ro)
+            nbytes = stream_bytes(w.size, rw, ro)
             row = GpuRow(algo, w.name, w.size, res["median_s"] * 1e3, nbytes / res["median_s"] / 1e9)
             if peak:
                 row.pct_peak = 100 * row.gbps / peak
@@ -271,7 +175,7 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
             {
                 "algo": r.algo,
                 "workload": r.workload,
-                "kwargs": ALGORITHMS[r.algo][0],
+                "kwargs": table[r.algo][0],
                 "shapes": next(w.shapes for w in work if w.name == r.workload),
             }
             for r in rows
@@ -282,11 +186,11 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
             print("torch with CUDA is not importable: numopt figures only")
         else:
             for r, tr in zip(rows, torch_out["results"]):
-                _, rw, ro = ALGORITHMS[r.algo]
+                _, rw, ro = table[r.algo]
                 for mode, t in tr["modes"].items():
                     ms = t["median_s"] * 1e3 if "median_s" in t else None
                     r.torch_ms[mode] = ms
-                    r.torch_gbps[mode] = r.params * 4 * (2 * rw + ro) / (ms / 1e3) / 1e9 if ms else None
+                    r.torch_gbps[mode] = stream_bytes(r.params, rw, ro) / (ms / 1e3) / 1e9 if ms else None
                     r.speedup[mode] = ms / r.numopt_ms if ms else None
 
     result = {
@@ -303,8 +207,5 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
     print(render_gpu_table(rows, peak))
     for (n, rw), v in stream.items():
         print(f"stream kernel, {rw} read-write + 1 read-only streams at {n:.0e}: {v['gbps']:.0f} GB/s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(result, args.json)
     return result

@@ -1,0 +1,163 @@
+"""``python -m numopt bench``: step times on this machine, side by side with torch.optim.
+
+What is measured, for every optimizer numopt has:
+
+* the machine's memory *roofline* for the optimizer's access pattern: a kernel
+  with no math that reads and writes the same streams (Adam: 4 reads, 3 writes),
+  over arrays holding real (written) data;
+* numopt's ``step()`` on one flat tensor at several sizes, on a GPT-like model
+  of ~150 tensors (~28M parameters) and on a tiny 10-tensor model (~1k parameters);
+* ``torch.optim`` on the same workloads, in its default, ``foreach`` and ``fused``
+  modes, timed in a separate worker process (two OpenMP pools in one process
+  slow torch down, which would flatter numopt).
+
+Each row is timed in alternating rounds (numopt, roofline, each torch mode,
+then again), one process working at a time. Times are medians over all rounds;
+ratios are medians of per-round ratios, each between neighbours in time: the
+machine's speed drifts and jumps (a shared VM's memory bandwidth moved between
+~50 and ~90 GB/s within seconds here), so the row's ratios hold even when its
+absolute times do not. JIT compilation and first-step state creation are
+excluded (warm-up steps).
+
+The package: ``_workloads`` (the optimizers and their streams, the shapes, the
+roofline kernels), ``_timing`` (timing loops), ``_cpu`` (numopt's side and a
+row), ``_torch`` (torch's parameters and modes, and the worker process it runs
+in, ``_torch_worker``), ``_report`` (tables, JSON) and ``cuda`` (``--device cuda``).
+``benchmarks/`` imports its workloads and helpers from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from ._cpu import bench_numopt, bench_row, cold_start, numopt_optimizer
+from ._report import (
+    GpuRow,
+    Row,
+    machine_info,
+    print_report,
+    render_gpu_table,
+    render_table,
+    threading_layer,
+    write_json,
+)
+from ._timing import sample_times, time_call, time_events
+from ._torch import TORCH_ERRORS, TORCH_MODES, TorchWorker, error_text, torch_optimizer, torch_params
+from ._workloads import TINY_SHAPES, Workload, algorithms, gpt_like_shapes, roofline_kernel, stream_bytes, workloads
+
+__all__ = [
+    "TINY_SHAPES",
+    "TORCH_ERRORS",
+    "TORCH_MODES",
+    "GpuRow",
+    "Row",
+    "TorchWorker",
+    "Workload",
+    "algorithms",
+    "bench_numopt",
+    "bench_row",
+    "cold_start",
+    "error_text",
+    "gpt_like_shapes",
+    "machine_info",
+    "main",
+    "numopt_optimizer",
+    "render_gpu_table",
+    "render_table",
+    "roofline_kernel",
+    "run",
+    "sample_times",
+    "stream_bytes",
+    "threading_layer",
+    "time_call",
+    "time_events",
+    "torch_optimizer",
+    "torch_params",
+    "workloads",
+]
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse the ``bench`` options in ``argv``, time, print the table; the results (what ``--json`` writes)."""
+    parser = argparse.ArgumentParser(prog="python -m numopt bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a run of about a minute")
+    parser.add_argument("--threads", type=int, default=None, help="threads for numopt and torch")
+    parser.add_argument("--optimizers", default=None, help="comma-separated, e.g. adam,sgd (default: all)")
+    parser.add_argument("--sizes", default=None, help="flat tensor sizes, e.g. 1e6,1e7,1e8")
+    parser.add_argument("--workloads", default="flat,model,tiny", help="any of flat,model,tiny (default: all three)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: parameters on the GPU (numopt.bench.cuda)"
+    )
+    args = parser.parse_args(argv)
+
+    import numopt
+
+    if args.threads:
+        numopt.set_num_threads(args.threads)
+    threads = numopt.get_num_threads()
+    names = {a.lower(): a for a in algorithms() if hasattr(numopt, a)}
+    if args.optimizers:
+        wanted = [s.strip().lower() for s in args.optimizers.split(",") if s.strip()]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            parser.error(f"unknown optimizers {unknown}; available: {sorted(names.values())}")
+        algos = [names[w] for w in wanted]
+    else:
+        algos = list(names.values())
+    if args.sizes:
+        sizes = [int(float(s)) for s in args.sizes.split(",")]
+    else:
+        sizes = [10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]
+    timing = {"min_repeats": 5, "budget_s": 0.2} if args.quick else {"min_repeats": 7, "budget_s": 1.5}
+    kinds = {k.strip() for k in args.workloads.split(",")}
+    if args.device == "cuda":
+        from .cuda import run_cuda
+
+        return run_cuda(algos, sizes, kinds, timing, args)
+    work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
+
+    rounds = 3 if args.quick else 5
+    per_round = {"min_repeats": -(-timing["min_repeats"] // rounds), "budget_s": timing["budget_s"] / rounds}
+    print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)
+    worker = None if args.no_torch else TorchWorker.start(threads)
+    if worker is None and not args.no_torch:
+        print("torch is not importable: numopt figures only")
+    rows: list[Row] = []
+    mixed = None
+    try:
+        for w in work:
+            roofs: dict = {}  # one set of roofline arrays per access pattern, for this workload's rows
+            for algo in algos:
+                row = bench_row(algo, w, worker, rounds, per_round, roofs)
+                if row is not None:
+                    rows.append(row)
+                    print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
+            del roofs
+        model = next((w for w in work if w.name.startswith("gpt")), None)
+        if worker is not None and model is not None:
+            mixed = {"algo": "Adam" if "Adam" in algos else algos[0]}
+            mixed["ms"] = worker.ask(cmd="mixed", shapes=model.shapes, timing=timing, **mixed)["median_s"] * 1e3
+    finally:
+        if worker is not None:
+            worker.close()
+
+    result = {"machine": machine_info(threads), "rows": [asdict(r) for r in rows]}
+    if worker is not None:
+        result["machine"]["torch"] = worker.version
+    if mixed is not None:
+        result["mixed_process"] = mixed
+    if not args.quick:
+        result["cold_start_s"] = {"warm_cache": cold_start(True), "no_cache": cold_start(False)}
+
+    print_report(result, rows)
+    write_json(result, args.json)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m numopt bench [options]``: run the benchmark (see ``--help``); 0 when it ran."""
+    run(argv)
+    return 0

@@ -1,0 +1,132 @@
+"""numopt's side on the CPU, and one table row: numopt, roofline and torch timed in alternating rounds."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._report import Row
+from ._timing import sample_times, time_call
+from ._torch import TORCH_MODES, TorchWorker
+from ._workloads import Workload, algorithms, roofline_kernel, stream_bytes
+
+
+def numopt_optimizer(
+    algo: str,
+    work: Workload,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    to_device: Callable[[np.ndarray], Any] | None = None,
+) -> Any:
+    """A numopt optimizer of ``algo`` over ``work``'s shapes, with gradients, stepped once (compiled, state made).
+
+    ``kwargs``: the constructor's options (default: the benchmark's, from :func:`algorithms`);
+    ``to_device``: where parameters and gradients go (``numba.cuda.to_device``; default: host arrays).
+    """
+    import numopt
+
+    cls = getattr(numopt, algo, None)
+    if cls is None:
+        return None
+    rng = np.random.default_rng(0)
+
+    def normal(shape: tuple[int, ...]) -> Any:
+        a = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
+        return a if to_device is None else to_device(a)
+
+    params = [numopt.Parameter(normal(s)) for s in work.shapes]
+    opt = cls(params, **(algorithms()[algo][0] if kwargs is None else kwargs))
+    for p in params:
+        p.grad = normal(p.shape)
+    opt.step()  # compile, pack grads, create state
+    return opt
+
+
+def bench_numopt(algo: str, work: Workload, **timing: Any) -> dict | None:
+    """Time numopt's ``step()`` of ``algo`` on ``work`` alone (median/min seconds)."""
+    opt = numopt_optimizer(algo, work)
+    return None if opt is None else time_call(opt.step, **timing)
+
+
+def cold_start(with_cache: bool) -> float:
+    """Seconds for ``import numopt`` plus a first Adam (or SGD) step in a fresh process."""
+    # A command line, not a module: running a module of numopt would import numopt before the clock starts.
+    code = (
+        "import time; t=time.perf_counter(); import numpy as np, numopt; "
+        "cls = getattr(numopt, 'Adam', numopt.SGD); p = numopt.Parameter((1000,)); "
+        "o = cls([p], lr=1e-3); p.grad = np.ones(1000, np.float32); o.step(); "
+        "print(time.perf_counter()-t)"
+    )
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not with_cache:
+            env["NUMBA_CACHE_DIR"] = tmp
+            env["NUMOPT_CACHE"] = "0"
+        else:
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)  # warm it
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bench_row(
+    algo: str, work: Workload, worker: TorchWorker | None, rounds: int, timing: dict, roofs: dict | None = None
+) -> Row | None:
+    """One table row: numopt's step, the roofline kernel and torch's modes, timed in alternating rounds.
+
+    Each round times numopt, then the no-math kernel of the same access pattern,
+    then each torch mode in the worker. Times are medians over all rounds; the
+    ratios (% of roofline, speed-ups) are medians of the per-round ratios, each
+    taken between neighbours in time: this machine's bandwidth can jump by 1.5x
+    from one second to the next, and a jump between rounds then moves both
+    sides of a ratio instead of one. (So a ratio can differ a little from the
+    ratio of the two printed medians.)
+    """
+    kwargs, rw, ro = algorithms()[algo]
+    opt = numopt_optimizer(algo, work, kwargs)
+    if opt is None:
+        return None
+    opt.step()
+    roof = None
+    if work.size >= 1_000_000:
+        roofs = {} if roofs is None else roofs  # roofline arrays reused by the rows of a workload
+        if (rw, ro) not in roofs:
+            roofs[rw, ro] = roofline_kernel(work.size, rw, ro)
+        roof = roofs[rw, ro]
+    if worker is not None:
+        worker.setup(algo, work.shapes, kwargs)
+    samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
+    for _ in range(rounds):
+        samples.setdefault("numopt", []).append(sample_times(opt.step, **timing))
+        if roof is not None:
+            samples.setdefault("roofline", []).append(sample_times(roof[0], **timing))
+        if worker is not None:
+            for mode, times in worker.time(**timing).items():
+                samples.setdefault(mode, []).append(times)
+    del opt, roof
+
+    def pooled(name: str) -> float:
+        return statistics.median([t for times in samples[name] for t in times])
+
+    def ratio(name: str) -> float:
+        """Median over rounds of (``name``'s median time) / (numopt's median time)."""
+        pairs = zip(samples[name], samples["numopt"])
+        return statistics.median(statistics.median(a) / statistics.median(b) for a, b in pairs)
+
+    seconds = pooled("numopt")
+    nbytes = stream_bytes(work.size, rw, ro)
+    row = Row(algo, work.name, work.size, seconds * 1e3, gbps=nbytes / seconds / 1e9)
+    if "roofline" in samples:
+        row.roofline_gbps = nbytes / pooled("roofline") / 1e9
+        row.pct_roofline = 100 * ratio("roofline")
+    if worker is not None:
+        for mode in TORCH_MODES:
+            row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
+            row.speedup[mode] = ratio(mode) if mode in samples else None
+    return row

@@ -1,0 +1,122 @@
+"""torch.optim next to numopt: its parameters and modes, and the worker process that times it.
+
+torch is imported inside the functions here, never at import: the benchmark's own
+process keeps one thread pool (numba's); torch runs in :mod:`numopt.bench._torch_worker`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+#: torch.optim's implementations: its default, then ``foreach=True``, then ``fused=True``.
+TORCH_MODES = ("default", "foreach", "fused")
+
+#: What torch raises for a mode it lacks for an optimizer or a device.
+TORCH_ERRORS = (RuntimeError, TypeError, ValueError)
+
+#: The command line of the worker process (its arguments follow).
+WORKER = [sys.executable, "-m", "numopt.bench._torch_worker"]
+
+
+def torch_params(
+    shapes: list[tuple[int, ...]], *, seed: int = 0, device: str = "cpu", scale: float = 0.01, grad_scale: float = 0.01
+) -> list[Any]:
+    """``torch.nn.Parameter`` tensors of ``shapes`` (normal, times ``scale``), each with a gradient."""
+    import torch
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(*s, generator=gen, device=device) * scale) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(*p.shape, generator=gen, device=device) * grad_scale
+    return params
+
+
+def torch_optimizer(cls: type, params: list[Any], kwargs: dict[str, Any], mode: str) -> Any:
+    """``cls(params, **kwargs)`` in torch's ``mode``: ``"default"``, or ``"foreach"`` / ``"fused"`` set to True."""
+    kw = dict(kwargs)
+    if mode != "default":
+        kw[mode] = True
+    return cls(params, **kw)
+
+
+def error_text(e: BaseException) -> str:
+    """One short line for a mode torch refused."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+
+
+#: Seconds to let one process's thread pool go idle before the other process runs (libgomp spins
+#: for a while after each parallel region before it sleeps).
+_HANDOVER_S = 0.02
+
+
+class TorchWorker:
+    """torch.optim timed in its own process, driven turn by turn from the benchmark's process.
+
+    The worker stays alive for the whole run: for each row it builds torch's
+    optimizers once, then times them when asked, so that rounds of numopt and
+    torch alternate and a slow spell of the machine hits both sides alike.
+    Only one of the two processes works at a time.
+    """
+
+    def __init__(self, threads: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            [*WORKER, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            env=env,
+        )
+        self.version = self._recv()["torch"]
+        self.modes: list[str] = []
+        self.errors: dict[str, str] = {}
+
+    @classmethod
+    def start(cls, threads: int) -> TorchWorker | None:
+        """A running worker, or ``None`` if torch is not importable."""
+        try:
+            return cls(threads)
+        except RuntimeError as e:
+            if "No module named 'torch'" in str(e):
+                return None
+            raise
+
+    def _recv(self) -> Any:
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            self._err.seek(0)
+            raise RuntimeError(f"torch benchmark worker failed:\n{self._err.read()[-2000:]}")
+        return json.loads(line)
+
+    def ask(self, **job: Any) -> Any:
+        time.sleep(_HANDOVER_S)
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+        out = self._recv()
+        time.sleep(_HANDOVER_S)
+        return out
+
+    def setup(self, algo: str, shapes: list[tuple[int, ...]], kwargs: dict[str, Any]) -> None:
+        """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``."""
+        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs)
+        self.modes, self.errors = out["modes"], out["errors"]
+
+    def time(self, **timing: Any) -> dict[str, list[float]]:
+        """Step times of every mode that :meth:`setup` built, one mode after the other."""
+        return self.ask(cmd="time", modes=self.modes, timing=timing)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+            self._proc.stdin.close()
+            self._proc.wait(timeout=60)
+        self._err.close()

@@ -1,0 +1,125 @@
+"""The torch side of ``python -m numopt bench``, in a process of its own.
+
+Two OpenMP pools in one process slow torch down, which would flatter numopt, so
+torch.optim is timed here:
+
+* ``python -m numopt.bench._torch_worker THREADS``: driven by
+  :class:`numopt.bench._torch.TorchWorker`, one JSON job a line on stdin and one
+  JSON reply a line on stdout (``setup``, ``time``, ``mixed``; anything else ends it);
+* ``python -m numopt.bench._torch_worker --cuda``: one JSON job on stdin (tasks and
+  timing), torch.optim timed on CUDA tensors with CUDA events, one JSON reply.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ._timing import sample_times, time_events
+from ._torch import TORCH_ERRORS, TORCH_MODES, error_text, torch_optimizer, torch_params
+
+
+def reply(obj: Any) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def build(algo: str, shapes: list[list[int]], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """One optimizer per mode over the same parameters (each stepped twice), and the modes torch refused."""
+    opts: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    cls = getattr(torch.optim, algo, None)
+    if cls is None:
+        return opts, errors
+    params = torch_params(shapes)
+    for mode in TORCH_MODES:
+        try:
+            opt = torch_optimizer(cls, params, kwargs, mode)
+            with torch.no_grad():
+                for _ in range(2):
+                    opt.step()
+            opts[mode] = opt
+        except TORCH_ERRORS as e:
+            errors[mode] = error_text(e)
+    return opts, errors
+
+
+def mixed(job: dict[str, Any]) -> dict | None:
+    """numopt's step in a process that also runs torch (two thread pools): the "one process" row."""
+    from ._cpu import bench_numopt
+    from ._workloads import Workload
+
+    x = torch.randn(256, 256)
+    for _ in range(3):
+        (x @ x).sum()
+    return bench_numopt(job["algo"], Workload("mixed", [tuple(s) for s in job["shapes"]]), **job["timing"])
+
+
+def serve(threads: int, lines: Iterable[str]) -> None:
+    """Answer the jobs of :class:`~numopt.bench._torch.TorchWorker`, one a line, until one is not known."""
+    torch.set_num_threads(threads)
+    reply({"torch": torch.__version__})
+    opts: dict[str, Any] = {}
+    for line in lines:
+        job = json.loads(line)
+        if job["cmd"] == "setup":
+            opts = {}  # free the last row's optimizers before building this row's
+            opts, errors = build(job["algo"], job["shapes"], job["kwargs"])
+            reply({"modes": sorted(opts), "errors": errors})
+        elif job["cmd"] == "time":  # each mode in turn: one hand-over between the processes per round
+            with torch.no_grad():
+                reply({m: sample_times(opts[m].step, **job["timing"]) for m in job["modes"]})
+        elif job["cmd"] == "mixed":
+            opts = {}
+            reply(mixed(job))
+        else:
+            break
+
+
+def time_cuda_task(task: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
+    """GPU times of torch's ``task["algo"]`` in every mode, on CUDA parameters of ``task["shapes"]``."""
+    res: dict[str, Any] = {"algo": task["algo"], "workload": task["workload"], "modes": {}}
+    cls = getattr(torch.optim, task["algo"], None)
+    if cls is None:
+        return res
+    params = torch_params(task["shapes"], device="cuda")
+    for mode in TORCH_MODES:
+        try:
+            opt = torch_optimizer(cls, params, task["kwargs"], mode)
+            with torch.no_grad():
+                t = time_events(
+                    opt.step,
+                    lambda: torch.cuda.Event(enable_timing=True),
+                    torch.cuda.synchronize,
+                    min_repeats=timing["min_repeats"],
+                    budget_s=timing["budget_s"],
+                )
+        except TORCH_ERRORS as e:
+            t = {"error": error_text(e)}
+        res["modes"][mode] = t
+    return res
+
+
+def run_cuda(job: dict[str, Any]) -> dict[str, Any]:
+    """torch's side of ``bench --device cuda``: every task of ``job``, or ``"cuda": False`` without a GPU."""
+    out: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "results": []}
+    if out["cuda"]:
+        out["device"] = torch.cuda.get_device_name()
+        for task in job["tasks"]:
+            out["results"].append(time_cuda_task(task, job["timing"]))
+            torch.cuda.empty_cache()
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--cuda"]:
+        print(json.dumps(run_cuda(json.loads(sys.stdin.read()))))
+    else:
+        serve(int(argv[0]), sys.stdin)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
