@@ -1,4 +1,4 @@
-"""Flat buffers in GPU memory, and running an optimizer's update rule on them.
+"""Flat buffers in GPU memory.
 
 A group's CUDA parameters are packed into a :class:`DeviceFlatBuffer`: the
 same layout as a host :class:`~numopt.flat.FlatBuffer`, with ``data``,
@@ -8,85 +8,25 @@ state stay on the host: they are what ``_update`` computes the per-step
 scalars from, so a step launches kernels and never copies arrays between host
 and device.
 
-The optimizer classes are not aware of any of this. Their ``_update`` calls
-CPU kernels by name (``adam_step(run.data, ...)``); for a device buffer,
-:func:`cuda_update` gives a copy of that function whose global names for
-numopt kernels are bound to the CUDA twins from
-:data:`numopt.kernels.cuda.KERNELS` instead. The rule for an optimizer to
-run on the GPU is therefore: ``_update`` calls its kernels directly (not
-through a helper function), each of them has a CUDA twin, and the class does
-not override ``step``.
+The optimizer classes are not aware of any of this: their ``_update`` calls
+``run.pick(kernel)``, and a run of a device buffer picks the CUDA loop that
+:mod:`numopt.kernels._generate` builds from the same update rule. An optimizer
+can therefore run on the GPU exactly when it is declared with an elementwise
+``rule`` and does not override ``step``.
 """
 
 from __future__ import annotations
 
-import types
-import weakref
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._device import cuda_backend
-from .flat import FlatBuffer, Run
+from .flat import FlatBuffer
 from .parameter import Parameter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .optimizer import Optimizer
 
-__all__ = ["DeviceFlatBuffer", "cuda_update"]
-
-_KERNEL_PACKAGE = "numopt.kernels."
-_REBOUND: weakref.WeakKeyDictionary[Callable, Callable] = weakref.WeakKeyDictionary()
-
-
-def _names(code: types.CodeType) -> Iterator[str]:
-    """Global names ``code`` and the functions nested in it (comprehensions, lambdas) may load."""
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _names(const)
-
-
-def _cpu_kernel_key(obj: Any) -> str | None:
-    """The registry key if ``obj`` is a numopt CPU kernel (a Numba dispatcher), else ``None``."""
-    fn = getattr(obj, "py_func", None)
-    module = getattr(fn, "__module__", None) or ""
-    if not module.startswith(_KERNEL_PACKAGE) or module.startswith(_KERNEL_PACKAGE + "cuda"):
-        return None
-    return f"{module}.{fn.__qualname__}"
-
-
-def cuda_update(func: Callable, owner_name: str) -> Callable:
-    """``func`` (an ``_update`` function) with the numopt kernels it calls bound to their CUDA twins.
-
-    The copy shares ``func``'s code, defaults and closure; only the globals it
-    sees differ, so the arithmetic on the host (bias corrections, step
-    counts) is exactly the CPU path's. Raises ``NotImplementedError`` if a
-    kernel has no CUDA twin or ``func`` calls none.
-    """
-    rebound = _REBOUND.get(func)
-    if rebound is not None:
-        return rebound
-    kernels = cuda_backend().KERNELS
-    swapped: dict[str, Any] = {}
-    for name in dict.fromkeys(_names(func.__code__)):
-        key = _cpu_kernel_key(func.__globals__.get(name))
-        if key is None:
-            continue
-        if key not in kernels:
-            raise NotImplementedError(f"{owner_name} cannot update CUDA parameters: {key} has no CUDA kernel yet")
-        swapped[name] = kernels[key]
-    if not swapped:
-        raise NotImplementedError(
-            f"{owner_name} cannot update CUDA parameters: its update calls no kernel numopt can run on the GPU"
-        )
-    rebound = types.FunctionType(
-        func.__code__, {**func.__globals__, **swapped}, func.__name__, func.__defaults__, func.__closure__
-    )
-    rebound.__kwdefaults__ = func.__kwdefaults__
-    rebound.__qualname__ = func.__qualname__
-    rebound.__doc__ = func.__doc__
-    _REBOUND[func] = rebound
-    return rebound
+__all__ = ["DeviceFlatBuffer"]
 
 
 class DeviceFlatBuffer(FlatBuffer):
@@ -108,7 +48,10 @@ class DeviceFlatBuffer(FlatBuffer):
             raise NotImplementedError(
                 f"{name} cannot update CUDA parameters: it has its own step(), which works on host arrays"
             )
-        cuda_update(type(owner)._update, name)  # fail before packing anything
+        if type(owner).rule is None:
+            raise NotImplementedError(
+                f"{name} cannot update CUDA parameters: its update is not an elementwise rule numopt runs on the GPU"
+            )
         super().__init__(params, owner)
 
     # -- array operations on device memory -----------------------------------
@@ -132,8 +75,3 @@ class DeviceFlatBuffer(FlatBuffer):
                     p._grad = self._mem.detached(p._grad)
                 p._flat = None
                 p._index = -1
-
-    def bind_update(self, update: Callable[[dict[str, Any], FlatBuffer, Run], None]) -> Callable:
-        """``update`` (a bound ``_update``) running the CUDA twins of its kernels."""
-        owner = update.__self__
-        return types.MethodType(cuda_update(update.__func__, type(owner).__name__), owner)

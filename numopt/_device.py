@@ -38,10 +38,15 @@ def cuda_backend() -> ModuleType:
 def kernel_for(cpu_kernel: Any, array: Any) -> Any:
     """The kernel to run on ``array``: ``cpu_kernel`` for a host array, its CUDA twin for a device array.
 
-    The twin takes the same arguments (device arrays instead of host arrays);
-    see :data:`numopt.kernels.cuda.KERNELS`.
+    The twin takes the same arguments (device arrays instead of host arrays): the
+    CUDA loop generated from the same rule for a generated kernel (``.rule``), else
+    the one registered in :data:`numopt.kernels.cuda.KERNELS`.
     """
     if isinstance(array, np.ndarray):
         return cpu_kernel
+    rule = getattr(cpu_kernel, "rule", None)
+    if rule is not None:
+        cuda_backend()  # the clear ImportError when the CUDA target is missing
+        return rule.cuda()
     cuda = cuda_backend()
     return cuda.KERNELS[cuda.kernel_key(cpu_kernel)]

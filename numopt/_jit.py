@@ -23,7 +23,7 @@ import types
 
 from numba import njit
 
-__all__ = ["CACHE", "CHUNK", "kernel", "serial_kernel"]
+__all__ = ["CACHE", "CHUNK", "JIT_OPTIONS", "kernel", "serial_kernel"]
 
 CACHE: bool = os.environ.get("NUMOPT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -32,17 +32,22 @@ CACHE: bool = os.environ.get("NUMOPT_CACHE", "1").strip().lower() not in ("0", "
 CHUNK: int = 16384
 
 
-def kernel(fn=None, *, parallel: bool = True):
+#: flags shared by every kernel and by the pieces compiled into them
+JIT_OPTIONS: dict = {"fastmath": False, "nogil": True, "error_model": "numpy"}
+
+
+def kernel(fn=None, *, parallel: bool = True, twin: bool = True):
     """Decorate an update rule as a numopt kernel (``njit`` with the project's flags).
 
     A parallel kernel carries its thread-free twin as ``.serial`` (compiled on
     first use): the optimizers call it for runs under ``CHUNK`` elements, where
     waking the thread pool costs more than the work, and far more on a busy machine.
+    ``twin=False`` leaves the twin to the caller (generated rules make their own).
     """
 
     def build(f):
-        dispatcher = njit(parallel=parallel, cache=CACHE, fastmath=False, nogil=True, error_model="numpy")(f)
-        if parallel:
+        dispatcher = njit(parallel=parallel, cache=CACHE, **JIT_OPTIONS)(f)
+        if parallel and twin:
             dispatcher.serial = serial_kernel(f)
         return dispatcher
 

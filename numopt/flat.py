@@ -15,7 +15,6 @@ cached until a gradient is assigned or set to ``None``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +34,7 @@ class Run:
     ``data``, ``grad`` and ``state[name]`` are cached slices of the buffer's arrays.
     """
 
-    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small")
+    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small", "cuda")
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
         self._steps = flat.steps  # not the buffer itself: buffers cache their runs (no reference cycle)
@@ -43,12 +42,16 @@ class Run:
         self.lo, self.hi = flat.offsets[p0], flat.offsets[p1]
         self.step = float(flat.steps[p0])
         self.small = self.hi - self.lo < CHUNK
+        self.cuda = flat.is_cuda
         self.data = flat.data[self.lo : self.hi]
         self.grad = flat.grad[self.lo : self.hi]
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
 
     def pick(self, kernel: Any) -> Any:
-        """``kernel``, or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements."""
+        """The loop of ``kernel`` to run here: its CUDA loop for a device buffer, else ``kernel`` itself,
+        or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements."""
+        if self.cuda:
+            return kernel.rule.cuda()  # a device buffer exists only for optimizers with a generated rule
         return getattr(kernel, "serial", kernel) if self.small else kernel
 
     def part(self, offsets: np.ndarray, a: int, b: int, *state: str) -> list[np.ndarray]:
@@ -167,10 +170,6 @@ class FlatBuffer:
     def _fill(self, arr: np.ndarray, value: float) -> None:
         """Set every element of ``arr``, a view of this buffer, to ``value``."""
         arr.fill(value)
-
-    def bind_update(self, update: Callable[[dict[str, Any], FlatBuffer, Run], None]) -> Callable:
-        """The function that runs the optimizer's ``update`` on this buffer (``update`` itself on the host)."""
-        return update
 
     # -- views --------------------------------------------------------------
     def _view(self, arr: np.ndarray, i: int) -> np.ndarray:

@@ -17,11 +17,10 @@ Calling convention
   jitted loop, or inside it with ``np.zeros_like``) and keep them from step to step.
   ``init_state(name, param, **options)`` returns a namedtuple of 1-D arrays named
   as in ``optimizer.state[p]``; arrays an option turns off are empty.
-- Scalars. ``adam``, ``adamax``, ``nadam`` and ``radam`` take float64 scalars
-  (Python floats) and cast them once to the arrays' dtype. The others take
-  scalars *of the arrays' dtype*: ``np.float32(0.1)`` for float32 arrays, or
-  ``dt = x.dtype.type; dt(0.1)`` inside jitted code. A float64 scalar would
-  silently turn a float32 loop into float64 arithmetic (slower, other rounding).
+- Scalars are float64 (Python floats) for every rule: each kernel casts them once
+  to the arrays' dtype, so a float32 loop stays float32 arithmetic. Flags come last,
+  in one order across the family: the rule's own flags, then ``maximize``, then
+  ``decoupled_weight_decay``.
 - The step count ``t`` starts at 1. The ``*_scalars`` helpers (jitted, callable
   from both sides) compute the per-step scalars the optimizer classes compute.
 - Inside ``@njit(parallel=True)`` code, call the kernels outside your ``prange``
@@ -30,31 +29,7 @@ Calling convention
   the same arguments: use it for small arrays (under ~16k elements), where waking
   the thread pool costs more than the update itself.
 
-============  =======================================================================  =======================
-rule          arguments                                                                per-step scalars
-============  =======================================================================  =======================
-``sgd``       ``param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,``  ``first_step = t == 1``
-              ``nesterov, maximize, first_step``
-``adam``      ``param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2,``  ``adam_scalars``
-              ``eps, weight_decay, bias_correction1, bias_correction2_sqrt, amsgrad,``
-              ``maximize, decoupled_weight_decay=False`` (True: AdamW)
-``adamax``    ``param, grad, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay,``   ``adamax_scalars``
-              ``bias_correction, maximize``
-``nadam``     ``param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,``              ``nadam_scalars``
-              ``weight_decay, bias_correction2, grad_step_size, exp_avg_step_size,``
-              ``decoupled_weight_decay, maximize``
-``radam``     ``param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,``              ``radam_scalars``
-              ``weight_decay, bias_correction1, bias_correction2_sqrt, rect,``
-              ``decoupled_weight_decay, maximize``
-``adagrad``   ``param, grad, sum, neg_clr, eps, weight_decay, maximize``                ``adagrad_scalars``
-``adadelta``  ``param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, eps,``      ``one_minus_rho = 1 - rho``
-              ``weight_decay, maximize``
-``rmsprop``   ``param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha,``        ``one_minus_alpha``
-              ``one_minus_alpha, eps, weight_decay, momentum, centered, maximize``
-``rprop``     ``param, grad, prev, step_size, lr, etaminus, etaplus, step_size_min,``   ``first_step = t == 1``
-              ``step_size_max, maximize, first_step``
-``asgd``      ``param, grad, ax, eta, decay, mu, weight_decay, maximize``               ``asgd_scalars``
-============  =======================================================================  =======================
+{rules_table}
 
 Each kernel's docstring gives its update rule. ``adafactor``, ``sparse_adam``,
 ``muon_momentum`` and ``lbfgs_direction`` are the building blocks of those
@@ -86,48 +61,48 @@ process that also uses torch, import torch first: numopt then picks a threading
 layer that does not compete with torch's OpenMP pool.
 """
 
-from .kernels.sgd import sgd_step as sgd
+import sys as _sys
 
-# Adam family:
-# isort: split
-from .kernels.adam import adam_step as adam
-from .kernels.adamax import adamax_step as adamax
-from .kernels.nadam import nadam_step as nadam
-from .kernels.radam import radam_step as radam
+from ._state_arrays import _start_thread_pool, init_state
 
-# RMS family:
-# isort: split
-from .kernels.adadelta import adadelta_step as adadelta
-from .kernels.adagrad import adagrad_step as adagrad
-from .kernels.rmsprop import rmsprop_step as rmsprop
-
-# Other optimizers:
+# Building blocks of optimizers whose state depends on shapes or history (use their classes):
 # isort: split
 from .kernels.adafactor import adafactor_step as adafactor
-from .kernels.asgd import asgd_step as asgd
 from .kernels.lbfgs import lbfgs_direction
 from .kernels.muon import muon_momentum
-from .kernels.rprop import rprop_step as rprop
 from .kernels.sparse_adam import sparse_adam_step as sparse_adam
+from .optimizer import registered as _registered
 
-# State allocation and per-step scalars for calling the rules from @njit code:
-# isort: split
-from ._embedding import (
-    _start_thread_pool,
-    adagrad_scalars,
-    adam_scalars,
-    adamax_scalars,
-    asgd_scalars,
-    init_state,
-    nadam_scalars,
-    radam_scalars,
-)
 
-# Thread-free twins (``adam_serial``, ...): same arguments, for small arrays, where starting
-# the thread pool costs more than the update (far more on a busy machine).
-for _name in ("sgd", "adam", "adamax", "nadam", "radam", "adadelta", "adagrad", "rmsprop", "asgd", "rprop"):
-    globals()[_name + "_serial"] = globals()[_name].serial
-del _name
+def _export_rules() -> list[tuple[str, str, str]]:
+    """Export every registered elementwise rule as ``<name>``, ``<name>_serial`` and ``<name>_scalars``
+    (where its module defines one); return ``(name, arguments, scalars helper)`` rows for the docs."""
+    rows = []
+    namespace = globals()
+    for cls in _registered(elementwise=True):
+        rule = cls.rule.rule
+        name = rule.functional_name
+        if name in namespace:  # a rule shared by two classes (Adam, AdamW)
+            continue
+        namespace[name] = cls.rule
+        namespace[f"{name}_serial"] = cls.rule.serial
+        helper = getattr(_sys.modules[rule.body.__module__], f"{name}_scalars", None)
+        if helper is not None:
+            namespace[f"{name}_scalars"] = helper
+        rows.append((name, ", ".join([*rule.arrays, *rule.scalars]), f"{name}_scalars" if helper else "-"))
+    return rows
+
+
+def _table(rows: list[tuple[str, str, str]]) -> str:
+    header = ("rule", "arguments", "per-step scalars")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join([*lines, rule])
+
+
+__doc__ = __doc__.replace("{rules_table}", _table(_export_rules()))
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))
 

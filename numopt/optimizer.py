@@ -1,16 +1,25 @@
 """The ``Optimizer`` base class: groups, packing, state, state dicts and hooks.
 
-Subclasses supply the algorithm through three small methods:
+An elementwise optimizer is declared once, on its class (see README, "Adding an
+optimizer"): ``rule`` (the kernel generated from its update rule in
+``numopt/kernels/<rule>.py``), ``state_tensors`` (its state arrays, their initial
+values and the hyperparameters that turn them on), ``scalar_state`` (per-parameter
+scalars), ``bench_kwargs`` (the settings ``python -m numopt bench`` times). Every list
+elsewhere (``numopt.functional``'s exports and ``init_state``, CUDA support, bench
+rows, interop keys, test tables) is derived from :func:`registered`.
+
+Subclasses supply the algorithm through small methods:
 
 ``_validate_hparams(h)``
     raise ``ValueError``/``TypeError`` for bad hyperparameters (called on the
     constructor's defaults and on every group added).
 ``_state_spec(group)``
-    the state tensors the group needs, as ``(name, initial_value)`` pairs.
-``_scalar_spec(group)`` (optional)
+    the state tensors the group needs, as ``(name, initial_value)`` pairs
+    (derived from ``state_tensors`` unless a class overrides it).
+``_scalar_spec(group)``
     per-parameter scalar state (like NAdam's ``mu_product``), same form; kept
     in ``flat.scalars[name]`` (float64, one entry per parameter) and shown in
-    ``state[p]`` as 0-d views.
+    ``state[p]`` as 0-d views (derived from ``scalar_state``).
 ``_update(group, flat, run)``
     call the kernel on one run of a flat buffer (and ``run.advance()`` the
     step count when the algorithm counts steps).
@@ -24,6 +33,7 @@ import warnings
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,6 +45,8 @@ __all__ = [
     "LoadStateDictResult",
     "Optimizer",
     "RemovableHandle",
+    "StateTensor",
+    "registered",
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
     "required",
@@ -154,6 +166,57 @@ def _address_range(a: np.ndarray) -> tuple[int, int]:
     return start, start + a.nbytes
 
 
+@dataclass(frozen=True)
+class StateTensor:
+    """One per-element state array of an optimizer, declared on its class.
+
+    Parameters
+    ----------
+    name : str
+        The key in ``optimizer.state[p]`` (torch's name), and the name of the
+        kernel argument that takes it.
+    fill : float or str, default 0.0
+        Initial value, or the name of the hyperparameter that holds it
+        (Adagrad's ``'initial_accumulator_value'``).
+    when : str or None, default None
+        The hyperparameter that turns this array on (when truthy), e.g.
+        ``'amsgrad'``; ``None``: always there.
+    """
+
+    name: str
+    fill: float | str = 0.0
+    when: str | None = None
+
+    def wanted(self, hparams: dict[str, Any]) -> bool:
+        """Whether a group with hyperparameters ``hparams`` keeps this array."""
+        return self.when is None or bool(hparams[self.when])
+
+    def initial(self, hparams: dict[str, Any]) -> float:
+        """The array's initial value for a group with hyperparameters ``hparams``."""
+        return float(hparams[self.fill]) if isinstance(self.fill, str) else float(self.fill)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The hyperparameters this array depends on."""
+        return tuple(k for k in (self.when, self.fill) if isinstance(k, str))
+
+
+#: class name -> optimizer class, for every optimizer numopt ships (filled as their modules are imported)
+_REGISTRY: dict[str, type] = {}
+
+
+def registered(elementwise: bool = False) -> list[type]:
+    """The optimizer classes numopt ships, in the order their modules were imported.
+
+    ``elementwise=True``: only those declared with an elementwise ``rule`` (one
+    generated kernel per step; these get ``numopt.functional``, CUDA and the bench).
+    """
+    from . import optim  # noqa: F401  (imports every optimizer module, which registers its class)
+
+    classes = list(_REGISTRY.values())
+    return [c for c in classes if c.rule is not None] if elementwise else classes
+
+
 class Optimizer:
     """Base class of numopt optimizers, mirroring ``torch.optim.Optimizer``.
 
@@ -172,12 +235,57 @@ class Optimizer:
     ``optimizer.state[p][...]`` are views into it afterwards.
     """
 
+    # -- the declaration (see the module docstring) ---------------------------------------------
+    #: the kernel generated from the elementwise update rule (``numopt.kernels._generate``); None: none
+    rule: Any = None
+    #: the per-element state arrays, in the rule's argument order
+    state_tensors: tuple[StateTensor, ...] = ()
+    #: per-parameter scalar state, as ``(name, initial value)`` pairs (float64, e.g. NAdam's mu_product)
+    scalar_state: tuple[tuple[str, float], ...] = ()
+    #: constructor arguments ``python -m numopt bench`` times this optimizer with; None: not benched
+    bench_kwargs: dict[str, Any] | None = None
     #: whether the algorithm keeps torch's per-parameter ``state['step']``
     _tracks_step: bool = True
-    #: every state key the algorithm may create (for ``load_state_dict`` checks)
+    #: every state key the algorithm may create (for ``load_state_dict`` checks); derived from the
+    #: declaration unless a class sets it
     _state_keys: tuple[str, ...] = ()
     #: the keys among them that are per-parameter scalars (see ``_scalar_spec``)
     _scalar_keys: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
+            step = ("step",) if cls._tracks_step else ()
+            cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))
+        if "_scalar_keys" not in own and cls.scalar_state:
+            cls._scalar_keys = tuple(n for n, _ in cls.scalar_state)
+        if cls.rule is not None:
+            missing = set(cls.rule.rule.state) - {t.name for t in cls.state_tensors}
+            if missing:
+                raise TypeError(f"{cls.__name__}: the rule's state {sorted(missing)} is not in state_tensors")
+        if cls.__module__.startswith("numopt.optim.") and not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
+
+    @classmethod
+    def hyperparameter_defaults(cls) -> dict[str, Any]:
+        """The constructor's keyword defaults (``lr``, ``betas``, ...)."""
+        import inspect
+
+        return {
+            k: p.default
+            for k, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+    @classmethod
+    def bench_streams(cls) -> tuple[int, int]:
+        """``(arrays updated, arrays only read)`` by one step with ``bench_kwargs``: its memory pattern."""
+        h = {**cls.hyperparameter_defaults(), **(cls.bench_kwargs or {})}
+        on = {"param", "grad", *(t.name for t in cls.state_tensors if t.wanted(h))}
+        updated = sum(a in on for a in cls.rule.rule.updates)
+        return updated, len(on) - updated
+
     #: whether ``step`` reads ``SparseGrad`` gradients as they are (SparseAdam) instead of densifying them
     _sparse_grads: bool = False
 
@@ -225,8 +333,8 @@ class Optimizer:
         """Raise if a group's hyperparameters are invalid (subclasses override)."""
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        """State tensors ``group`` needs, as ``(name, initial value)`` pairs."""
-        return ()
+        """State tensors ``group`` needs, as ``(name, initial value)`` pairs (from ``state_tensors``)."""
+        return tuple((t.name, t.initial(group)) for t in self.state_tensors if t.wanted(group))
 
     def _state_layout(self, flat: FlatBuffer, name: str) -> list[tuple[int, ...] | None] | None:
         """Per-parameter shapes of state ``name`` when they are not the parameters' own.
@@ -237,8 +345,8 @@ class Optimizer:
         return None
 
     def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs."""
-        return ()
+        """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs (``scalar_state``)."""
+        return self.scalar_state
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         raise NotImplementedError
@@ -401,14 +509,17 @@ class Optimizer:
         closure = kwargs.get("closure", args[0] if args else None)
         self._check_hparam_edits()
         loss = closure() if closure is not None else None
-        for group, flats in zip(self.param_groups, self._flats):
-            for flat in flats:
-                update = flat.bind_update(self._update)  # CUDA buffers: the same rule on the GPU's kernels
-                for run in self._prepare(group, flat):
-                    update(group, flat, run)
+        self._update_all()
         for hook in itertools.chain(self._step_post_hooks.values(), _global_step_post_hooks.values()):
             hook(self, args, kwargs)
         return loss
+
+    def _update_all(self) -> None:
+        """One update of every group's runs (the algorithm's part of ``step``, without hooks or checks)."""
+        for group, flats in zip(self.param_groups, self._flats):
+            for flat in flats:
+                for run in self._prepare(group, flat):
+                    self._update(group, flat, run)
 
     def _check_hparam_edits(self) -> None:
         """Validate hyperparameters edited since the last check, before anything is updated.

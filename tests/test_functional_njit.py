@@ -126,25 +126,22 @@ def _loop_radam(x, a, b, noise, st, steps, lr, beta1, beta2, eps, weight_decay):
 
 @njit(cache=True)
 def _loop_adagrad(x, a, b, noise, st, steps, lr, lr_decay, eps, weight_decay):
-    dt = x.dtype.type
     g = np.empty_like(x)
     for t in range(1, steps + 1):
         _grad(x, a, b, noise, t, g)
-        F.adagrad(x, g, st.sum, dt(F.adagrad_scalars(lr, lr_decay, t)), dt(eps), dt(weight_decay), False)
+        F.adagrad(x, g, st.sum, F.adagrad_scalars(lr, lr_decay, t), eps, weight_decay, False)
 
 
 @njit(cache=True)
 def _loop_adadelta(x, a, b, noise, st, steps, lr, rho, eps, weight_decay):
-    dt = x.dtype.type
     g = np.empty_like(x)
     for t in range(1, steps + 1):
         _grad(x, a, b, noise, t, g)
-        F.adadelta(x, g, st.square_avg, st.acc_delta, dt(lr), dt(rho), dt(1.0 - rho), dt(eps), dt(weight_decay), False)
+        F.adadelta(x, g, st.square_avg, st.acc_delta, lr, rho, eps, weight_decay, False)
 
 
 @njit(cache=True)
 def _loop_rmsprop(x, a, b, noise, st, steps, lr, alpha, eps, weight_decay, momentum, centered):
-    dt = x.dtype.type
     g = np.empty_like(x)
     for t in range(1, steps + 1):
         _grad(x, a, b, noise, t, g)
@@ -154,12 +151,11 @@ def _loop_rmsprop(x, a, b, noise, st, steps, lr, alpha, eps, weight_decay, momen
             st.square_avg,
             st.grad_avg,
             st.momentum_buffer,
-            dt(lr),
-            dt(alpha),
-            dt(1.0 - alpha),
-            dt(eps),
-            dt(weight_decay),
-            dt(momentum),
+            lr,
+            alpha,
+            eps,
+            weight_decay,
+            momentum,
             centered,
             False,
         )
@@ -167,21 +163,19 @@ def _loop_rmsprop(x, a, b, noise, st, steps, lr, alpha, eps, weight_decay, momen
 
 @njit(cache=True)
 def _loop_rprop(x, a, b, noise, st, steps, lr, etaminus, etaplus, smin, smax):
-    dt = x.dtype.type
     g = np.empty_like(x)
     for t in range(1, steps + 1):
         _grad(x, a, b, noise, t, g)
-        F.rprop(x, g, st.prev, st.step_size, dt(lr), dt(etaminus), dt(etaplus), dt(smin), dt(smax), False, t == 1)
+        F.rprop(x, g, st.prev, st.step_size, lr, etaminus, etaplus, smin, smax, False, t == 1)
 
 
 @njit(cache=True)
 def _loop_asgd(x, a, b, noise, st, steps, lr, lambd, alpha, t0, weight_decay):
-    dt = x.dtype.type
     g = np.empty_like(x)
     eta, mu = F.asgd_scalars(lr, lambd, alpha, t0, 0)
     for t in range(1, steps + 1):
         _grad(x, a, b, noise, t, g)
-        F.asgd(x, g, st.ax, dt(eta), dt(1.0 - lambd * eta), dt(mu), dt(weight_decay), False)
+        F.asgd(x, g, st.ax, eta, 1.0 - lambd * eta, mu, weight_decay, False)
         eta, mu = F.asgd_scalars(lr, lambd, alpha, t0, t)
 
 

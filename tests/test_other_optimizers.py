@@ -19,6 +19,7 @@ from numopt.kernels.asgd import asgd_step
 from numopt.kernels.rprop import rprop_step
 
 from .compiled import signatures
+from .optim_db import reference_for, reference_name
 from .reference import Pair, _check, compare
 from .test_parity import MAX_REL_ERR
 
@@ -45,13 +46,14 @@ def _pair(name: str, shapes, dtype, kwargs, group2=None, split=None, seed=0) -> 
             out.append({"params": ps[split:], **(group2 or {})})
         return out
 
-    tkw = {k: float(v) if isinstance(v, np.generic) else v for k, v in kwargs.items()}
+    reference = reference_for(name)
     return Pair(
         getattr(numopt, name)(groups(params), **kwargs),
         params,
-        getattr(torch.optim, name)(groups(ref_params), **tkw),
+        reference(groups(ref_params), **kwargs),
         ref_params,
         np.dtype(dtype),
+        reference_name(reference),
     )
 
 
@@ -134,7 +136,7 @@ def test_adafactor_leaves_empty_parameters_alone() -> None:
     rng = np.random.default_rng(2)
     params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
     ref = [torch.tensor(p.data.copy(), requires_grad=True) for p in params[1::2]]
-    opt, ref_opt = numopt.Adafactor(params, weight_decay=0.1), torch.optim.Adafactor(ref, weight_decay=0.1)
+    opt, ref_opt = numopt.Adafactor(params, weight_decay=0.1), reference_for("Adafactor")(ref, weight_decay=0.1)
     for _ in range(5):
         grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
         for p, g in zip(params, grads):
@@ -244,9 +246,7 @@ def test_schedules_and_late_parameters_match_torch_without_recompiling(name, kwa
     for sig in compiled - before:  # what this test compiled (nothing, if an earlier test did it)
         assert str(sig[0].dtype) == dt, sig
         floats = {str(getattr(a, "dtype", a)) for a in sig if "float" in str(getattr(a, "dtype", a))}
-        assert floats <= {dt, "float64"}
-        if name == "Rprop":  # Adafactor's and ASGD's scalars are float64 by design (cast in the kernel)
-            assert floats == {dt}, sig
+        assert floats <= {dt, "float64"}  # arrays of the parameters' dtype, scalars float64 (cast in the kernel)
 
 
 def test_asgd_splits_a_run_whose_parameters_have_different_etas() -> None:
@@ -296,10 +296,9 @@ def test_rprop_functional_runs_inside_njit() -> None:
         prev = np.zeros_like(x)
         size = np.zeros_like(x)
         g = np.empty_like(x)
-        t = x.dtype.type
         for k in range(steps):
             g[:] = 2 * x
-            rprop(x, g, prev, size, t(0.1), t(0.5), t(1.2), t(1e-6), t(50), False, k == 0)
+            rprop(x, g, prev, size, 0.1, 0.5, 1.2, 1e-6, 50.0, False, k == 0)
         return x
 
     x = descend(np.linspace(-1, 1, 9).astype(np.float32), 200)

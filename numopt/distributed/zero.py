@@ -268,11 +268,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                 if k not in _NOT_HYPERPARAMS:
                     dst[k] = v
         # The local optimizer's step without its hooks: this optimizer's step runs them.
-        for group, flats in zip(opt.param_groups, opt._flats):
-            for flat in flats:
-                update = flat.bind_update(opt._update)
-                for run in opt._prepare(group, flat):
-                    update(group, flat, run)
+        opt._update_all()
 
     def _allgather_params(self) -> None:
         comm = self.comm

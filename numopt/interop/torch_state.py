@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from ..optimizer import registered
+
 __all__ = ["SCALAR_STATE_KEYS", "from_torch_state_dict", "to_torch_state_dict"]
 
 #: per-parameter state that torch keeps as 0-d tensors and numopt as Python floats
-SCALAR_STATE_KEYS: frozenset[str] = frozenset({"step", "mu_product", "eta", "mu"})
+#: state keys that hold per-parameter numbers rather than arrays (torch keeps them in 0-d tensors)
+SCALAR_STATE_KEYS: frozenset[str] = frozenset({"step", *(name for cls in registered() for name, _ in cls.scalar_state)})
 #: torch optimizers that count 'step' in a Python int rather than a tensor
 _INT_STEP = frozenset({"SparseAdam"})
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import weight_decay, weight_decay_constants
 
 
-@kernel
-def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, maximize):
+def adadelta_constants(dt, lr, rho, eps, weight_decay, maximize):
+    """The loop constants of :func:`adadelta_step` (``1 - rho`` formed in float64), each cast once to ``dt``."""
+    return weight_decay_constants(dt, lr, weight_decay, False) + (dt(lr), dt(rho), dt(1 - rho), dt(eps), maximize)
+
+
+@elementwise(adadelta_constants, updates=("param", "square_avg", "acc_delta"))
+def adadelta_step(c, param, grad, square_avg, acc_delta):
     r"""One Adadelta step over flat arrays, in place (torch.optim.Adadelta's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -26,20 +31,15 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, ep
         ``param`` is updated in place; ``grad`` is only read.
     square_avg, acc_delta : 1-D arrays
         Running averages of squared gradients and squared updates, updated in place.
-    lr, rho, one_minus_rho, eps, weight_decay : scalars of ``param``'s dtype
-        ``one_minus_rho`` is ``1 - rho`` computed in float64 by the caller, then cast.
+    lr, rho, eps, weight_decay : float
+        float64 scalars (Python floats), each cast once to the arrays' dtype inside
+        the kernel; ``1 - rho`` is formed in float64 first, as torch forms it.
     maximize : bool
     """
-    n = param.size
-    use_wd = weight_decay != 0
-    for i in prange(n):
-        g = grad[i]
-        if maximize:
-            g = -g
-        if use_wd:
-            g = g + weight_decay * param[i]
-        sa = square_avg[i] * rho + (one_minus_rho * g) * g
-        square_avg[i] = sa
-        delta = (np.sqrt(acc_delta[i] + eps) / np.sqrt(sa + eps)) * g
-        acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
-        param[i] = param[i] - lr * delta
+    wd, decay, coupled, decoupled, lr, rho, keep, eps, maximize = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    sa = square_avg * rho + (keep * g) * g
+    delta = (np.sqrt(acc_delta + eps) / np.sqrt(sa + eps)) * g
+    acc = acc_delta * rho + (keep * delta) * delta
+    return p - lr * delta, sa, acc

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
-@kernel
-def adam_step(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
-    max_exp_avg_sq,
+def adam_constants(
+    dt,
     lr,
     beta1,
     beta2,
@@ -26,6 +22,24 @@ def adam_step(
     maximize,
     decoupled_weight_decay=False,
 ):
+    """The loop constants of :func:`adam_step`, each formed in float64 and cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
+        + lerp_constants(dt, 1 - beta1)
+        + (
+            dt(beta2),
+            dt(1 - beta2),
+            dt(eps),
+            dt(bias_correction2_sqrt),
+            dt(-(lr / bias_correction1)),
+            amsgrad,
+            maximize,
+        )
+    )
+
+
+@elementwise(adam_constants, updates=("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), optional=("max_exp_avg_sq",))
+def adam_step(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
     r"""One Adam step over flat arrays, in place (torch.optim.Adam's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -53,56 +67,34 @@ def adam_step(
         Running maximum ``vmax`` of ``v``, updated in place when ``amsgrad``;
         unused (may be empty) otherwise.
     lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt : float
-        Float scalars, best given as Python floats (float64): the kernel forms
-        torch's derived scalars (``1 - beta1``, ``1 - beta2``, ``lr / bias_correction1``,
-        ``1 - lr * weight_decay``) in float64, then casts each once to the arrays'
-        dtype, so a float32 loop stays float32 and matches torch's rounding.
+        float64 scalars (Python floats): the kernel forms torch's derived scalars
+        (``1 - beta1``, ``1 - beta2``, ``lr / bias_correction1``, ``1 - lr * weight_decay``)
+        in float64, then casts each once to the arrays' dtype, so a float32 loop
+        stays float32 and matches torch's rounding.
     amsgrad, maximize : bool
     decoupled_weight_decay : bool, default False
         Decay the parameter directly (AdamW) instead of adding an L2 term to the gradient.
     """
-    n = param.size
-    # Derived scalars are formed in float64 from the arguments, as torch forms them from
-    # Python floats, then each is cast once to the arrays' dtype for the loop.
-    dt = param.dtype.type
-    one = dt(1)
-    half = one / dt(2)
-    w1 = dt(1 - beta1)  # lerp weight; torch's lerp picks its formula by the weight's size
-    small_w1 = abs(w1) < half
-    w1c = one - w1
-    b2 = dt(beta2)
-    keep2 = dt(1 - beta2)
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    bc2_sqrt = dt(bias_correction2_sqrt)
-    neg_step = dt(-(lr / bias_correction1))
-    decay = dt(1 - lr * weight_decay)
-    use_wd = weight_decay != 0
-    coupled = use_wd and not decoupled_weight_decay
-    decoupled = use_wd and decoupled_weight_decay
-    for i in prange(n):
-        p = param[i]
-        g = grad[i]
-        if maximize:
-            g = -g
-        if decoupled:
-            p = p * decay
-        elif coupled:
-            g = g + wd * p
-        m = exp_avg[i]
-        if small_w1:
-            m = m + w1 * (g - m)
-        else:
-            m = g - (g - m) * w1c
-        exp_avg[i] = m
-        v = exp_avg_sq[i] * b2
-        v = v + (keep2 * g) * g
-        exp_avg_sq[i] = v
-        if amsgrad:
-            vm = max_exp_avg_sq[i]
-            if v > vm or v != v:  # torch.maximum: a NaN in either operand wins
-                vm = v
-            max_exp_avg_sq[i] = vm
-            v = vm
-        denom = np.sqrt(v) / bc2_sqrt + eps_
-        param[i] = p + (neg_step * m) / denom
+    wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, bc2_sqrt, neg_step, amsgrad, maximize = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    m = lerp(exp_avg, g, w1, small_w1, w1c)
+    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    vmax = max_exp_avg_sq
+    if amsgrad:
+        if v > vmax or v != v:  # torch.maximum: a NaN in either operand wins
+            vmax = v
+        denom = np.sqrt(vmax) / bc2_sqrt + eps
+    else:
+        denom = np.sqrt(v) / bc2_sqrt + eps
+    return p + (neg_step * m) / denom, m, v, vmax
+
+
+@kernel(parallel=False)
+def adam_scalars(beta1, beta2, step):
+    """``(bias_correction1, bias_correction2_sqrt)`` for :func:`adam_step` at step ``step`` (from 1).
+
+    ``1 - beta1**t`` and ``sqrt(1 - beta2**t)``, in float64.
+    """
+    t = np.float64(step)
+    return 1.0 - np.float64(beta1) ** t, (1.0 - np.float64(beta2) ** t) ** 0.5

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
-@kernel
-def adamax_step(param, grad, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction, maximize):
+def adamax_constants(dt, lr, beta1, beta2, eps, weight_decay, bias_correction, maximize):
+    """The loop constants of :func:`adamax_step`, each formed in float64 and cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, False)
+        + lerp_constants(dt, 1 - beta1)
+        + (dt(beta2), dt(eps), dt(-(lr / bias_correction)), maximize)
+    )
+
+
+@elementwise(adamax_constants, updates=("param", "exp_avg", "exp_inf"))
+def adamax_step(c, param, grad, exp_avg, exp_inf):
     r"""One Adamax step over flat arrays, in place (torch.optim.Adamax's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -35,36 +45,18 @@ def adamax_step(param, grad, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_dec
         stays float32 and matches torch's rounding.
     maximize : bool
     """
-    n = param.size
-    # Derived scalars are formed in float64 from the arguments, as torch forms them from
-    # Python floats, then each is cast once to the arrays' dtype for the loop.
-    dt = param.dtype.type
-    one = dt(1)
-    half = one / dt(2)
-    w1 = dt(1 - beta1)  # lerp weight; torch's lerp picks its formula by the weight's size
-    small_w1 = abs(w1) < half
-    w1c = one - w1
-    b2 = dt(beta2)
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    neg_clr = dt(-(lr / bias_correction))
-    use_wd = weight_decay != 0
-    for i in prange(n):
-        p = param[i]
-        g = grad[i]
-        if maximize:
-            g = -g
-        if use_wd:
-            g = g + wd * p
-        m = exp_avg[i]
-        if small_w1:
-            m = m + w1 * (g - m)
-        else:
-            m = g - (g - m) * w1c
-        exp_avg[i] = m
-        u = exp_inf[i] * b2
-        a = np.abs(g) + eps_
-        if a > u or a != a:  # torch.maximum: a NaN in either operand wins
-            u = a
-        exp_inf[i] = u
-        param[i] = p + (neg_clr * m) / u
+    wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, eps, neg_clr, maximize = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    m = lerp(exp_avg, g, w1, small_w1, w1c)
+    u = exp_inf * beta2
+    a = np.abs(g) + eps
+    if a > u or a != a:  # torch.maximum: a NaN in either operand wins
+        u = a
+    return p + (neg_clr * m) / u, m, u
+
+
+@kernel(parallel=False)
+def adamax_scalars(beta1, step):
+    """``bias_correction = 1 - beta1**t`` for :func:`adamax_step` at step ``step`` (from 1), in float64."""
+    return 1.0 - np.float64(beta1) ** np.float64(step)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from numba import prange
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants
 
-from .._jit import kernel
+
+def _weight_constants(dt, weight):
+    return lerp_constants(dt, weight)
 
 
-@kernel
-def lerp_(averaged, current, weight):
+@elementwise(_weight_constants, updates=("averaged",))
+def lerp_(c, averaged, current):
     r"""Move ``averaged`` towards ``current`` by ``weight``, in place (torch's ``lerp_``).
 
     For every element, with :math:`w` the weight::
@@ -24,24 +27,19 @@ def lerp_(averaged, current, weight):
     ----------
     averaged, current : 1-D arrays of one float dtype, same size
         ``averaged`` is updated; ``current`` is only read.
-    weight : scalar of the arrays' dtype
+    weight : float
+        Cast once to the arrays' dtype.
     """
-    n = averaged.size
-    one = averaged.dtype.type(1)
-    half = one / (one + one)
-    small = abs(weight) < half
-    rest = one - weight
-    for i in prange(n):
-        a = averaged[i]
-        d = current[i] - a
-        if small:
-            averaged[i] = a + weight * d
-        else:
-            averaged[i] = current[i] - d * rest
+    w, small, complement = c
+    return lerp(averaged, current, w, small, complement)
 
 
-@kernel
-def running_mean_(averaged, current, count):
+def _count_constants(dt, count):
+    return (dt(count),)
+
+
+@elementwise(_count_constants, updates=("averaged",))
+def running_mean_(c, averaged, current):
     r"""Fold ``current`` into a running mean of ``count - 1`` values, in place.
 
     For every element: ``a <- a + (c - a) / count`` (torch's default SWA
@@ -50,9 +48,8 @@ def running_mean_(averaged, current, count):
     Parameters
     ----------
     averaged, current : 1-D arrays of one float dtype, same size
-    count : scalar of the arrays' dtype
+    count : float
+        Cast once to the arrays' dtype.
     """
-    n = averaged.size
-    for i in prange(n):
-        a = averaged[i]
-        averaged[i] = a + (current[i] - a) / count
+    (count,) = c
+    return averaged + (current - averaged) / count

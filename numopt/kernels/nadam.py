@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
-@kernel
-def nadam_step(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
+def nadam_constants(
+    dt,
     lr,
     beta1,
     beta2,
@@ -22,9 +19,27 @@ def nadam_step(
     bias_correction2,
     grad_step_size,
     exp_avg_step_size,
-    decoupled_weight_decay,
     maximize,
+    decoupled_weight_decay,
 ):
+    """The loop constants of :func:`nadam_step`, each formed in float64 and cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
+        + lerp_constants(dt, 1 - beta1)
+        + (
+            dt(beta2),
+            dt(1 - beta2),
+            dt(eps),
+            dt(bias_correction2),
+            dt(-grad_step_size),
+            dt(-exp_avg_step_size),
+            maximize,
+        )
+    )
+
+
+@elementwise(nadam_constants, updates=("param", "exp_avg", "exp_avg_sq"))
+def nadam_step(c, param, grad, exp_avg, exp_avg_sq):
     r"""One NAdam step over flat arrays, in place (torch.optim.NAdam's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -57,46 +72,33 @@ def nadam_step(
         torch's derived scalars (``1 - beta1``, ``1 - beta2``, ``1 - lr * weight_decay``)
         in float64, then casts each once to the arrays' dtype, so a float32 loop
         stays float32 and matches torch's rounding.
-    decoupled_weight_decay, maximize : bool
+    maximize, decoupled_weight_decay : bool
     """
-    n = param.size
-    # Derived scalars are formed in float64 from the arguments, as torch forms them from
-    # Python floats, then each is cast once to the arrays' dtype for the loop.
-    dt = param.dtype.type
-    one = dt(1)
-    half = one / dt(2)
-    w1 = dt(1 - beta1)  # lerp weight; torch's lerp picks its formula by the weight's size
-    small_w1 = abs(w1) < half
-    w1c = one - w1
-    b2 = dt(beta2)
-    keep2 = dt(1 - beta2)
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    bc2 = dt(bias_correction2)
-    neg_grad_step = dt(-grad_step_size)
-    neg_avg_step = dt(-exp_avg_step_size)
-    decay = dt(1 - lr * weight_decay)
-    use_wd = weight_decay != 0
-    coupled = use_wd and not decoupled_weight_decay
-    decoupled = use_wd and decoupled_weight_decay
-    for i in prange(n):
-        p = param[i]
-        g = grad[i]
-        if maximize:
-            g = -g
-        if decoupled:
-            p = p * decay
-        elif coupled:
-            g = g + wd * p
-        m = exp_avg[i]
-        if small_w1:
-            m = m + w1 * (g - m)
-        else:
-            m = g - (g - m) * w1c
-        exp_avg[i] = m
-        v = exp_avg_sq[i] * b2
-        v = v + (keep2 * g) * g
-        exp_avg_sq[i] = v
-        denom = np.sqrt(v / bc2) + eps_
-        p = p + (neg_grad_step * g) / denom
-        param[i] = p + (neg_avg_step * m) / denom
+    wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, bc2, neg_grad_step, neg_avg_step, maximize = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    m = lerp(exp_avg, g, w1, small_w1, w1c)
+    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    denom = np.sqrt(v / bc2) + eps
+    p = p + (neg_grad_step * g) / denom
+    return p + (neg_avg_step * m) / denom, m, v
+
+
+@kernel(parallel=False)
+def nadam_scalars(lr, beta1, beta2, momentum_decay, step, mu_product):
+    """``(bias_correction2, grad_step_size, exp_avg_step_size, mu_product)`` for :func:`nadam_step`.
+
+    ``mu_product`` is NAdam's running product of momentum coefficients: start it
+    at 1.0 and pass the value this function returned at the previous step (it is
+    rounded to float32 at every step, as torch keeps it).
+    """
+    t = np.float64(step)
+    b1 = np.float64(beta1)
+    psi = np.float64(momentum_decay)
+    lr_ = np.float64(lr)
+    mu = b1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+    mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((t + 1.0) * psi)))
+    product = np.float64(np.float32(mu_product) * np.float32(mu))
+    grad_step_size = lr_ * (1.0 - mu) / (1.0 - product)
+    exp_avg_step_size = lr_ * mu_next / (1.0 - product * mu_next)
+    return 1.0 - np.float64(beta2) ** t, grad_step_size, exp_avg_step_size, product

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
-@kernel
-def radam_step(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
+def radam_constants(
+    dt,
     lr,
     beta1,
     beta2,
@@ -22,9 +19,30 @@ def radam_step(
     bias_correction1,
     bias_correction2_sqrt,
     rect,
-    decoupled_weight_decay,
     maximize,
+    decoupled_weight_decay,
 ):
+    """The loop constants of :func:`radam_step`, each formed in float64 and cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
+        + lerp_constants(dt, 1 - beta1)
+        + (
+            dt(beta2),
+            dt(1 - beta2),
+            dt(eps),
+            dt(lr),
+            dt(bias_correction1),
+            dt(bias_correction2_sqrt),
+            dt(rect),
+            rect > 0,
+            dt(1),
+            maximize,
+        )
+    )
+
+
+@elementwise(radam_constants, updates=("param", "exp_avg", "exp_avg_sq"))
+def radam_step(c, param, grad, exp_avg, exp_avg_sq):
     r"""One RAdam step over flat arrays, in place (torch.optim.RAdam's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -57,49 +75,35 @@ def radam_step(
         torch's derived scalars (``1 - beta1``, ``1 - beta2``, ``1 - lr * weight_decay``)
         in float64, then casts each once to the arrays' dtype, so a float32 loop
         stays float32 and matches torch's rounding.
-    decoupled_weight_decay, maximize : bool
+    maximize, decoupled_weight_decay : bool
     """
-    n = param.size
-    # Derived scalars are formed in float64 from the arguments, as torch forms them from
-    # Python floats, then each is cast once to the arrays' dtype for the loop.
-    dt = param.dtype.type
-    one = dt(1)
-    half = one / dt(2)
-    w1 = dt(1 - beta1)  # lerp weight; torch's lerp picks its formula by the weight's size
-    small_w1 = abs(w1) < half
-    w1c = one - w1
-    b2 = dt(beta2)
-    keep2 = dt(1 - beta2)
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    lr_ = dt(lr)
-    bc1 = dt(bias_correction1)
-    bc2_sqrt = dt(bias_correction2_sqrt)
-    rect_ = dt(rect)
-    rectified = rect > 0
-    decay = dt(1 - lr * weight_decay)
-    use_wd = weight_decay != 0
-    coupled = use_wd and not decoupled_weight_decay
-    decoupled = use_wd and decoupled_weight_decay
-    for i in prange(n):
-        p = param[i]
-        g = grad[i]
-        if maximize:
-            g = -g
-        if decoupled:
-            p = p * decay
-        elif coupled:
-            g = g + wd * p
-        m = exp_avg[i]
-        if small_w1:
-            m = m + w1 * (g - m)
-        else:
-            m = g - (g - m) * w1c
-        exp_avg[i] = m
-        v = exp_avg_sq[i] * b2
-        v = v + (keep2 * g) * g
-        exp_avg_sq[i] = v
-        u = (m / bc1) * lr_
-        if rectified:
-            u = (u * ((one / (np.sqrt(v) + eps_)) * bc2_sqrt)) * rect_
-        param[i] = p - u
+    (wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, lr, bc1, bc2_sqrt, rect, rectified, one,
+     maximize) = c  # fmt: skip
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    m = lerp(exp_avg, g, w1, small_w1, w1c)
+    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    u = (m / bc1) * lr
+    if rectified:
+        u = (u * ((one / (np.sqrt(v) + eps)) * bc2_sqrt)) * rect
+    return p - u, m, v
+
+
+@kernel(parallel=False)
+def radam_scalars(beta1, beta2, step):
+    """``(bias_correction1, bias_correction2_sqrt, rect)`` for :func:`radam_step` at step ``step`` (from 1).
+
+    ``rect`` is RAdam's variance rectification term, 0 while the variance is not
+    tractable (``rho_t <= 5``: the kernel then takes a plain momentum step).
+    """
+    t = np.float64(step)
+    b1 = np.float64(beta1)
+    b2 = np.float64(beta2)
+    bias_correction1 = 1.0 - b1**t
+    bias_correction2 = 1.0 - b2**t
+    rho_inf = 2.0 / (1.0 - b2) - 1.0
+    rho_t = rho_inf - 2.0 * t * (b2**t) / bias_correction2
+    rect = 0.0
+    if rho_t > 5.0:
+        rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)) ** 0.5
+    return bias_correction1, bias_correction2**0.5, rect

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import kernel
+from ._generate import elementwise
+from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
-@kernel
-def rmsprop_step(
-    param,
-    grad,
-    square_avg,
-    grad_avg,
-    momentum_buffer,
-    lr,
-    alpha,
-    one_minus_alpha,
-    eps,
-    weight_decay,
-    momentum,
-    centered,
-    maximize,
-):
+def rmsprop_constants(dt, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    """The loop constants of :func:`rmsprop_step` (``1 - alpha`` formed in float64), each cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, False)
+        + lerp_constants(dt, 1 - alpha)
+        + (dt(-lr), dt(alpha), dt(eps), dt(momentum), momentum > 0, centered, maximize)
+    )
+
+
+@elementwise(
+    rmsprop_constants,
+    updates=("param", "square_avg", "grad_avg", "momentum_buffer"),
+    optional=("grad_avg", "momentum_buffer"),
+)
+def rmsprop_step(c, param, grad, square_avg, grad_avg, momentum_buffer):
     r"""One RMSprop step over flat arrays, in place (torch.optim.RMSprop's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -51,40 +50,40 @@ def rmsprop_step(
         Running average of gradients, updated in place; unused (may be empty) unless ``centered``.
     momentum_buffer : 1-D array
         Updated in place; unused (may be empty) unless ``momentum > 0``.
-    lr, alpha, one_minus_alpha, eps, weight_decay, momentum : scalars of ``param``'s dtype
-        ``one_minus_alpha`` is ``1 - alpha`` computed in float64 by the caller, then cast.
+    lr, alpha, eps, weight_decay, momentum : float
+        float64 scalars (Python floats), each cast once to the arrays' dtype inside
+        the kernel; ``1 - alpha`` is formed in float64 first, as torch forms it.
     centered, maximize : bool
     """
-    n = param.size
-    one = param.dtype.type(1)
-    half = param.dtype.type(0.5)
-    use_wd = weight_decay != 0
-    use_momentum = momentum > 0
-    neg_lr = -lr
-    # torch's lerp: exact at both ends, with the weight or its complement as the multiplier
-    small_weight = abs(one_minus_alpha) < half
-    complement = one - one_minus_alpha
-    for i in prange(n):
-        g = grad[i]
-        if maximize:
-            g = -g
-        if use_wd:
-            g = g + weight_decay * param[i]
-        sa = square_avg[i] * alpha + (one_minus_alpha * g) * g
-        square_avg[i] = sa
-        if centered:
-            ga = grad_avg[i]
-            if small_weight:
-                ga = ga + one_minus_alpha * (g - ga)
-            else:
-                ga = g - (g - ga) * complement
-            grad_avg[i] = ga
-            avg = np.sqrt(sa - ga * ga) + eps
-        else:
-            avg = np.sqrt(sa) + eps
-        if use_momentum:
-            b = momentum_buffer[i] * momentum + g / avg
-            momentum_buffer[i] = b
-            param[i] = param[i] + neg_lr * b
-        else:
-            param[i] = param[i] + (neg_lr * g) / avg
+    (
+        wd,
+        decay,
+        coupled,
+        decoupled,
+        keep,
+        small,
+        complement,
+        neg_lr,
+        alpha,
+        eps,
+        momentum,
+        use_momentum,
+        centered,
+        maximize,
+    ) = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    sa = square_avg * alpha + (keep * g) * g
+    ga = grad_avg
+    if centered:
+        ga = lerp(ga, g, keep, small, complement)
+        avg = np.sqrt(sa - ga * ga) + eps
+    else:
+        avg = np.sqrt(sa) + eps
+    b = momentum_buffer
+    if use_momentum:
+        b = b * momentum + g / avg
+        p = p + neg_lr * b
+    else:
+        p = p + (neg_lr * g) / avg
+    return p, sa, ga, b

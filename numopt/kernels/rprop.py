@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from numba import prange
+from ._generate import elementwise
+from ._pieces import sign
 
-from .._jit import kernel
+
+def rprop_constants(dt, lr, etaminus, etaplus, step_size_min, step_size_max, maximize, first_step):
+    """The loop constants of :func:`rprop_step`, each cast once to ``dt``."""
+    return (dt(lr), dt(etaminus), dt(etaplus), dt(step_size_min), dt(step_size_max), dt(0), dt(1), maximize, first_step)
 
 
-@kernel
-def rprop_step(param, grad, prev, step_size, lr, etaminus, etaplus, step_size_min, step_size_max, maximize, first_step):
+@elementwise(rprop_constants, updates=("param", "prev", "step_size"))
+def rprop_step(c, param, grad, prev, step_size):
     r"""One Rprop step over flat arrays, in place (torch.optim.Rprop's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -29,34 +33,22 @@ def rprop_step(param, grad, prev, step_size, lr, etaminus, etaplus, step_size_mi
         ``param`` is updated in place; ``grad`` is only read.
     prev, step_size : 1-D arrays
         The previous (sign-filtered) gradient and the per-element step sizes, updated in place.
-        ``step_size`` is only written when ``first_step``.
-    lr, etaminus, etaplus, step_size_min, step_size_max : scalars of ``param``'s dtype
+        On the first step ``step_size`` is read as ``lr``.
+    lr, etaminus, etaplus, step_size_min, step_size_max : float
+        float64 scalars (Python floats), each cast once to the arrays' dtype inside the kernel.
     maximize, first_step : bool
     """
-    n = param.size
-    zero = param.dtype.type(0)
-    one = param.dtype.type(1)
-    for i in prange(n):
-        g = grad[i]
-        if maximize:
-            g = -g
-        prod = g * prev[i]
-        s = lr if first_step else step_size[i]
-        if prod > zero:
-            s = s * etaplus
-        elif prod < zero:
-            s = s * etaminus
-            g = zero
-        if s < step_size_min:
-            s = step_size_min
-        if s > step_size_max:
-            s = step_size_max
-        step_size[i] = s
-        if g > zero:
-            sign = one
-        elif g < zero:
-            sign = -one
-        else:
-            sign = zero  # also for NaN, whose sign is 0 in torch
-        param[i] = param[i] - sign * s
-        prev[i] = g
+    lr, etaminus, etaplus, step_size_min, step_size_max, zero, one, maximize, first_step = c
+    g = -grad if maximize else grad
+    prod = g * prev
+    s = lr if first_step else step_size
+    if prod > zero:
+        s = s * etaplus
+    elif prod < zero:
+        s = s * etaminus
+        g = zero
+    if s < step_size_min:
+        s = step_size_min
+    if s > step_size_max:
+        s = step_size_max
+    return param - sign(g, zero, one) * s, g, s

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from numba import prange
+from ._generate import elementwise
+from ._pieces import weight_decay, weight_decay_constants
 
-from .._jit import kernel
+
+def sgd_constants(dt, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+    """The loop constants of :func:`sgd_step` (``1 - dampening`` formed in float64, as torch forms it)."""
+    return weight_decay_constants(dt, lr, weight_decay, False) + (
+        dt(lr),
+        dt(momentum),
+        dt(1 - dampening),
+        momentum != 0,
+        nesterov,
+        maximize,
+        first_step,
+    )
 
 
-@kernel
-def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+@elementwise(sgd_constants, updates=("param", "momentum_buffer"), optional=("momentum_buffer",))
+def sgd_step(c, param, grad, momentum_buffer):
     r"""One SGD step over flat arrays, in place (torch.optim.SGD's rule).
 
     For every element, with :math:`g` the gradient (negated if ``maximize``)::
@@ -33,28 +45,11 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
     nesterov, maximize, first_step : bool
         ``first_step`` starts the momentum buffer from the gradient.
     """
-    n = param.size
-    dt = param.dtype.type
-    lr_ = dt(lr)
-    mom = dt(momentum)
-    keep = dt(1 - dampening)
-    wd = dt(weight_decay)
-    use_momentum = momentum != 0
-    use_wd = weight_decay != 0
-    for i in prange(n):
-        g = grad[i]
-        if maximize:
-            g = -g
-        if use_wd:
-            g = g + wd * param[i]
-        if use_momentum:
-            if first_step:
-                b = g
-            else:
-                b = mom * momentum_buffer[i] + keep * g
-            momentum_buffer[i] = b
-            if nesterov:
-                g = g + mom * b
-            else:
-                g = b
-        param[i] = param[i] - lr_ * g
+    wd, decay, coupled, decoupled, lr, momentum, keep, use_momentum, nesterov, maximize, first_step = c
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
+    b = momentum_buffer
+    if use_momentum:
+        b = g if first_step else momentum * b + keep * g
+        g = g + momentum * b if nesterov else b
+    return p - lr * g, b

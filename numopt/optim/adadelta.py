@@ -7,7 +7,7 @@ from typing import Any
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.adadelta import adadelta_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["Adadelta"]
@@ -63,7 +63,9 @@ class Adadelta(Optimizer):
     True
     """
 
-    _state_keys = ("square_avg", "acc_delta")
+    rule = adadelta_step
+    state_tensors = (StateTensor("square_avg"), StateTensor("acc_delta"))
+    bench_kwargs = {"lr": 1.0}
 
     def __init__(
         self,
@@ -99,9 +101,6 @@ class Adadelta(Optimizer):
         check_number("weight_decay", h["weight_decay"], low=0.0)
         check_bool("maximize", h["maximize"])
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("square_avg", 0.0), ("acc_delta", 0.0))
-
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
@@ -109,18 +108,15 @@ class Adadelta(Optimizer):
         return super()._prepare(group, flat)
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
         run.advance()
-        rho = float(group["rho"])
         run.pick(adadelta_step)(
             run.data,
             run.grad,
             run.state["square_avg"],
             run.state["acc_delta"],
-            t(group["lr"]),
-            t(rho),
-            t(1 - rho),
-            t(group["eps"]),
-            t(group["weight_decay"]),
+            float(group["lr"]),
+            float(group["rho"]),
+            float(group["eps"]),
+            float(group["weight_decay"]),
             bool(group["maximize"]),
         )

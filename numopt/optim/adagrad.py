@@ -6,8 +6,8 @@ from typing import Any
 
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
-from ..kernels.adagrad import adagrad_step
-from ..optimizer import Optimizer
+from ..kernels.adagrad import adagrad_scalars, adagrad_step
+from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["Adagrad"]
@@ -71,7 +71,9 @@ class Adagrad(Optimizer):
     array([0.9, 0.9, 0.9], dtype=float32)
     """
 
-    _state_keys = ("sum",)
+    rule = adagrad_step
+    state_tensors = (StateTensor("sum", fill="initial_accumulator_value"),)
+    bench_kwargs = {"lr": 1e-2}
 
     def __init__(
         self,
@@ -132,15 +134,13 @@ class Adagrad(Optimizer):
         return super()._prepare(group, flat)
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
         step = run.advance()
-        clr = float(group["lr"]) / (1 + (step - 1) * float(group["lr_decay"]))
         run.pick(adagrad_step)(
             run.data,
             run.grad,
             run.state["sum"],
-            t(-clr),
-            t(group["eps"]),
-            t(group["weight_decay"]),
+            adagrad_scalars(float(group["lr"]), float(group["lr_decay"]), step),
+            float(group["eps"]),
+            float(group["weight_decay"]),
             bool(group["maximize"]),
         )

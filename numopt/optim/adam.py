@@ -8,8 +8,8 @@ import numpy as np
 
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
-from ..kernels.adam import adam_step
-from ..optimizer import Optimizer
+from ..kernels.adam import adam_scalars, adam_step
+from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["Adam"]
 
@@ -97,7 +97,9 @@ class Adam(Optimizer):
     Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018.
     """
 
-    _state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    rule = adam_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"), StateTensor("max_exp_avg_sq", when="amsgrad"))
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -139,10 +141,6 @@ class Adam(Optimizer):
         _check_adam_family(h)
         check_bool("amsgrad", h["amsgrad"])
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        spec = (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
-        return spec + (("max_exp_avg_sq", 0.0),) if group["amsgrad"] else spec
-
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()
         beta1, beta2 = (float(b) for b in group["betas"])
@@ -159,8 +157,7 @@ class Adam(Optimizer):
             beta2,
             float(group["eps"]),
             float(group["weight_decay"]),
-            1 - beta1**step,
-            (1 - beta2**step) ** 0.5,
+            *adam_scalars(beta1, beta2, step),
             amsgrad,
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),

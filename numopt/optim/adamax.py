@@ -6,8 +6,8 @@ from typing import Any
 
 from .._validation import check_torch_switches
 from ..flat import FlatBuffer, Run
-from ..kernels.adamax import adamax_step
-from ..optimizer import Optimizer
+from ..kernels.adamax import adamax_scalars, adamax_step
+from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["Adamax"]
@@ -63,7 +63,9 @@ class Adamax(Optimizer):
     Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.
     """
 
-    _state_keys = ("exp_avg", "exp_inf")
+    rule = adamax_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_inf"))
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -95,9 +97,6 @@ class Adamax(Optimizer):
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("exp_avg", 0.0), ("exp_inf", 0.0))
-
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()
         beta1, beta2 = (float(b) for b in group["betas"])
@@ -112,6 +111,6 @@ class Adamax(Optimizer):
             beta2,
             float(group["eps"]),
             float(group["weight_decay"]),
-            1 - beta1**step,
+            adamax_scalars(beta1, step),
             bool(group["maximize"]),
         )

@@ -8,7 +8,7 @@ from .._scalar_state import all_equal, fill_as_float32, stretches
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["ASGD"]
 
@@ -71,8 +71,10 @@ class ASGD(Optimizer):
     array([0.9, 0.9, 0.9], dtype=float32)
     """
 
-    _state_keys = ("step", "eta", "mu", "ax")
-    _scalar_keys = ("eta", "mu")
+    rule = asgd_step
+    state_tensors = (StateTensor("ax"),)
+    scalar_state = (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on the first step
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -112,12 +114,6 @@ class ASGD(Optimizer):
         check_torch_switches(
             foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
         )
-
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("ax", 0.0),)
-
-    def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on each parameter's first step
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         lr, lambd = float(group["lr"]), float(group["lambd"])

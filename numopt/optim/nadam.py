@@ -8,7 +8,7 @@ from .._scalar_state import scale_as_float32, stretches
 from .._validation import check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["NAdam"]
@@ -79,8 +79,10 @@ class NAdam(Optimizer):
     Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
     """
 
-    _state_keys = ("mu_product", "exp_avg", "exp_avg_sq")
-    _scalar_keys = ("mu_product",)
+    rule = nadam_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    scalar_state = (("mu_product", 1.0),)
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -117,12 +119,6 @@ class NAdam(Optimizer):
         _check_adam_family(h)
         check_number("momentum_decay", h["momentum_decay"], low=0.0, label="momentum_decay value")
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
-
-    def _scalar_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("mu_product", 1.0),)
-
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()
         lr = float(group["lr"])
@@ -135,7 +131,7 @@ class NAdam(Optimizer):
         uniform = scale_as_float32(products, mu)
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
         args = (lr, beta1, beta2, float(group["eps"]), float(group["weight_decay"]), 1 - beta2**step)
-        flags = (bool(group["decoupled_weight_decay"]), bool(group["maximize"]))
+        flags = (bool(group["maximize"]), bool(group["decoupled_weight_decay"]))
         # Parameters of a run share their step count, and almost always their
         # mu_product; where they do not (hyperparameters changed between the
         # steps of two parameters, or a loaded state), update each stretch alone.

@@ -6,8 +6,8 @@ from typing import Any
 
 from .._validation import check_torch_switches
 from ..flat import FlatBuffer, Run
-from ..kernels.radam import radam_step
-from ..optimizer import Optimizer
+from ..kernels.radam import radam_scalars, radam_step
+from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["RAdam"]
@@ -73,7 +73,9 @@ class RAdam(Optimizer):
     Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
     """
 
-    _state_keys = ("exp_avg", "exp_avg_sq")
+    rule = radam_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -107,21 +109,10 @@ class RAdam(Optimizer):
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("exp_avg", 0.0), ("exp_avg_sq", 0.0))
-
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()
         beta1, beta2 = (float(b) for b in group["betas"])
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        # length of the approximated simple moving average, and its limit
-        rho_inf = 2 / (1 - beta2) - 1
-        rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
-        if rho_t > 5.0:
-            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        else:
-            rect = 0.0  # the kernel takes a plain momentum step
+        bias_correction1, bias_correction2_sqrt, rect = radam_scalars(beta1, beta2, step)
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
         run.pick(radam_step)(
             run.data,
@@ -134,8 +125,8 @@ class RAdam(Optimizer):
             float(group["eps"]),
             float(group["weight_decay"]),
             bias_correction1,
-            bias_correction2**0.5,
+            bias_correction2_sqrt,
             rect,
-            bool(group["decoupled_weight_decay"]),
             bool(group["maximize"]),
+            bool(group["decoupled_weight_decay"]),
         )

@@ -9,7 +9,7 @@ import numpy as np
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["RMSprop"]
@@ -74,7 +74,13 @@ class RMSprop(Optimizer):
     ['grad_avg', 'momentum_buffer', 'square_avg', 'step']
     """
 
-    _state_keys = ("square_avg", "momentum_buffer", "grad_avg")
+    rule = rmsprop_step
+    state_tensors = (
+        StateTensor("square_avg"),
+        StateTensor("momentum_buffer", when="momentum"),
+        StateTensor("grad_avg", when="centered"),
+    )
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -115,14 +121,6 @@ class RMSprop(Optimizer):
         check_bool("centered", h["centered"])
         check_bool("maximize", h["maximize"])
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        spec = [("square_avg", 0.0)]
-        if group["momentum"] > 0:
-            spec.append(("momentum_buffer", 0.0))
-        if group["centered"]:
-            spec.append(("grad_avg", 0.0))
-        return tuple(spec)
-
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
@@ -130,24 +128,21 @@ class RMSprop(Optimizer):
         return super()._prepare(group, flat)
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
         run.advance()
         empty = _EMPTY[flat.dtype]
-        momentum = group["momentum"]
+        momentum = float(group["momentum"])
         centered = bool(group["centered"])
-        alpha = float(group["alpha"])
         run.pick(rmsprop_step)(
             run.data,
             run.grad,
             run.state["square_avg"],
             run.state["grad_avg"] if centered else empty,
             run.state["momentum_buffer"] if momentum > 0 else empty,
-            t(group["lr"]),
-            t(alpha),
-            t(1 - alpha),
-            t(group["eps"]),
-            t(group["weight_decay"]),
-            t(momentum),
+            float(group["lr"]),
+            float(group["alpha"]),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            momentum,
             centered,
             bool(group["maximize"]),
         )

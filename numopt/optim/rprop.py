@@ -7,7 +7,7 @@ from typing import Any
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.rprop import rprop_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["Rprop"]
 
@@ -71,7 +71,9 @@ class Rprop(Optimizer):
     array([0.9, 1.1, 1. ], dtype=float32)
     """
 
-    _state_keys = ("step", "prev", "step_size")
+    rule = rprop_step
+    state_tensors = (StateTensor("prev"), StateTensor("step_size"))  # step sizes start at lr, set on the first step
+    bench_kwargs = {"lr": 1e-3}
 
     def __init__(
         self,
@@ -116,11 +118,7 @@ class Rprop(Optimizer):
             foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
         )
 
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("prev", 0.0), ("step_size", 0.0))  # step sizes start at lr, set on each parameter's first step
-
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        t = flat.dtype.type
         etaminus, etaplus = group["etas"]
         lo, hi = group["step_sizes"]
         first = run.step == 0
@@ -130,11 +128,11 @@ class Rprop(Optimizer):
             run.grad,
             run.state["prev"],
             run.state["step_size"],
-            t(group["lr"]),
-            t(etaminus),
-            t(etaplus),
-            t(lo),
-            t(hi),
+            float(group["lr"]),
+            float(etaminus),
+            float(etaplus),
+            float(lo),
+            float(hi),
             bool(group["maximize"]),
             first,
         )

@@ -9,7 +9,7 @@ import numpy as np
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.sgd import sgd_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["SGD"]
 
@@ -65,7 +65,9 @@ class SGD(Optimizer):
     """
 
     _tracks_step = False
-    _state_keys = ("momentum_buffer",)
+    rule = sgd_step
+    state_tensors = (StateTensor("momentum_buffer", when="momentum"),)
+    bench_kwargs = {"lr": 1e-3, "momentum": 0.9}
 
     def __init__(
         self,
@@ -108,9 +110,6 @@ class SGD(Optimizer):
                 "Nesterov momentum requires a momentum and zero dampening "
                 f"(got momentum={h['momentum']!r}, dampening={h['dampening']!r})"
             )
-
-    def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        return (("momentum_buffer", 0.0),) if group["momentum"] != 0 else ()
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         momentum = float(group["momentum"])

@@ -1,11 +1,11 @@
-"""``numba.cuda`` twins of the CPU kernels, for parameters that live on a GPU.
+"""``numba.cuda`` kernels, for parameters that live on a GPU.
 
-Each module mirrors the CPU module of the same name: every kernel takes the
-same arguments in the same order (device arrays instead of host arrays) and
-does the same arithmetic per element, as a grid-stride loop with one pass over
-memory. :data:`KERNELS` maps each CPU kernel (by qualified name) to its twin;
-a device flat buffer uses it to run an optimizer's ``_update`` on the GPU
-unchanged (see ``numopt._cuda_flat``).
+The optimizers' update rules need nothing here: their CUDA loops are generated
+from the same rule bodies as the CPU loops (``numopt.kernels._generate``;
+``kernel.rule.cuda()``). This package holds the launch machinery those loops
+use (:mod:`._launch`), device-memory helpers (:mod:`.memory`) and the CUDA
+versions of the kernels that are not update rules (gradient-norm clipping and
+weight averaging), registered in :data:`KERNELS` by their CPU twin's name.
 
 Importing this package imports ``numba.cuda`` (provided by the ``numba-cuda``
 package, or the CUDA target still built into Numba); numopt imports it only
@@ -20,26 +20,15 @@ tolerances; the simulator runs the Python body and matches the CPU exactly.
 
 from __future__ import annotations
 
-from . import adadelta, adagrad, adam, adamax, asgd, averaging, clip, memory, nadam, radam, rmsprop, rprop, sgd
+from . import clip, memory
 from ._launch import KERNELS, SIMULATOR, Launcher, kernel_key, launch_config
 
 __all__ = [
     "KERNELS",
     "SIMULATOR",
     "Launcher",
-    "adadelta",
-    "adagrad",
-    "adam",
-    "adamax",
-    "asgd",
-    "averaging",
     "clip",
     "kernel_key",
     "launch_config",
     "memory",
-    "nadam",
-    "radam",
-    "rmsprop",
-    "rprop",
-    "sgd",
 ]

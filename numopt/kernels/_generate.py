@@ -1,0 +1,314 @@
+"""Every loop of an elementwise update rule, generated from the rule's one body.
+
+An update rule is written once, as two plain functions in ``numopt/kernels/<rule>.py``:
+
+``<rule>_constants(dt, <scalars>...)``
+    The per-step constants of the loop, formed from float64 scalars (``lr``, the
+    betas, bias corrections, ...) and flags, each cast once to the arrays' dtype
+    ``dt``. Returns a tuple.
+``<rule>_step(c, param, grad, <state>...)``
+    The rule for one element: ``c`` is that tuple, the other arguments are one
+    element of each array. Returns the new values of the arrays it updates, in
+    the order ``updates`` names them. Its docstring states the rule.
+
+:func:`elementwise` turns the pair into kernels over 1-D arrays, all with the
+signature ``(param, grad, <state>..., <scalars>...)``:
+
+* a parallel CPU loop (``prange``), the function the decorator returns;
+* its thread-free twin, ``.serial``, for arrays too small for a parallel launch;
+* a CUDA grid-stride loop, built on first use by ``.rule.cuda()``.
+
+Each loop reads one element of every array, calls the body (inlined) and writes
+back what it updates: one pass over memory. State arrays named in ``optional``
+may be empty (an option turns them off): the loop then neither reads nor writes
+them. The loops are Python source generated here and compiled by Numba from a
+file (so Numba's on-disk cache works for them); the file's name carries a hash
+of everything that goes into it, the rule's module included, so a changed rule
+never meets a stale cached loop.
+
+Bodies and the pieces they share (:mod:`numopt.kernels._pieces`) are plain
+functions made :func:`portable`: the same function compiles inlined into CPU
+and CUDA loops, and runs as Python in Numba's CUDA simulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from numba import prange
+from numba.extending import overload
+
+from .._jit import CACHE, JIT_OPTIONS, kernel
+
+__all__ = ["Elementwise", "elementwise", "portable"]
+
+
+def portable(fn: Callable | None = None, *, inline: bool = True) -> Any:
+    """Make the plain function ``fn`` callable from compiled loops on every target.
+
+    ``fn`` stays an ordinary Python function (the CUDA simulator runs it as such);
+    Numba code calling it compiles ``fn`` itself, on the CPU and on CUDA alike,
+    with numopt's flags (the NumPy error model: division by zero gives inf/nan).
+    Per-element pieces are inlined into the calling loop (``inline=True``);
+    constants functions, called once before the loop, are not (``inline=False``):
+    Numba's parallel-loop analysis trips over nested tuples inlined next to a
+    ``prange`` loop. Float literals in a per-element piece would be float64 in
+    compiled code: take constants from the caller instead.
+    """
+
+    def register(f: Callable) -> Callable:
+        def typer(*args: Any) -> Callable:
+            return f
+
+        typer.__signature__ = inspect.signature(f)  # type: ignore[attr-defined]
+        overload(f, inline="always" if inline else "never", jit_options=JIT_OPTIONS)(typer)
+        return f
+
+    return register if fn is None else register(fn)
+
+
+class Elementwise:
+    """An elementwise update rule: its body, its constants, and the loops generated from them.
+
+    Attributes
+    ----------
+    name : str
+        The kernel's name, ``'<rule>_step'`` (the body's name).
+    arrays : tuple of str
+        The kernel's array arguments, in order: for an optimizer ``param``, ``grad``,
+        then the state. The first array sets the loop's length and dtype.
+    state : tuple of str
+        An optimizer's state arrays (``arrays`` less ``param`` and ``grad``).
+    updates : tuple of str
+        The arrays the rule writes, in the order its body returns them.
+    optional : tuple of str
+        State arrays that may be empty (turned off by an option).
+    scalars : tuple of str
+        The kernel's scalar arguments (float64 numbers and flags), in order.
+    """
+
+    def __init__(
+        self, body: Callable, constants: Callable, updates: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> None:
+        self.body = portable(body)
+        self.constants = portable(constants)
+        self.name: str = body.__name__
+        arrays = tuple(inspect.signature(body).parameters)
+        if arrays[:1] != ("c",) or len(arrays) < 2:
+            raise TypeError(f"{self.name}: a rule body takes (c, <arrays>...), got {arrays}")
+        self.arrays: tuple[str, ...] = arrays[1:]
+        self.state: tuple[str, ...] = arrays[3:] if arrays[1:3] == ("param", "grad") else ()
+        first = self.arrays[0]
+        unknown = [a for a in (*updates, *optional) if a not in self.arrays[1:] and a != first]
+        if unknown or updates[:1] != (first,) or first in optional:
+            raise TypeError(f"{self.name}: updates must start with {first!r} and name its arrays; got {updates}")
+        self.updates: tuple[str, ...] = tuple(updates)
+        self.optional: tuple[str, ...] = tuple(optional)
+        const_sig = inspect.signature(constants)
+        names = list(const_sig.parameters)
+        if names[:1] != ["dt"]:
+            raise TypeError(f"{constants.__name__}: the constants function takes (dt, <scalars>...)")
+        self._const_params = list(const_sig.parameters.values())[1:]
+        self.scalars: tuple[str, ...] = tuple(p.name for p in self._const_params)
+        self._cuda: Any = None
+        self._module = sys.modules[body.__module__]
+        self.parallel, serial = self._compile_cpu()
+        self.parallel.serial = serial
+        self.parallel.rule = self
+        self.parallel.__doc__ = body.__doc__
+        self.parallel.serial.__doc__ = body.__doc__
+
+    @property
+    def functional_name(self) -> str:
+        """The rule's name in :mod:`numopt.functional` (``adam_step`` -> ``adam``)."""
+        return self.name.removesuffix("_step")
+
+    # -- the loops -------------------------------------------------------------------------------
+    def _signature(self) -> str:
+        params = [*self.arrays]
+        for p in self._const_params:
+            params.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
+        return ", ".join(params)
+
+    def _loop(self, fname: str, loop: str, present: tuple[str, ...] | None) -> list[str]:
+        """One loop function. ``present``: the optional arrays it reads and writes unconditionally
+        (the others are absent: read as zero, never written); ``None``: decide per array at run time."""
+        lines = [
+            f"def {fname}({self._signature()}):",
+            f"    c = constants({self.arrays[0]}.dtype.type, {', '.join(self.scalars)})",
+            f"    n = {self.arrays[0]}.size",
+        ]
+        dynamic = self.optional if present is None else ()
+        absent = () if present is None else tuple(a for a in self.optional if a not in present)
+        if dynamic or absent:
+            lines.append(f"    zero = {self.arrays[0]}.dtype.type(0)")
+        lines += [f"    use_{a} = {a}.size != 0" for a in dynamic]
+        lines.append(f"    for i in {loop}:")
+        lines += [f"        {a}_i = {a}[i] if use_{a} else zero" for a in dynamic]
+        args = ", ".join("zero" if a in absent else f"{a}_i" if a in dynamic else f"{a}[i]" for a in self.arrays)
+        outs = ", ".join("_" if a in absent else f"{a}_i" for a in self.updates)
+        lines.append(f"        {outs} = body(c, {args})")
+        for a in self.updates:
+            if a in dynamic:
+                lines += [f"        if use_{a}:", f"            {a}[i] = {a}_i"]
+            elif a not in absent:
+                lines.append(f"        {a}[i] = {a}_i")
+        return lines
+
+    def source(self, target: str = "cpu") -> str:
+        """The generated Python source of the rule's loops: ``'cpu'`` or ``'cuda'``.
+
+        On the CPU: the serial loop (``<name>_serial``) tests per optional array whether
+        it is there; the parallel loop is generated once per combination of optional
+        arrays present (``<name>_p<bits>``), each reading and writing its arrays
+        unconditionally, and ``<name>`` picks one. (A store under a condition kept
+        Numba's parallel loops from vectorizing: 10x slower.)
+        """
+        if target == "cuda":
+            return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
+        lines = self._loop(f"{self.name}_serial", "range(n)", None)
+        combos = list(itertools.product((False, True), repeat=len(self.optional)))
+        if not self.optional:
+            lines += ["", *self._loop(self.name, "prange(n)", ())]
+            return "\n".join(lines) + "\n"
+        for bits in combos:
+            present = tuple(a for a, on in zip(self.optional, bits) if on)
+            lines += ["", *self._loop(f"{self.name}_p{_bits(bits)}", "prange(n)", present)]
+        call_args = ", ".join([*self.arrays, *self.scalars])
+        lines += ["", f"def {self.name}({self._signature()}):"]
+        for a in self.optional:
+            lines.append(f"    use_{a} = {a}.size != 0")
+        for k, bits in enumerate(combos):
+            cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(self.optional, bits))
+            lines.append(
+                f"    {'if' if k == 0 else 'elif' if k < len(combos) - 1 else 'else'}"
+                f"{' ' + cond if k < len(combos) - 1 else ''}:"
+            )
+            lines.append(f"        {self.name}_p{_bits(bits)}({call_args})")
+        return "\n".join(lines) + "\n"
+
+    def _define(self, target: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Execute the generated source for ``target`` from a file, so Numba can cache it; return its namespace."""
+        src = (
+            f"# Generated by numopt.kernels._generate from {self._module.__name__}.{self.name}: do not edit.\n"
+            + self.source(target)
+        )
+        path = _source_file(f"{self.name}_{target}", src, self._module)
+        namespace = {"__name__": self._module.__name__, "constants": self.constants, "body": self.body, **extra}
+        exec(compile(src, path, "exec"), namespace)  # noqa: S102  (our own generated source)
+        return namespace
+
+    def _compile_cpu(self) -> tuple[Any, Any]:
+        """``(parallel kernel, serial kernel)``: every loop of the generated CPU source, compiled lazily."""
+        namespace = self._define("cpu", {"prange": prange})
+        compiled: dict[str, Any] = {}
+        for fname in [k for k, v in namespace.items() if k.startswith(self.name) and inspect.isfunction(v)]:
+            fn = namespace[fname]
+            fn.__qualname__ = fname
+            variant = fname.endswith(
+                tuple(f"_p{_bits(b)}" for b in itertools.product((0, 1), repeat=len(self.optional)))
+            )
+            parallel = variant or (fname == self.name and not self.optional)
+            compiled[fname] = namespace[fname] = kernel(fn, parallel=parallel, twin=False)
+        return compiled[self.name], compiled[f"{self.name}_serial"]
+
+    def cuda(self) -> Any:
+        """The CUDA kernel (a launcher with the CPU kernel's signature), generated and compiled on first use."""
+        if self._cuda is None:
+            from numba import cuda
+
+            from .cuda._launch import Launcher, jit
+
+            fn = self._define("cuda", {"cuda": cuda})[f"{self.name}_cuda"]
+            self._cuda = Launcher(jit(fn), fn, self.parallel, lambda args: args[0].size)
+        return self._cuda
+
+    def __repr__(self) -> str:
+        return f"<update rule {self._module.__name__}.{self.name}{self.arrays}>"
+
+
+def elementwise(
+    constants: Callable, updates: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> Callable[[Callable], Any]:
+    """Decorate a rule body: return its parallel CPU kernel (with ``.serial`` and ``.rule``).
+
+    See the module docstring for the form of ``constants`` and the body.
+    """
+
+    def deco(body: Callable) -> Any:
+        return Elementwise(body, constants, updates, optional).parallel
+
+    return deco
+
+
+def _bits(bits: tuple) -> str:
+    return "".join("1" if b else "0" for b in bits)
+
+
+# -- where generated sources live --------------------------------------------------------------------
+_DIR: str | None = None
+
+
+def _writable(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe", delete=True)
+        probe.close()
+    except OSError:
+        return False
+    return True
+
+
+def _generated_dir() -> str:
+    """A writable folder for generated sources: beside this module if possible, else a user cache folder."""
+    global _DIR
+    if _DIR is None:
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_generated")
+        cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        user = os.path.join(cache_home, "numopt", "generated")
+        fallback = os.path.join(
+            tempfile.gettempdir(), f"numopt-generated-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        )
+        _DIR = next((d for d in (here, user, fallback) if _writable(d)), "")
+    return _DIR
+
+
+_HASHED: dict[str, str] = {}
+
+
+def _file_digest(path: str) -> str:
+    digest = _HASHED.get(path)
+    if digest is None:
+        with open(path, "rb") as f:
+            digest = _HASHED[path] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+def _source_file(stem: str, src: str, module: Any) -> str:
+    """The path of a file holding ``src``, written once (atomically) if it does not exist yet.
+
+    The name carries a hash of ``src``, of the rule's module and of the modules every body
+    shares (this one and ``_pieces``): Numba keys its on-disk cache by the file's path and
+    time stamp, so any change to what is inlined into the loop gives a new file.
+    """
+    h = hashlib.sha256(src.encode())
+    for path in (module.__file__, __file__, os.path.join(os.path.dirname(__file__), "_pieces.py")):
+        h.update(_file_digest(path).encode())
+    name = f"{stem}_{h.hexdigest()[:16]}.py"
+    folder = _generated_dir()
+    if not folder or not CACHE:
+        return f"<numopt generated {name}>"
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".py")
+        with os.fdopen(fd, "w") as f:
+            f.write(src)
+        os.replace(tmp, path)
+    return path
