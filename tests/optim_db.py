@@ -1,20 +1,80 @@
 """The table of optimizer configurations that drives every optimizer test.
 
 In the spirit of torch's ``OptimizerInfo``: one row per configuration. A new
-optimizer or option is one more row here, and gets parity with torch, state-dict
-round trips and the error/property checks that read this table.
+optimizer or option is one more row here, and gets parity with its reference,
+state-dict round trips and the error/property checks that read this table.
 
-Each row: the class name (the same in ``torch.optim`` and ``numopt``), the
-constructor kwargs, a description, the overrides given to the second parameter
-group, and the dtype.
+Each row: the class name (in ``numopt``), the constructor kwargs, a description,
+the overrides given to the second parameter group, the dtype, and the reference
+the row is checked against.
+
+The reference seam
+------------------
+A row's ``reference`` is a factory ``reference(params, **kwargs)`` that builds a
+torch-optimizer-like object over torch tensors (``params`` as torch takes them:
+tensors or group dicts; ``kwargs`` as numopt takes them). It must have torch's
+``step(closure=None)``, ``param_groups``, ``state`` (keyed by tensor, with the
+state entries numopt keeps) and ``state_dict()``. ``reference_name`` names it in
+messages. The default is the ``torch.optim`` class of the row's name, imported on
+first use (importing this table does not import torch)::
+
+    OptimCase("Adam", {...}, "desc")                                    # torch.optim.Adam
+    OptimCase("Lion", {...}, "desc", reference="pytorch_optimizer.Lion")  # a package of the test extras
+    OptimCase("ADOPT", {...}, "desc", reference=in_tests("ADOPT"))      # tests/references/
+    OptimCase("X", {...}, "desc", reference=make_x, reference_name="X by hand")  # any factory
+
+A string is an import path (``module.attr``), resolved lazily. ``in_tests(name)``
+names a small torch-ops class in ``tests/references/``. Tests that are about
+torch itself (converting torch state dicts, binding torch modules) read
+``torch_rows()``, the rows whose reference is torch's class of the same name.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference optimizer class named by its import path (``"torch.optim.Adam"``), imported on first use.
+
+    Calling it builds the optimizer; NumPy scalars among the keyword arguments go on as Python floats
+    (a row's ``lr=np.float32(1e-3)`` stands in for torch's "Tensor lr").
+    """
+
+    path: str
+
+    def resolve(self) -> type:
+        module, _, attr = self.path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except AttributeError:
+            hint = ": name its rows' reference (OptimCase(..., reference=...))" if module == "torch.optim" else ""
+            raise AttributeError(f"{module} has no {attr}{hint}") from None
+
+    def __call__(self, params: Any, **kwargs: Any) -> Any:
+        return self.resolve()(params, **{k: to_reference_value(v) for k, v in kwargs.items()})
+
+
+def to_reference_value(v: Any) -> Any:
+    """A NumPy scalar as the Python scalar a torch-style reference takes; anything else as is."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def torch_optim(name: str) -> Reference:
+    """``torch.optim.<name>``, imported on first use: the reference of a row that names none."""
+    return Reference(f"torch.optim.{name}")
+
+
+def in_tests(name: str) -> Reference:
+    """``<name>`` of ``tests/references/``: a small torch-ops reference for an optimizer torch lacks."""
+    return Reference(f"{__package__}.references.{name}")
 
 
 @dataclass(frozen=True)
@@ -25,6 +85,20 @@ class OptimCase:
     group2: dict[str, Any] = field(default_factory=dict)
     dtype: type = np.float32
     steps: int = 60
+    #: builds the reference optimizer: a factory, or an import path; None: torch.optim.<name>
+    reference: Callable[..., Any] | str | None = field(default=None, kw_only=True)
+    #: the reference in messages (default: its import path or qualified name)
+    reference_name: str = field(default="", kw_only=True, compare=False)
+
+    def __post_init__(self) -> None:
+        ref = self.reference
+        if ref is None:
+            ref = torch_optim(self.name)
+        elif isinstance(ref, str):
+            ref = Reference(ref)
+        object.__setattr__(self, "reference", ref)
+        if not self.reference_name:
+            object.__setattr__(self, "reference_name", reference_name(ref))
 
     @property
     def id(self) -> str:
@@ -35,6 +109,22 @@ class OptimCase:
         if np.dtype(self.dtype) == np.float64:
             return {"rtol": 1e-12, "atol": 1e-14}
         return {"rtol": 1e-5, "atol": 1e-6}
+
+    @property
+    def reference_is_torch(self) -> bool:
+        """Whether the reference is ``torch.optim``'s class of the same name (torch-interop tests need it)."""
+        return isinstance(self.reference, Reference) and self.reference == torch_optim(self.name)
+
+
+def reference_name(ref: Callable[..., Any]) -> str:
+    if isinstance(ref, Reference):
+        return ref.path
+    return f"{getattr(ref, '__module__', '?')}.{getattr(ref, '__qualname__', repr(ref))}"
+
+
+def reference_signature(ref: Callable[..., Any]) -> inspect.Signature:
+    """The constructor signature of a reference (of the class a Reference names)."""
+    return inspect.signature(ref.resolve() if isinstance(ref, Reference) else ref)
 
 
 def _sgd_rows() -> list[OptimCase]:
@@ -301,6 +391,26 @@ OPTIM_DB += _adam_family_rows()
 OPTIM_DB += _rms_family_rows()
 # Other optimizers rows:
 OPTIM_DB += _other_rows()
+
+
+def torch_rows() -> list[OptimCase]:
+    """The rows whose reference is ``torch.optim``'s class of the same name: what torch-interop tests
+    (torch state dicts in and out of numopt) run on. The other rows have no torch twin to convert to."""
+    return [c for c in OPTIM_DB if c.reference_is_torch]
+
+
+def reference_for(name: str) -> Callable[..., Any]:
+    """The reference of class ``name``: its OPTIM_DB rows' (they agree), else ``torch.optim.<name>``.
+
+    For the dedicated tests of a class (compilation, sparse gradients, options outside the table)
+    that build the reference optimizer themselves.
+    """
+    refs = []
+    for c in OPTIM_DB:
+        if c.name == name and c.reference not in refs:
+            refs.append(c.reference)
+    assert len(refs) <= 1, f"the OPTIM_DB rows of {name} name different references: {refs}"
+    return refs[0] if refs else torch_optim(name)
 
 
 @dataclass(frozen=True)

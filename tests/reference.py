@@ -1,7 +1,8 @@
-"""Drive numopt and torch.optim side by side on the same seeded problem.
+"""Drive numopt and a row's reference side by side on the same seeded problem.
 
-torch is the reference: importing this module without torch fails the test
-run (it must never be skipped).
+The reference is the row's ``reference`` (``torch.optim``'s class of the same name
+unless the row names another, see ``optim_db``), stepped on torch tensors: importing
+this module without torch fails the test run (it must never be skipped).
 """
 
 from __future__ import annotations
@@ -35,19 +36,16 @@ def grad_is_none(param_index: int, step: int) -> bool:
     return False
 
 
-def _torch_value(v: Any) -> Any:
-    return float(v) if isinstance(v, np.generic) else v
-
-
 @dataclass
 class Pair:
-    """A numopt optimizer and a torch optimizer over equal initial parameters."""
+    """A numopt optimizer and its reference (a torch-optimizer-like object) over equal initial parameters."""
 
     ours: numopt.Optimizer
     params: list[numopt.Parameter]
-    ref: torch.optim.Optimizer
+    ref: Any
     ref_params: list[torch.Tensor]
     dtype: np.dtype
+    ref_name: str = "the reference"
 
     def set_grads(self, grads: list[np.ndarray | None]) -> None:
         for p, tp, g in zip(self.params, self.ref_params, grads):
@@ -72,11 +70,8 @@ def make_pair(case: OptimCase, seed: int = 0) -> Pair:
     ours = getattr(numopt, case.name)(
         [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
     )
-    tkw = {k: _torch_value(v) for k, v in case.kwargs.items()}
-    ref = getattr(torch.optim, case.name)(
-        [{"params": ref_params[:SPLIT]}, {"params": ref_params[SPLIT:], **case.group2}], **tkw
-    )
-    return Pair(ours, params, ref, ref_params, dtype)
+    ref = case.reference([{"params": ref_params[:SPLIT]}, {"params": ref_params[SPLIT:], **case.group2}], **case.kwargs)
+    return Pair(ours, params, ref, ref_params, dtype, case.reference_name)
 
 
 def random_grads(rng: np.random.Generator, step: int, dtype: np.dtype) -> list[np.ndarray | None]:
@@ -84,14 +79,16 @@ def random_grads(rng: np.random.Generator, step: int, dtype: np.dtype) -> list[n
 
 
 def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
-    """Assert params and every state entry match torch; return the largest relative error seen."""
+    """Assert params and every state entry match the reference; return the largest relative error seen."""
     worst = 0.0
     for i, (p, tp) in enumerate(zip(pair.params, pair.ref_params)):
         ref = tp.detach().numpy()
         worst = max(worst, _check(f"step {step}: param {i}", p.data, ref, rtol, atol))
         tstate = pair.ref.state.get(tp, {})
         ostate = pair.ours.state.get(p, {})
-        assert set(ostate) == set(tstate), f"step {step}: param {i} state keys {set(ostate)} != torch {set(tstate)}"
+        assert set(ostate) == set(tstate), (
+            f"step {step}: param {i} state keys {set(ostate)} != {pair.ref_name}'s {set(tstate)}"
+        )
         for key, tv in tstate.items():
             ov = ostate[key]
             tv = tv.detach().numpy() if isinstance(tv, torch.Tensor) else np.asarray(tv)
@@ -109,8 +106,8 @@ def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
 
 def _check(what: str, ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> float:
     ours = np.asarray(ours)
-    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != torch {ref.shape}"
-    assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != torch {ref.dtype}"
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != reference {ref.shape}"
+    assert ours.dtype == ref.dtype, f"{what}: dtype {ours.dtype} != reference {ref.dtype}"
     np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol, err_msg=what)
     if ours.size == 0:
         return 0.0

@@ -17,6 +17,7 @@ from numopt.kernels.nadam import nadam_step
 from numopt.kernels.radam import radam_step
 
 from .compiled import signatures
+from .optim_db import reference_for
 
 torch.set_num_threads(1)
 
@@ -29,7 +30,7 @@ def _pair(name: str, dtype=np.float32, seed: int = 0, **kwargs):
     init = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     ours = [numopt.Parameter(a.copy()) for a in init]
     ref = [torch.tensor(a.copy(), requires_grad=True) for a in init]
-    return getattr(numopt, name)(ours, **kwargs), ours, getattr(torch.optim, name)(ref, **kwargs), ref
+    return getattr(numopt, name)(ours, **kwargs), ours, reference_for(name)(ref, **kwargs), ref
 
 
 def _set_grads(rng, ours, ref, skip=()) -> None:
@@ -291,7 +292,7 @@ def test_adamw_load_state_dict_keeps_every_group_decoupled_like_torch() -> None:
     assert opt.param_groups[0]["decoupled_weight_decay"] is True
     assert opt.param_groups[0]["amsgrad"] is False
     tw = torch.zeros(3, requires_grad=True)
-    ref = torch.optim.AdamW([tw])
+    ref = reference_for("AdamW")([tw])
     tsd = ref.state_dict()
     tsd["param_groups"][0]["decoupled_weight_decay"] = False
     ref.load_state_dict(tsd)

@@ -14,6 +14,8 @@ import numopt
 from numopt.kernels import clip as clip_kernels
 from numopt.utils import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 
+from .optim_db import reference_for
+
 torch.set_num_threads(1)
 
 MAX_REL_ERR: dict[str, float] = {}
@@ -140,7 +142,7 @@ def test_optimizer_parameters_only_and_step_uses_clipped_grads(dtype: Any) -> No
         if tp.grad is not None:
             assert p.grad is p._flat.grad_view(p._index)  # pending arrays were moved into the buffer
             np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=TOL[s.dtype])
-    topt = torch.optim.SGD([{"params": torch_params[:4]}, {"params": torch_params[4:]}], lr=0.1)
+    topt = reference_for("SGD")([{"params": torch_params[:4]}, {"params": torch_params[4:]}], lr=0.1)
     s.opt.step()
     topt.step()
     for p, tp in zip(ours_params, torch_params):

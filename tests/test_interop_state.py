@@ -1,4 +1,8 @@
-"""numopt.interop.torch: optimizer state moves between torch.optim and numopt and the run goes on."""
+"""numopt.interop.torch: optimizer state moves between torch.optim and numopt and the run goes on.
+
+These tests are about torch itself: they run on the rows whose reference is ``torch.optim``'s
+class of the same name (``torch_rows()``); an optimizer torch lacks has no torch state to convert.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ import torch
 import numopt
 from numopt.interop.torch import from_torch_state_dict, to_torch_state_dict
 
-from .optim_db import OPTIM_DB, OptimCase
-from .reference import SPLIT, Pair, _torch_value, make_pair, random_grads
+from .optim_db import OPTIM_DB, OptimCase, torch_rows
+from .reference import SPLIT, Pair, make_pair, random_grads
 from .test_bad_input import MATRIX_ONLY, ROWS, _grad, _torch_grad
 
 WARMUP, CONTINUE = 6, 6
@@ -31,8 +35,7 @@ def _ours(case: OptimCase, values: list[np.ndarray]) -> tuple[numopt.Optimizer, 
 
 def _ref(case: OptimCase, values: list[np.ndarray]) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
     params = [torch.tensor(v.copy(), requires_grad=True) for v in values]
-    kw = {k: _torch_value(v) for k, v in case.kwargs.items()}
-    opt = getattr(torch.optim, case.name)([{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **kw)
+    opt = case.reference([{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs)
     return opt, params
 
 
@@ -78,7 +81,7 @@ def _assert_torch_states_equal(a: torch.optim.Optimizer, b: torch.optim.Optimize
             _same_value(v, sb["state"][k][name], (k, name))
 
 
-@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", torch_rows(), ids=lambda c: c.id)
 def test_torch_to_numopt_to_torch_continues_the_trajectory(case: OptimCase) -> None:
     """torch runs, hands its state to numopt, numopt hands it back untouched, torch goes on exactly."""
     pair = make_pair(case)
@@ -116,7 +119,7 @@ def test_torch_to_numopt_to_torch_continues_the_trajectory(case: OptimCase) -> N
         np.testing.assert_allclose(q.data, expected, **case.tolerances, err_msg=f"numopt param {i}")
 
 
-@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", torch_rows(), ids=lambda c: c.id)
 def test_numopt_to_torch_continues_the_trajectory(case: OptimCase) -> None:
     """numopt runs, torch takes over from its state, and follows numopt's own continuation."""
     pair = make_pair(case)
@@ -229,7 +232,7 @@ def test_import_numopt_never_imports_torch() -> None:
 
 # -- optimizers with dedicated parity tests (not in OPTIM_DB): the same round trip ------------------
 
-EXTRA = sorted(n for n in ROWS if n not in {c.name for c in OPTIM_DB})
+EXTRA = sorted(n for n in ROWS if n not in {c.name for c in OPTIM_DB} and ROWS[n].reference_is_torch)
 F32_TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
@@ -260,7 +263,7 @@ def test_round_trip_for_optimizers_outside_the_table(name: str) -> None:
 
     def torch_opt(values):
         ps = [torch.tensor(v.copy(), requires_grad=True) for v in values]
-        return getattr(torch.optim, name)(ps), ps
+        return ROWS[name].reference(ps), ps
 
     def torch_steps(opt, ps, gs):
         _extra_run(

@@ -13,6 +13,8 @@ import torch
 import numopt
 from numopt.optim import lbfgs as lbfgs_module
 
+from .optim_db import reference_for
+
 torch.set_num_threads(1)
 
 #: largest relative difference from torch's loss sequence seen per problem (printed by -s runs)
@@ -82,9 +84,9 @@ def run_numopt(problem: Problem, **extra: Any) -> tuple[list[float], numopt.Para
     return losses, p, opt
 
 
-def run_torch(problem: Problem) -> tuple[list[float], torch.Tensor, torch.optim.LBFGS]:
+def run_torch(problem: Problem) -> tuple[list[float], torch.Tensor, Any]:
     tp = torch.tensor(problem.x0.copy(), requires_grad=True)
-    opt = torch.optim.LBFGS([tp], **problem.kwargs)
+    opt = reference_for("LBFGS")([tp], **problem.kwargs)
     losses: list[float] = []
 
     def closure() -> float:
@@ -298,7 +300,7 @@ def test_missing_gradient_counts_as_zero_like_torch() -> None:
     p, q = numopt.Parameter(x0.copy()), numopt.Parameter(np.array([3.0, -1.0]))
     opt = numopt.LBFGS([p, q], line_search_fn="strong_wolfe")
     tp, tq = torch.tensor(x0.copy(), requires_grad=True), torch.tensor([3.0, -1.0], requires_grad=True)
-    topt = torch.optim.LBFGS([tp, tq], line_search_fn="strong_wolfe")
+    topt = reference_for("LBFGS")([tp, tq], line_search_fn="strong_wolfe")
 
     def closure() -> float:
         f, g = rosenbrock(p.data)

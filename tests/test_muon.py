@@ -13,6 +13,8 @@ from torch.optim._muon import _zeropower_via_newtonschulz
 import numopt
 from numopt.optim.muon import DEFAULT_NS_COEFFICIENTS
 
+from .optim_db import reference_for
+
 torch.set_num_threads(1)
 
 CONFIGS = [
@@ -38,7 +40,7 @@ def run_pair(
     params = [numopt.Parameter(a.copy()) for a in init]
     ref = [torch.tensor(a.copy(), requires_grad=True) for a in init]
     ours = numopt.Muon([{"params": params[:2]}, {"params": params[2:]}], ns_dtype=ns_dtype, **kwargs)
-    theirs = torch.optim.Muon([{"params": ref[:2]}, {"params": ref[2:]}], **kwargs)
+    theirs = reference_for("Muon")([{"params": ref[:2]}, {"params": ref[2:]}], **kwargs)
     worst_param = worst_buf = 0.0
     for t in range(steps):
         for i, (p, tp) in enumerate(zip(params, ref)):
@@ -156,7 +158,7 @@ def test_state_dict_resume_is_exact_and_layout_is_torchs() -> None:
     opt.step()
     sd = opt.state_dict()
     assert {k: set(v) for k, v in sd["state"].items()} == {i: {"momentum_buffer"} for i in range(len(SMALL))}
-    ref = torch.optim.Muon([torch.ones(s, requires_grad=True) for s in SMALL])
+    ref = reference_for("Muon")([torch.ones(s, requires_grad=True) for s in SMALL])
     assert set(ref.state_dict()["param_groups"][0]) <= set(sd["param_groups"][0])
 
 
