@@ -12,7 +12,7 @@ The optimizer classes are not aware of any of this: their ``_update`` calls
 ``run.pick(kernel)``, and a run of a device buffer picks the CUDA loop that
 :mod:`numopt.kernels._generate` builds from the same update rule. An optimizer
 can therefore run on the GPU exactly when it is declared with an elementwise
-``rule`` and does not override ``step``.
+``rule`` and does not override ``_step``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class DeviceFlatBuffer(FlatBuffer):
         from .optimizer import Optimizer
 
         name = type(owner).__name__
-        if type(owner).step is not Optimizer.step:
+        if type(owner)._step is not Optimizer._step:
             raise NotImplementedError(
                 f"{name} cannot update CUDA parameters: it has its own step(), which works on host arrays"
             )

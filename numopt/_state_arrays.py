@@ -23,6 +23,14 @@ def _classes() -> dict[str, type]:
     return {cls.__name__.lower(): cls for cls in registered(elementwise=True)}
 
 
+def __getattr__(name: str) -> type:
+    """``<Class>State`` namedtuple types, made on first use (so pickle, and Numba's cache, find them)."""
+    cls = _classes().get(name.removesuffix("State").lower()) if name.endswith("State") else None
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _state_type(cls)
+
+
 def _state_type(cls: type) -> type:
     """The namedtuple type of ``cls``'s state arrays (a module global, so its instances pickle)."""
     name = f"{cls.__name__}State"

@@ -21,8 +21,16 @@ Subclasses supply the algorithm through small methods:
     in ``flat.scalars[name]`` (float64, one entry per parameter) and shown in
     ``state[p]`` as 0-d views (derived from ``scalar_state``).
 ``_update(group, flat, run)``
-    call the kernel on one run of a flat buffer (and ``run.advance()`` the
-    step count when the algorithm counts steps).
+    call the kernel on one run of a flat buffer (``run.pick(kernel)`` resolves the
+    parallel, serial or CUDA loop) and ``run.advance()`` the step count when the
+    algorithm counts steps. ``state_dict``/``load_state_dict`` read the step
+    counts from the buffer, so an algorithm that keeps no ``'step'``
+    (``_tracks_step = False``) must still advance them where it needs to know
+    that a parameter's state was initialized (SGD's momentum buffer).
+``_step(closure)`` (rarely)
+    the whole step between the hooks, for algorithms that are not one update per
+    run (LBFGS, the distributed wrappers); ``step`` keeps the hooks (an override of
+    ``step`` only documents it and calls ``super().step``).
 """
 
 from __future__ import annotations
@@ -201,6 +209,22 @@ class StateTensor:
         return tuple(k for k in (self.when, self.fill) if isinstance(k, str))
 
 
+#: argument documentation the optimizer classes share: ``%(name)s`` in a class docstring
+_SHARED_DOCS = {
+    "params": "params : iterable\n        Parameters or parameter groups (dicts).",
+    "torch_args": (
+        "maximize : bool, default False\n"
+        "        Maximize the objective instead of minimizing it.\n"
+        "    foreach, fused, capturable, differentiable : optional\n"
+        "        torch's implementation switches, where the reference takes them: ``foreach`` and\n"
+        "        ``fused`` are accepted (not both True; numopt always runs one fused pass per\n"
+        "        buffer), ``capturable`` and ``differentiable`` must be False."
+    ),
+}
+
+#: torch's implementation switches: accepted when they ask for nothing numopt does not do
+_TORCH_SWITCHES = ("foreach", "fused", "differentiable", "capturable")
+
 #: class name -> optimizer class, for every optimizer numopt ships (filled as their modules are imported)
 _REGISTRY: dict[str, type] = {}
 
@@ -255,6 +279,9 @@ class Optimizer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
+        if cls.__doc__ and "%(" in cls.__doc__:
+            for key, text in _SHARED_DOCS.items():
+                cls.__doc__ = cls.__doc__.replace(f"%({key})s", text)
         if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
             step = ("step",) if cls._tracks_step else ()
             cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))
@@ -266,6 +293,24 @@ class Optimizer:
                 raise TypeError(f"{cls.__name__}: the rule's state {sorted(missing)} is not in state_tensors")
         if cls.__module__.startswith("numopt.optim.") and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
+
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """Set up from the constructor's arguments (its ``locals()``): every argument but ``params`` is a default.
+
+        torch's implementation switches (``foreach``, ``fused``, ``differentiable``,
+        ``capturable``) are checked, the hyperparameters validated, then each named in
+        ``convert`` converted (Adam keeps ``betas`` as a tuple) before the groups are added.
+        """
+        from ._validation import check_torch_switches
+
+        defaults = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+        check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})
+        if defaults.get("fused") and defaults.get("foreach"):
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        self._validate_hparams(defaults)
+        for k, f in convert.items():
+            defaults[k] = f(defaults[k])
+        Optimizer.__init__(self, params, defaults)
 
     @classmethod
     def hyperparameter_defaults(cls) -> dict[str, Any]:
@@ -286,6 +331,9 @@ class Optimizer:
         updated = sum(a in on for a in cls.rule.rule.updates)
         return updated, len(on) - updated
 
+    #: whether the global step hooks (``register_optimizer_step_pre_hook``) run around ``step``;
+    #: off for wrappers whose inner optimizer's step runs them
+    _global_step_hooks: bool = True
     #: whether ``step`` reads ``SparseGrad`` gradients as they are (SparseAdam) instead of densifying them
     _sparse_grads: bool = False
 
@@ -498,7 +546,12 @@ class Optimizer:
         """
         args: tuple[Any, ...] = (closure,) if closure is not None else ()
         kwargs: dict[str, Any] = {}
-        for hook in itertools.chain(_global_step_pre_hooks.values(), self._step_pre_hooks.values()):
+        pre = self._step_pre_hooks.values()
+        post = self._step_post_hooks.values()
+        if self._global_step_hooks:
+            pre = itertools.chain(_global_step_pre_hooks.values(), pre)
+            post = itertools.chain(post, _global_step_post_hooks.values())
+        for hook in pre:
             result = hook(self, args, kwargs)
             if result is not None:
                 if not (isinstance(result, tuple) and len(result) == 2):
@@ -506,12 +559,21 @@ class Optimizer:
                         f"{hook} must return None or a tuple of (new_args, new_kwargs), but got {result}."
                     )
                 args, kwargs = result
-        closure = kwargs.get("closure", args[0] if args else None)
+        loss = self._step(kwargs.get("closure", args[0] if args else None))
+        for hook in post:
+            hook(self, args, kwargs)
+        return loss
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
+        """The algorithm's part of :meth:`step`, which runs it between the step hooks.
+
+        Re-validates edited hyperparameters, evaluates the closure, updates every
+        group. Subclasses with another kind of step (LBFGS, the distributed
+        wrappers) override this, never ``step``.
+        """
         self._check_hparam_edits()
         loss = closure() if closure is not None else None
         self._update_all()
-        for hook in itertools.chain(self._step_post_hooks.values(), _global_step_post_hooks.values()):
-            hook(self, args, kwargs)
         return loss
 
     def _update_all(self) -> None:

@@ -21,16 +21,19 @@ import torch
 from numba import cuda
 
 import numopt
+import numopt.kernels.sgd
 from numopt.kernels import averaging as cpu_averaging
 from numopt.kernels import clip as cpu_clip
 from numopt.kernels import cuda as ncuda
+from numopt.optimizer import registered
 
 from .optim_db import OPTIM_DB, OptimCase
 from .reference import SHAPES, SPLIT, _check, make_pair, random_grads
 
 SIMULATOR = ncuda.SIMULATOR
 #: the optimizers whose update is elementwise, hence runs on the GPU
-ELEMENTWISE = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD")
+#: every optimizer declared with an elementwise rule (derived from the registry)
+ELEMENTWISE = [c.__name__ for c in registered(elementwise=True)]
 #: steps per parity row: covers a parameter skipped now and then and one starting late (see reference.py)
 CUDA_STEPS = 8
 CUDA_ROWS = [c for c in OPTIM_DB if c.name in ELEMENTWISE]
@@ -216,24 +219,28 @@ def test_failed_group_releases_cuda_parameters() -> None:
     numopt.SGD([a, b])  # both free again
 
 
+def _rules() -> list:
+    """Every generated kernel: the optimizers' rules, the averaging and the elementwise clipping kernels."""
+    kernels = [c.rule for c in registered(elementwise=True)]
+    kernels += [cpu_averaging.lerp_, cpu_averaging.running_mean_, cpu_clip.scale_, cpu_clip.clamp_]
+    return list({id(k): k for k in kernels}.values())
+
+
 def test_launchers_take_the_cpu_kernels_arguments() -> None:
-    expected = {f"{m}_step" for m in ("sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop")}
-    expected |= {"rprop_step", "asgd_step", "lerp_", "running_mean_", "norm_partials", "scale_", "clamp_"}
-    assert {key.rsplit(".", 1)[1] for key in ncuda.KERNELS} == expected
-    for key, launcher in ncuda.KERNELS.items():
-        module, name = key.rsplit(".", 1)
-        cpu = getattr(__import__(module, fromlist=[name]), name)
+    # the CUDA loops are generated from the rules; only the norm reduction is written for CUDA by hand
+    assert {key.rsplit(".", 1)[1] for key in ncuda.KERNELS} == {"norm_partials"}
+    for cpu in _rules():
+        launcher = cpu.rule.cuda()
         ours, theirs = inspect.signature(launcher).parameters, inspect.signature(cpu.py_func).parameters
-        assert [(n, q.default) for n, q in ours.items()] == [(n, q.default) for n, q in theirs.items()], key
+        assert [(n, q.default) for n, q in ours.items()] == [(n, q.default) for n, q in theirs.items()], cpu
 
 
 def test_launcher_refuses_host_arrays_and_skips_empty_work() -> None:
+    sgd = numopt.kernels.sgd.sgd_step.rule.cuda()
     with pytest.raises(TypeError, match="host array"):
-        ncuda.sgd.sgd_step(
-            np.ones(3, np.float32), *([cuda.to_device(np.ones(3, np.float32))] * 2), *[0.1] * 4, False, False, True
-        )
+        sgd(np.ones(3, np.float32), *([cuda.to_device(np.ones(3, np.float32))] * 2), *[0.1] * 4, False, False, True)
     z = cuda.to_device(np.zeros(0, np.float32))
-    ncuda.sgd.sgd_step(z, z, z, *[np.float32(0.1)] * 4, False, False, True)
+    sgd(z, z, z, *[0.1] * 4, False, False, True)
 
 
 def test_grid_stride_covers_every_element_with_several_blocks(monkeypatch) -> None:
@@ -242,7 +249,7 @@ def test_grid_stride_covers_every_element_with_several_blocks(monkeypatch) -> No
     rng = np.random.default_rng(5)
     avg, cur = rng.standard_normal(37).astype(np.float32), rng.standard_normal(37).astype(np.float32)
     d_avg = cuda.to_device(avg)
-    ncuda.averaging.lerp_(d_avg, cuda.to_device(cur), np.float32(0.3))
+    cpu_averaging.lerp_.rule.cuda()(d_avg, cuda.to_device(cur), np.float32(0.3))
     cpu_averaging.lerp_(avg, cur, np.float32(0.3))
     np.testing.assert_array_equal(d_avg.copy_to_host(), avg)
 
@@ -255,12 +262,12 @@ def test_averaging_and_clipping_kernels_match_the_cpu(dtype) -> None:
     t = np.dtype(dtype).type
     for name, args in [("lerp_", (t(0.3),)), ("lerp_", (t(0.7),)), ("running_mean_", (t(3.0),))]:
         ours, ref = cuda.to_device(a), a.copy()
-        getattr(ncuda.averaging, name)(ours, cuda.to_device(c), *args)
+        getattr(cpu_averaging, name).rule.cuda()(ours, cuda.to_device(c), *args)
         getattr(cpu_averaging, name)(ref, c, *args)
         _assert_same(name, ours, ref, SIMULATOR, {"rtol": 1e-6, "atol": 1e-7})
     for name, args in [("scale_", (t(0.25),)), ("clamp_", (t(-0.5), t(0.5)))]:
         ours, ref = cuda.to_device(a), a.copy()
-        getattr(ncuda.clip, name)(ours, *args)
+        getattr(cpu_clip, name).rule.cuda()(ours, *args)
         getattr(cpu_clip, name)(ref, *args)
         _assert_same(name, ours, ref, True, {})
     g = a.copy()

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-import numopt.optim
 from numopt.bench import Workload, algorithms, gpt_like_shapes
+from numopt.optimizer import registered
 
 
 def test_gpt_like_model_shape() -> None:
@@ -15,25 +15,13 @@ def test_gpt_like_model_shape() -> None:
     assert 140 <= len(w.shapes) <= 160 and 25e6 <= w.size <= 30e6
 
 
-def test_algorithms_read_the_optimizer_classes(monkeypatch) -> None:
-    class Declares:
-        bench_kwargs = {"lr": 0.5}
-
-        @classmethod
-        def bench_streams(cls) -> tuple[int, int]:
-            return 3, 1
-
-    class Silent:
-        pass
-
-    monkeypatch.setattr(numopt.optim, "Declares", Declares, raising=False)
-    monkeypatch.setattr(numopt.optim, "Silent", Silent, raising=False)
-    monkeypatch.setattr(numopt.optim, "__all__", ["Declares", "Silent"])
-    assert algorithms() == {"Declares": ({"lr": 0.5}, 3, 1)}
-    # TODO(registry): remove once classes declare bench_kwargs (no class declares: the hand-typed table)
-    monkeypatch.setattr(numopt.optim, "__all__", ["Silent"])
+def test_algorithms_are_derived_from_the_registry() -> None:
+    # every elementwise optimizer is benched, with the memory pattern its declaration implies
     table = algorithms()
-    assert table["Adam"] == ({"lr": 1e-3}, 3, 1) and table["SGD"][1:] == (2, 1)
+    assert set(table) == {c.__name__ for c in registered(elementwise=True)}
+    assert table["Adam"] == ({"lr": 1e-3}, 3, 1)  # param, exp_avg, exp_avg_sq updated; grad read
+    assert table["SGD"] == ({"lr": 1e-3, "momentum": 0.9}, 2, 1)  # momentum turns the buffer on
+    assert table["RMSprop"][1:] == (2, 1)  # neither centered nor momentum: square_avg alone
 
 
 def test_bench_cli_writes_json(tmp_path) -> None:

@@ -84,50 +84,33 @@ def test_host_parameters_are_not_cuda() -> None:
     assert not opt._flats[0][0].is_cuda
 
 
-class _Normalize(ast.NodeTransformer):
-    """One spelling per operation: ``np.sqrt`` / ``math.sqrt`` -> ``sqrt``, ``np.abs`` -> ``abs``."""
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.value.id in ("np", "math") and node.attr in ("sqrt", "abs"):
-            return ast.copy_location(ast.Name(node.attr, ast.Load()), node)
-        return self.generic_visit(node)
+def _loop_body(src: str, name: str) -> list[str]:
+    """The per-element statements of the loop of function ``name`` in generated source ``src``."""
+    fn = next(f for f in ast.parse(src).body if isinstance(f, ast.FunctionDef) and f.name == name)
+    loop = next(s for s in fn.body if isinstance(s, ast.For))
+    return [ast.dump(s) for s in loop.body]
 
 
-def _body(fn: ast.FunctionDef, cpu: bool) -> list[str]:
-    """The statements of a kernel, its docstring left out and its loop reduced to the per-element body."""
-    out = []
-    for stmt in fn.body:
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # docstring
-        if isinstance(stmt, ast.For):
-            # CPU: one prange loop over elements (or chunk / element loops); CUDA: a grid-stride loop
-            inner = stmt.body[0] if cpu and isinstance(stmt.body[0], ast.For) else stmt
-            out += [ast.dump(_Normalize().visit(s)) for s in inner.body]
-            continue
-        out.append(ast.dump(_Normalize().visit(stmt)))
-    return out
+def test_cuda_loops_are_generated_from_the_same_rule_bodies() -> None:
+    """No elementwise kernel is written twice: its CUDA loop is generated from the body its CPU loops use.
 
-
-def test_cuda_kernels_do_what_the_cpu_kernels_do() -> None:
-    """Each CUDA twin's statements equal its CPU kernel's, loop header aside (a drift check, read from the sources).
-
-    The simulator suite checks the results bit for bit on the parity table; this also covers
-    branches that table may not reach. ``clip.norm_partials`` is a different reduction on
-    purpose (one block per chunk) and is compared by value in the suite.
+    The only hand-written CUDA kernel left is the gradient-norm reduction (``clip.norm_partials``,
+    a different reduction on purpose: one block per chunk), compared by value in the simulator suite.
     """
-    compared = 0
-    for cuda_file in sorted((KERNELS / "cuda").glob("*.py")):
-        cpu_file = KERNELS / cuda_file.name
-        if cuda_file.name.startswith("_") or not cpu_file.exists():
-            continue
-        cpu_fns = {f.name: f for f in ast.parse(cpu_file.read_text()).body if isinstance(f, ast.FunctionDef)}
-        for fn in ast.parse(cuda_file.read_text()).body:
-            if not isinstance(fn, ast.FunctionDef) or fn.name not in cpu_fns or fn.name == "norm_partials":
-                continue
-            cpu = cpu_fns[fn.name]
-            assert ast.dump(fn.args) == ast.dump(cpu.args), fn.name
-            assert _body(fn, cpu=False) == _body(cpu, cpu=True), (
-                f"{cuda_file.name}: {fn.name} differs from the CPU kernel"
-            )
-            compared += 1
-    assert compared == 14  # 10 optimizers, 2 averaging, 2 clipping kernels
+    hand_written = sorted(p.name for p in (KERNELS / "cuda").glob("*.py"))
+    assert hand_written == ["__init__.py", "_launch.py", "clip.py", "memory.py", "stream.py"], hand_written
+    clip_cuda = ast.parse((KERNELS / "cuda" / "clip.py").read_text())
+    assert [f.name for f in clip_cuda.body if isinstance(f, ast.FunctionDef) and not f.name.startswith("_")] == [
+        "norm_partials"
+    ]
+    from numopt.kernels import averaging, clip
+    from numopt.optimizer import registered
+
+    kernels = {id(k): k for k in [c.rule for c in registered(elementwise=True)]}
+    kernels.update({id(k): k for k in (averaging.lerp_, averaging.running_mean_, clip.scale_, clip.clamp_)})
+    for kernel in kernels.values():
+        rule = kernel.rule
+        serial = _loop_body(rule.source("cpu"), f"{rule.name}_serial")
+        on_gpu = _loop_body(rule.source("cuda"), f"{rule.name}_cuda")
+        assert serial == on_gpu, rule.name
+    assert len(kernels) == 14  # 10 optimizer rules (Adam and AdamW share one), 2 averaging, 2 clipping kernels

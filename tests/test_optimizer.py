@@ -226,8 +226,10 @@ def test_load_state_dict_casts_state_to_param_dtype() -> None:
 
 
 def test_torch_switches() -> None:
-    p = numopt.Parameter((1,))
-    numopt.SGD([p], foreach=True, fused=True)  # numopt always runs one fused pass
+    numopt.SGD([numopt.Parameter((1,))], foreach=True)  # numopt always runs one fused pass
+    numopt.SGD([numopt.Parameter((1,))], fused=True)
+    with pytest.raises(RuntimeError, match="cannot be `True` together"):  # torch refuses both at once
+        numopt.SGD([numopt.Parameter((1,))], foreach=True, fused=True)
     with pytest.raises(ValueError, match="differentiable"):
         numopt.SGD([numopt.Parameter((1,))], differentiable=True)
 

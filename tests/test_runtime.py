@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import numopt
+from numopt.optimizer import registered
 
-ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD"]
+#: every optimizer declared with an elementwise rule (derived from the registry)
+ELEMENTWISE = [c.__name__ for c in registered(elementwise=True)]
 KWARGS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adam": {"amsgrad": True}}
 
 

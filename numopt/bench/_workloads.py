@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,37 +17,18 @@ from .._jit import kernel
 def algorithms() -> dict[str, tuple[dict[str, Any], int, int]]:
     """optimizer name -> (constructor kwargs, streams updated in place, streams only read).
 
-    Read from the optimizer classes of ``numopt.optim``: a class takes part when it
-    declares a class attribute ``bench_kwargs`` (a dict) and a classmethod
-    ``bench_streams()`` returning ``(updated, read_only)``. Until any class does,
-    the table below stands in for them.
+    Derived from the optimizer registry: every class declared with an elementwise
+    ``rule`` and ``bench_kwargs`` takes part, with its memory pattern from
+    ``bench_streams()``.
     """
-    from .. import optim
+    from ..optimizer import registered
 
     found: dict[str, tuple[dict[str, Any], int, int]] = {}
-    for name in optim.__all__:
-        cls = getattr(optim, name)
-        kwargs = getattr(cls, "bench_kwargs", None)
-        streams = getattr(cls, "bench_streams", None)
-        if isinstance(cls, type) and isinstance(kwargs, dict) and inspect.ismethod(streams) and streams.__self__ is cls:
-            updated, read_only = streams()
-            found[name] = (dict(kwargs), int(updated), int(read_only))
-    if found:
-        return found
-    # TODO(registry): remove once classes declare bench_kwargs
-    return {
-        "SGD": ({"lr": 1e-3, "momentum": 0.9}, 2, 1),
-        "Adam": ({"lr": 1e-3}, 3, 1),
-        "AdamW": ({"lr": 1e-3}, 3, 1),
-        "Adamax": ({"lr": 1e-3}, 3, 1),
-        "NAdam": ({"lr": 1e-3}, 3, 1),
-        "RAdam": ({"lr": 1e-3}, 3, 1),
-        "Adagrad": ({"lr": 1e-2}, 2, 1),
-        "Adadelta": ({"lr": 1.0}, 3, 1),
-        "RMSprop": ({"lr": 1e-3}, 2, 1),
-        "Rprop": ({"lr": 1e-3}, 3, 1),
-        "ASGD": ({"lr": 1e-3}, 2, 1),
-    }
+    for cls in registered(elementwise=True):
+        if cls.bench_kwargs is not None:
+            updated, read_only = cls.bench_streams()
+            found[cls.__name__] = (dict(cls.bench_kwargs), updated, read_only)
+    return found
 
 
 def stream_bytes(n: int, rw: int, ro: int = 1) -> int:

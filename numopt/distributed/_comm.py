@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(see the README, 'Distributed (MPI)')"
     ) from exc
 
-from .. import optimizer as _optimizer
 from ..flat import FlatBuffer
 
 __all__ = [
@@ -32,7 +30,6 @@ __all__ = [
     "get_comm",
     "mpi_type",
     "reduce_loss",
-    "run_step",
     "shard_bounds",
 ]
 
@@ -166,24 +163,3 @@ def reduce_loss(comm: Any, loss: Any, average: bool) -> Any:
             f"the closure returned a number on {numbers} of {comm.size} ranks and something else on the others"
         )
     return float(buf[0] / comm.size) if average else float(buf[0])
-
-
-def run_step(opt: Any, closure: Callable | None, body: Callable, *, global_hooks: bool) -> Any:
-    """Run ``body(closure)`` between ``opt``'s step pre- and post-hooks (as ``Optimizer.step`` does)."""
-    args: tuple[Any, ...] = (closure,) if closure is not None else ()
-    kwargs: dict[str, Any] = {}
-    pre = list(opt._step_pre_hooks.values())
-    post = list(opt._step_post_hooks.values())
-    if global_hooks:
-        pre = list(_optimizer._global_step_pre_hooks.values()) + pre
-        post = post + list(_optimizer._global_step_post_hooks.values())
-    for hook in pre:
-        result = hook(opt, args, kwargs)
-        if result is not None:
-            if not (isinstance(result, tuple) and len(result) == 2):
-                raise RuntimeError(f"{hook} must return None or a tuple of (new_args, new_kwargs), but got {result}.")
-            args, kwargs = result
-    loss = body(kwargs.get("closure", args[0] if args else None))
-    for hook in post:
-        hook(opt, args, kwargs)
-    return loss

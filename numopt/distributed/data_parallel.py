@@ -23,7 +23,6 @@ from ._comm import (
     flat_signature,
     get_comm,
     reduce_loss,
-    run_step,
 )
 
 __all__ = ["DistributedOptimizer", "broadcast_parameters"]
@@ -96,6 +95,9 @@ class DistributedOptimizer(Optimizer):
 
     #: marks the optimizers that communicate themselves (not to be wrapped again)
     _distributed = True
+
+    #: the wrapped optimizer's step runs the global step hooks; this one runs only its own
+    _global_step_hooks = False
 
     def __init__(self, optimizer: Optimizer, comm: Any = None, average: bool = True, bucket_mb: float = 25) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -190,23 +192,22 @@ class DistributedOptimizer(Optimizer):
 
         Returns the closure's loss, averaged (or summed) across ranks, or ``None``.
         """
+        return super().step(closure)
 
-        def body(closure: Callable[[], Any] | None) -> Any:
-            if closure is None:
-                if not self._still_synced():
-                    self._reduce_grads()
-                self._synced = None
-                return self.optimizer.step()
-
-            def reduced_closure() -> Any:
-                loss = closure()
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
+        if closure is None:
+            if not self._still_synced():
                 self._reduce_grads()
-                return reduce_loss(self.comm, loss, self.average)
-
             self._synced = None
-            return self.optimizer.step(reduced_closure)
+            return self.optimizer.step()
 
-        return run_step(self, closure, body, global_hooks=False)
+        def reduced_closure() -> Any:
+            loss = closure()
+            self._reduce_grads()
+            return reduce_loss(self.comm, loss, self.average)
+
+        self._synced = None
+        return self.optimizer.step(reduced_closure)
 
     # -- delegated --------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import optim as _optim
 from ..flat import FlatBuffer
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, registered
 from ..parameter import Parameter
 from ._comm import (
     MPI,
@@ -22,21 +21,18 @@ from ._comm import (
     get_comm,
     mpi_type,
     reduce_loss,
-    run_step,
     shard_bounds,
 )
 
 __all__ = ["ZeroRedundancyOptimizer"]
 
-#: numopt optimizers whose update of an element reads only that element's data, gradient and state
-#: (plus per-parameter scalars), so a parameter may be cut anywhere between ranks.
-_ELEMENTWISE = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD")
-
 _NOT_HYPERPARAMS = ("params", "param_names")
 
 
 def _check_shardable(cls: type) -> None:
-    known = tuple(getattr(_optim, name) for name in _ELEMENTWISE if hasattr(_optim, name))
+    # optimizers whose update of an element reads only that element's data, gradient and state
+    # (plus per-parameter scalars): a parameter may be cut anywhere between ranks
+    known = tuple(registered(elementwise=True))
     if (
         not issubclass(cls, known)
         or getattr(cls, "_sparse_grads", False)
@@ -97,7 +93,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         The parameters or parameter groups, the same on every rank.
     optimizer_class : type
         An element-wise numopt optimizer (SGD, the Adam family, Adagrad,
-        Adadelta, RMSprop, Rprop, ASGD); others raise ``NotImplementedError``.
+        ...: those declared with an elementwise rule); others raise ``NotImplementedError``.
     comm : mpi4py intracommunicator, optional
         ``MPI.COMM_WORLD`` by default.
     **kwargs
@@ -213,17 +209,16 @@ class ZeroRedundancyOptimizer(Optimizer):
 
         Returns the closure's loss averaged over the ranks, or ``None``.
         """
+        return super().step(closure)
 
-        def body(closure: Callable[[], Any] | None) -> Any:
-            self._check_hparam_edits()  # invalid edits of group hyperparameters raise before anything moves
-            loss = closure() if closure is not None else None
-            loss = reduce_loss(self.comm, loss, True)
-            self._reduce_scatter_grads()
-            self._local_step()
-            self._allgather_params()
-            return loss
-
-        return run_step(self, closure, body, global_hooks=True)
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
+        self._check_hparam_edits()  # invalid edits of group hyperparameters raise before anything moves
+        loss = closure() if closure is not None else None
+        loss = reduce_loss(self.comm, loss, True)
+        self._reduce_scatter_grads()
+        self._local_step()
+        self._allgather_params()
+        return loss
 
     def _reduce_scatter_grads(self) -> None:
         comm = self.comm

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from ._generate import portable
 
-__all__ = ["lerp", "lerp_constants", "sign", "weight_decay", "weight_decay_constants"]
+__all__ = [
+    "MOMENTS",
+    "lerp",
+    "lerp_constants",
+    "moments",
+    "moments_constants",
+    "sign",
+    "weight_decay",
+    "weight_decay_constants",
+]
 
 
 @portable
@@ -66,3 +75,39 @@ def sign(x, zero, one):
     if x < zero:
         return -one
     return zero
+
+
+#: how many constants :func:`moments_constants` forms: a rule's own constants follow, at ``c[MOMENTS:]``
+MOMENTS = 9
+
+
+@portable
+def moments_constants(dt, lr, beta1, beta2, weight_decay, decoupled):
+    """The constants of :func:`moments` (``MOMENTS`` of them), formed in float64 and cast once to ``dt``."""
+    return (
+        weight_decay_constants(dt, lr, weight_decay, decoupled)
+        + lerp_constants(dt, 1 - beta1)
+        + (
+            dt(beta2),
+            dt(1 - beta2),
+        )
+    )
+
+
+@portable
+def moments(param, grad, m, v, maximize, c):
+    """The Adam family's prelude for one element: returns ``(p, g, m, v)``.
+
+    With ``c[:MOMENTS] = moments_constants(...)``::
+
+        g <- -g                                  (maximize)
+        p <- p * (1 - lr * weight_decay)         (weight_decay != 0, decoupled)
+        g <- g + weight_decay * p                (weight_decay != 0, coupled)
+        m <- lerp(m, g, 1 - beta1)               (= beta1 * m + (1 - beta1) * g)
+        v <- beta2 * v + (1 - beta2) * g * g
+    """
+    g = -grad if maximize else grad
+    p, g = weight_decay(param, g, c[0], c[1], c[2], c[3])
+    m = lerp(m, g, c[4], c[5], c[6])
+    v = v * c[7] + (c[8] * g) * g
+    return p, g, m, v

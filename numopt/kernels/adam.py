@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import MOMENTS, moments, moments_constants
 
 
 def adam_constants(
@@ -23,18 +23,12 @@ def adam_constants(
     decoupled_weight_decay=False,
 ):
     """The loop constants of :func:`adam_step`, each formed in float64 and cast once to ``dt``."""
-    return (
-        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
-        + lerp_constants(dt, 1 - beta1)
-        + (
-            dt(beta2),
-            dt(1 - beta2),
-            dt(eps),
-            dt(bias_correction2_sqrt),
-            dt(-(lr / bias_correction1)),
-            amsgrad,
-            maximize,
-        )
+    return moments_constants(dt, lr, beta1, beta2, weight_decay, decoupled_weight_decay) + (
+        dt(eps),
+        dt(bias_correction2_sqrt),
+        dt(-(lr / bias_correction1)),
+        amsgrad,
+        maximize,
     )
 
 
@@ -75,11 +69,8 @@ def adam_step(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
     decoupled_weight_decay : bool, default False
         Decay the parameter directly (AdamW) instead of adding an L2 term to the gradient.
     """
-    wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, bc2_sqrt, neg_step, amsgrad, maximize = c
-    g = -grad if maximize else grad
-    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    m = lerp(exp_avg, g, w1, small_w1, w1c)
-    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    eps, bc2_sqrt, neg_step, amsgrad, maximize = c[MOMENTS:]
+    p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
     vmax = max_exp_avg_sq
     if amsgrad:
         if v > vmax or v != v:  # torch.maximum: a NaN in either operand wins

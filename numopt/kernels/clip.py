@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import prange
 
 from .._jit import CHUNK, kernel
+from ._generate import elementwise
 
 #: reduction modes of :func:`norm_partials`
 SUM_POW, SUM_ABS, SUM_SQUARES, MAX_ABS, MIN_ABS = 0, 1, 2, 3, 4
@@ -93,22 +94,28 @@ def norm_partials(grad, mode, p, partials):
             partials[c] = (s0 + s1) + (s2 + s3)
 
 
-@kernel
-def scale_(grad, coef):
-    """``grad <- grad * coef`` in place (``coef`` a scalar of ``grad``'s dtype)."""
-    n = grad.size
-    for i in prange(n):
-        grad[i] = grad[i] * coef
+def _scale_constants(dt, coef):
+    return (dt(coef),)
 
 
-@kernel
-def clamp_(grad, low, high):
+@elementwise(_scale_constants, updates=("grad",))
+def scale_(c, grad):
+    """``grad <- grad * coef`` in place (``coef`` cast once to ``grad``'s dtype)."""
+    (coef,) = c
+    return grad * coef
+
+
+def _clamp_constants(dt, low, high):
+    return dt(low), dt(high)
+
+
+@elementwise(_clamp_constants, updates=("grad",))
+def clamp_(c, grad):
     """``grad <- min(max(grad, low), high)`` in place, NaN kept (torch's ``clamp_min_`` then ``clamp_max_``)."""
-    n = grad.size
-    for i in prange(n):
-        g = grad[i]
-        if g < low:
-            g = low
-        if g > high:
-            g = high
-        grad[i] = g
+    low, high = c
+    g = grad
+    if g < low:
+        g = low
+    if g > high:
+        g = high
+    return g

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import MOMENTS, moments, moments_constants
 
 
 def nadam_constants(
@@ -23,18 +23,12 @@ def nadam_constants(
     decoupled_weight_decay,
 ):
     """The loop constants of :func:`nadam_step`, each formed in float64 and cast once to ``dt``."""
-    return (
-        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
-        + lerp_constants(dt, 1 - beta1)
-        + (
-            dt(beta2),
-            dt(1 - beta2),
-            dt(eps),
-            dt(bias_correction2),
-            dt(-grad_step_size),
-            dt(-exp_avg_step_size),
-            maximize,
-        )
+    return moments_constants(dt, lr, beta1, beta2, weight_decay, decoupled_weight_decay) + (
+        dt(eps),
+        dt(bias_correction2),
+        dt(-grad_step_size),
+        dt(-exp_avg_step_size),
+        maximize,
     )
 
 
@@ -74,11 +68,8 @@ def nadam_step(c, param, grad, exp_avg, exp_avg_sq):
         stays float32 and matches torch's rounding.
     maximize, decoupled_weight_decay : bool
     """
-    wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, bc2, neg_grad_step, neg_avg_step, maximize = c
-    g = -grad if maximize else grad
-    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    m = lerp(exp_avg, g, w1, small_w1, w1c)
-    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    eps, bc2, neg_grad_step, neg_avg_step, maximize = c[MOMENTS:]
+    p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
     denom = np.sqrt(v / bc2) + eps
     p = p + (neg_grad_step * g) / denom
     return p + (neg_avg_step * m) / denom, m, v

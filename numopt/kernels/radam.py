@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import MOMENTS, moments, moments_constants
 
 
 def radam_constants(
@@ -23,21 +23,15 @@ def radam_constants(
     decoupled_weight_decay,
 ):
     """The loop constants of :func:`radam_step`, each formed in float64 and cast once to ``dt``."""
-    return (
-        weight_decay_constants(dt, lr, weight_decay, decoupled_weight_decay)
-        + lerp_constants(dt, 1 - beta1)
-        + (
-            dt(beta2),
-            dt(1 - beta2),
-            dt(eps),
-            dt(lr),
-            dt(bias_correction1),
-            dt(bias_correction2_sqrt),
-            dt(rect),
-            rect > 0,
-            dt(1),
-            maximize,
-        )
+    return moments_constants(dt, lr, beta1, beta2, weight_decay, decoupled_weight_decay) + (
+        dt(eps),
+        dt(lr),
+        dt(bias_correction1),
+        dt(bias_correction2_sqrt),
+        dt(rect),
+        rect > 0,
+        dt(1),
+        maximize,
     )
 
 
@@ -77,12 +71,8 @@ def radam_step(c, param, grad, exp_avg, exp_avg_sq):
         stays float32 and matches torch's rounding.
     maximize, decoupled_weight_decay : bool
     """
-    (wd, decay, coupled, decoupled, w1, small_w1, w1c, beta2, keep2, eps, lr, bc1, bc2_sqrt, rect, rectified, one,
-     maximize) = c  # fmt: skip
-    g = -grad if maximize else grad
-    p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    m = lerp(exp_avg, g, w1, small_w1, w1c)
-    v = exp_avg_sq * beta2 + (keep2 * g) * g
+    eps, lr, bc1, bc2_sqrt, rect, rectified, one, maximize = c[MOMENTS:]
+    p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
     u = (m / bc1) * lr
     if rectified:
         u = (u * ((one / (np.sqrt(v) + eps)) * bc2_sqrt)) * rect

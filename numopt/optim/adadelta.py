@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adadelta import adadelta_step
 from ..optimizer import Optimizer, StateTensor
@@ -27,8 +27,7 @@ class Adadelta(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1.0
         Coefficient that scales ``delta`` before it is applied (>= 0).
     rho : float, default 0.9
@@ -37,12 +36,7 @@ class Adadelta(Optimizer):
         Added inside both square roots (>= 0).
     weight_decay : float, default 0
         L2 penalty (>= 0).
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    capturable, differentiable : bool
-        Must be False.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(torch_args)s
 
     State
     -----
@@ -80,19 +74,7 @@ class Adadelta(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-            "capturable": capturable,
-            "foreach": foreach,
-            "differentiable": differentiable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -58,8 +58,7 @@ class Adafactor(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-2
         Cap of the relative step size, and weight-decay factor (>= 0).
     beta2_decay : float, default -0.8
@@ -71,10 +70,7 @@ class Adafactor(Optimizer):
         Clipping threshold of the update's RMS (>= 1).
     weight_decay : float, default 0.0
         Decoupled weight decay coefficient (>= 0).
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs its own kernel.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(torch_args)s
 
     State
     -----

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adagrad import adagrad_scalars, adagrad_step
 from ..optimizer import Optimizer, StateTensor
@@ -27,8 +27,7 @@ class Adagrad(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-2
         Learning rate (>= 0).
     lr_decay : float, default 0
@@ -40,14 +39,7 @@ class Adagrad(Optimizer):
         used for every parameter, whatever a group sets.
     eps : float, default 1e-10
         Added to the denominator (>= 0).
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    differentiable : bool
-        Must be False.
-    fused : bool or None
-        Accepted for torch compatibility (not together with ``foreach=True``).
+    %(torch_args)s
 
     State
     -----
@@ -89,22 +81,7 @@ class Adagrad(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable)
-        if fused and foreach:
-            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
         # torch creates every parameter's state here, not at its first step.
         for flats in self._flats:
             for flat in flats:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adam import adam_scalars, adam_step
 from ..optimizer import Optimizer, StateTensor
@@ -53,8 +53,7 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-3
         Learning rate (>= 0).
     betas : (float, float), default (0.9, 0.999)
@@ -65,16 +64,10 @@ class Adam(Optimizer):
         L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
     amsgrad : bool, default False
         Use the AMSGrad variant (normalize by the running maximum of ``v``).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
     decoupled_weight_decay : bool, default False
         Decay the parameters directly instead of through the gradient; makes
         this optimizer equivalent to :class:`AdamW`.
-    foreach, fused : bool or None
-        Accepted for torch compatibility (not both True); numopt always runs one
-        fused pass per buffer.
-    capturable, differentiable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -117,25 +110,7 @@ class Adam(Optimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable, capturable=capturable)
-        if fused and foreach:
-            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "amsgrad": amsgrad,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-            "fused": fused,
-            "decoupled_weight_decay": decoupled_weight_decay,
-        }
-        self._validate_hparams(defaults)
-        defaults["betas"] = tuple(betas)  # torch stores Adam's betas as a tuple
-        super().__init__(params, defaults)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.adamax import adamax_scalars, adamax_step
 from ..optimizer import Optimizer, StateTensor
@@ -27,8 +26,7 @@ class Adamax(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 2e-3
         Learning rate (>= 0).
     betas : (float, float), default (0.9, 0.999)
@@ -37,12 +35,7 @@ class Adamax(Optimizer):
         Added to ``|g|`` for numerical stability (>= 0).
     weight_decay : float, default 0
         L2 penalty (>= 0).
-    foreach : bool or None
-        Accepted for torch compatibility.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    differentiable, capturable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -80,19 +73,7 @@ class Adamax(Optimizer):
         differentiable: bool = False,
         capturable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

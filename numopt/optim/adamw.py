@@ -27,8 +27,7 @@ class AdamW(Adam):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-3
         Learning rate (>= 0).
     betas : (float, float), default (0.9, 0.999)
@@ -39,12 +38,7 @@ class AdamW(Adam):
         Decoupled weight decay rate (>= 0).
     amsgrad : bool, default False
         Use the AMSGrad variant (normalize by the running maximum of ``v``).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    foreach, fused : bool or None
-        Accepted for torch compatibility (not both True).
-    capturable, differentiable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----

@@ -32,8 +32,7 @@ class ASGD(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-2
         Learning rate (>= 0).
     lambd : float, default 1e-4
@@ -44,12 +43,7 @@ class ASGD(Optimizer):
         The step at which averaging starts.
     weight_decay : float, default 0
         L2 penalty (>= 0).
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    differentiable, capturable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -89,20 +83,7 @@ class ASGD(Optimizer):
         differentiable: bool = False,
         capturable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "lambd": lambd,
-            "alpha": alpha,
-            "t0": t0,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

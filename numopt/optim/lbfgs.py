@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -14,7 +13,7 @@ from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer
 from ..kernels.lbfgs import lbfgs_axpy, lbfgs_direction, lbfgs_gather, lbfgs_push
-from ..optimizer import LoadStateDictResult, Optimizer, _global_step_post_hooks, _global_step_pre_hooks
+from ..optimizer import LoadStateDictResult, Optimizer
 from ..parameter import Parameter
 
 __all__ = ["LBFGS"]
@@ -376,32 +375,20 @@ class LBFGS(Optimizer):
             Required: clears the gradients, recomputes the loss and gradients
             (``p.grad``) and returns the loss.
         """
-        args: tuple[Any, ...] = (closure,) if closure is not None else ()
-        kwargs: dict[str, Any] = {}
-        for hook in itertools.chain(_global_step_pre_hooks.values(), self._step_pre_hooks.values()):
-            result = hook(self, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(
-                        f"{hook} must return None or a tuple of (new_args, new_kwargs), but got {result}."
-                    )
-                args, kwargs = result
-        closure = kwargs.get("closure", args[0] if args else None)
+        return super().step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None or not callable(closure):
             raise TypeError(
                 "LBFGS.step needs a closure: a function that clears the gradients, recomputes the loss "
                 "and the gradients and returns the loss"
             )
-        check_edits = getattr(self, "_check_hparam_edits", None)  # re-validates edited hyperparameters
-        if check_edits is not None:
-            check_edits()
+        self._check_hparam_edits()
         orig_loss = None
         for gi, group in enumerate(self.param_groups):
             loss = self._step_group(group, self._flats[gi][0], self._group_states[gi], closure)
             if gi == 0:
                 orig_loss = loss
-        for hook in itertools.chain(self._step_post_hooks.values(), _global_step_post_hooks.values()):
-            hook(self, args, kwargs)
         return orig_loss
 
     def _gather(self, flat: FlatBuffer, gs: _GroupState, slot: int, d: np.ndarray, negate: bool) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._scalar_state import scale_as_float32, stretches
-from .._validation import check_number, check_torch_switches
+from .._validation import check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_step
 from ..optimizer import Optimizer, StateTensor
@@ -38,8 +38,7 @@ class NAdam(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 2e-3
         Learning rate (>= 0).
     betas : (float, float), default (0.9, 0.999)
@@ -52,12 +51,7 @@ class NAdam(Optimizer):
         The momentum-decay rate :math:`\psi` (>= 0).
     decoupled_weight_decay : bool, default False
         Decay the parameters directly (as AdamW does) instead of through the gradient.
-    foreach : bool or None
-        Accepted for torch compatibility.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    capturable, differentiable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -99,21 +93,7 @@ class NAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "momentum_decay": momentum_decay,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.radam import radam_scalars, radam_step
 from ..optimizer import Optimizer, StateTensor
@@ -35,8 +34,7 @@ class RAdam(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-3
         Learning rate (>= 0).
     betas : (float, float), default (0.9, 0.999)
@@ -47,12 +45,7 @@ class RAdam(Optimizer):
         L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
     decoupled_weight_decay : bool, default False
         Decay the parameters directly (as AdamW does) instead of through the gradient.
-    foreach : bool or None
-        Accepted for torch compatibility.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    capturable, differentiable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -91,20 +84,7 @@ class RAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "differentiable": differentiable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

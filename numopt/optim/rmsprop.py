@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
 from ..optimizer import Optimizer, StateTensor
@@ -32,8 +32,7 @@ class RMSprop(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-2
         Learning rate (>= 0).
     alpha : float, default 0.99
@@ -46,12 +45,7 @@ class RMSprop(Optimizer):
         Momentum factor (>= 0).
     centered : bool, default False
         Normalize by an estimate of the gradient's variance instead of its second moment.
-    capturable, differentiable : bool
-        Must be False.
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(torch_args)s
 
     State
     -----
@@ -96,21 +90,7 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "alpha": alpha,
-            "eps": eps,
-            "centered": centered,
-            "weight_decay": weight_decay,
-            "capturable": capturable,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -33,8 +33,7 @@ class Rprop(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-2
         The initial step size (>= 0).
     etas : (float, float), default (0.5, 1.2)
@@ -43,12 +42,7 @@ class Rprop(Optimizer):
     step_sizes : (float, float), default (1e-6, 50)
         The smallest and largest allowed step sizes (a minimum above the maximum
         pins every step size to the maximum, as torch's ``clamp`` does).
-    capturable, differentiable : bool
-        Must be False.
-    foreach : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(torch_args)s
 
     State
     -----
@@ -87,18 +81,7 @@ class Rprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        check_torch_switches(foreach=foreach, differentiable=differentiable, capturable=capturable)
-        defaults = {
-            "lr": lr,
-            "etas": etas,
-            "step_sizes": step_sizes,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.sgd import sgd_step
 from ..optimizer import Optimizer, StateTensor
@@ -30,8 +30,7 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters or parameter groups (dicts).
+    %(params)s
     lr : float, default 1e-3
         Learning rate (>= 0).
     momentum : float, default 0
@@ -42,12 +41,7 @@ class SGD(Optimizer):
         L2 penalty (>= 0).
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    foreach, fused : bool or None
-        Accepted for torch compatibility; numopt always runs one fused pass per buffer.
-    differentiable : bool
-        Must be False.
+    %(torch_args)s
 
     State
     -----
@@ -83,20 +77,7 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        check_torch_switches(foreach=foreach, fused=fused, differentiable=differentiable)
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-            "maximize": maximize,
-            "foreach": foreach,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+        self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -18,7 +18,7 @@ from numba import cuda, float64
 from ..._jit import CHUNK
 from .. import clip as _cpu
 from ..clip import MAX_ABS, MIN_ABS, SUM_ABS, SUM_SQUARES
-from ._launch import SIM_THREADS, SIMULATOR, elementwise, jit, register
+from ._launch import SIM_THREADS, SIMULATOR, jit, register
 
 #: threads per block of the reduction (a power of two; also the size of its shared buffer)
 RED_THREADS = 256
@@ -98,24 +98,3 @@ def norm_partials(grad: Any, mode: int, p: float, partials: Any) -> None:
 
 
 register(_cpu.norm_partials, norm_partials)
-
-
-@elementwise(_cpu.scale_)
-def scale_(grad, coef):
-    """Grid-stride loop; per element exactly :func:`numopt.kernels.clip.scale_`."""
-    n = grad.size
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        grad[i] = grad[i] * coef
-
-
-@elementwise(_cpu.clamp_)
-def clamp_(grad, low, high):
-    """Grid-stride loop; per element exactly :func:`numopt.kernels.clip.clamp_`."""
-    n = grad.size
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        g = grad[i]
-        if g < low:
-            g = low
-        if g > high:
-            g = high
-        grad[i] = g
