@@ -23,10 +23,11 @@ Subclasses supply the algorithm through small methods:
 ``_update(group, flat, run)``
     call the kernel on one run of a flat buffer (``run.pick(kernel)`` resolves the
     parallel, serial or CUDA loop) and ``run.advance()`` the step count when the
-    algorithm counts steps. ``state_dict``/``load_state_dict`` read the step
-    counts from the buffer, so an algorithm that keeps no ``'step'``
-    (``_tracks_step = False``) must still advance them where it needs to know
-    that a parameter's state was initialized (SGD's momentum buffer).
+    algorithm counts steps. For an algorithm that keeps no ``'step'``
+    (``_tracks_step = False``) the base class marks a parameter initialized (its
+    count 1) once it has state, exactly as ``load_state_dict`` marks a parameter
+    whose state it loads; ``run.step == 0`` then means "first step" (SGD's
+    momentum buffer starts from the gradient).
 ``_step(closure)`` (rarely)
     the whole step between the hooks, for algorithms that are not one update per
     run (LBFGS, the distributed wrappers); ``step`` keeps the hooks (an override of
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import operator
 import warnings
 import weakref
 from collections import OrderedDict, defaultdict
@@ -174,6 +176,10 @@ def _address_range(a: np.ndarray) -> tuple[int, int]:
     return start, start + a.nbytes
 
 
+def _no_options(group: dict[str, Any]) -> tuple:
+    return ()
+
+
 @dataclass(frozen=True)
 class StateTensor:
     """One per-element state array of an optimizer, declared on its class.
@@ -225,6 +231,9 @@ _SHARED_DOCS = {
 #: torch's implementation switches: accepted when they ask for nothing numopt does not do
 _TORCH_SWITCHES = ("foreach", "fused", "differentiable", "capturable")
 
+#: (optimizer class, values of the hyperparameters its state declaration reads) -> its state spec
+_SPEC_CACHE: dict[tuple, tuple[tuple[str, float], ...]] = {}
+
 #: class name -> optimizer class, for every optimizer numopt ships (filled as their modules are imported)
 _REGISTRY: dict[str, type] = {}
 
@@ -268,6 +277,8 @@ class Optimizer:
     scalar_state: tuple[tuple[str, float], ...] = ()
     #: constructor arguments ``python -m numopt bench`` times this optimizer with; None: not benched
     bench_kwargs: dict[str, Any] | None = None
+    #: a group's values of the hyperparameters ``state_tensors`` read (derived; a plain callable)
+    _spec_key: Callable[[dict[str, Any]], Any] = _no_options
     #: whether the algorithm keeps torch's per-parameter ``state['step']``
     _tracks_step: bool = True
     #: every state key the algorithm may create (for ``load_state_dict`` checks); derived from the
@@ -285,6 +296,8 @@ class Optimizer:
         if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
             step = ("step",) if cls._tracks_step else ()
             cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))
+        options = tuple(dict.fromkeys(k for t in cls.state_tensors for k in t.options))
+        cls._spec_key = operator.itemgetter(*options) if options else _no_options
         if "_scalar_keys" not in own and cls.scalar_state:
             cls._scalar_keys = tuple(n for n, _ in cls.scalar_state)
         if cls.rule is not None:
@@ -381,8 +394,22 @@ class Optimizer:
         """Raise if a group's hyperparameters are invalid (subclasses override)."""
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
-        """State tensors ``group`` needs, as ``(name, initial value)`` pairs (from ``state_tensors``)."""
-        return tuple((t.name, t.initial(group)) for t in self.state_tensors if t.wanted(group))
+        """State tensors ``group`` needs, as ``(name, initial value)`` pairs (from ``state_tensors``).
+
+        Called at every step: cached by the values of the hyperparameters the declaration reads.
+        """
+        cls = type(self)
+        try:
+            key = (cls, cls._spec_key(group))
+            return _SPEC_CACHE[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable hyperparameter value: no caching
+            key = None
+        spec = tuple((t.name, t.initial(group)) for t in self.state_tensors if t.wanted(group))
+        if key is not None:
+            _SPEC_CACHE[key] = spec
+        return spec
 
     def _state_layout(self, flat: FlatBuffer, name: str) -> list[tuple[int, ...] | None] | None:
         """Per-parameter shapes of state ``name`` when they are not the parameters' own.
@@ -582,6 +609,10 @@ class Optimizer:
             for flat in flats:
                 for run in self._prepare(group, flat):
                     self._update(group, flat, run)
+                    if run.step == 0 and not self._tracks_step and flat.spec[0]:
+                        # state now exists: mark the parameters initialized, as load_state_dict
+                        # marks those whose state it loads (their 'step' counts 1 from here on)
+                        run.advance()
 
     def _check_hparam_edits(self) -> None:
         """Validate hyperparameters edited since the last check, before anything is updated.

@@ -383,6 +383,22 @@ def _other_rows() -> list[OptimCase]:
     return rows
 
 
+def _beyond_torch_rows() -> list[OptimCase]:
+    # Optimizers torch.optim declines, each against the pinned third-party class it follows.
+    lion = "pytorch_optimizer.Lion"  # pytorch-optimizer 4.1.0 (test extras)
+    rows = [
+        ({}, "default"),
+        ({"lr": 3e-3, "betas": (0.8, 0.95)}, "non-default lr and betas"),
+        ({"lr": 1e-3, "weight_decay": 0.5}, "decoupled weight_decay"),
+        ({"lr": 1e-3, "weight_decay": 0.5, "fixed_decay": True}, "fixed_decay"),
+        ({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": False}, "coupled weight_decay"),
+        ({"lr": 1e-3, "maximize": True, "weight_decay": 0.1}, "maximize"),
+    ]
+    out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}, reference=lion) for kw, desc in rows]
+    out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64, reference=lion))
+    return out
+
+
 OPTIM_DB: list[OptimCase] = []
 OPTIM_DB += _sgd_rows()
 # Adam family rows:
@@ -391,6 +407,8 @@ OPTIM_DB += _adam_family_rows()
 OPTIM_DB += _rms_family_rows()
 # Other optimizers rows:
 OPTIM_DB += _other_rows()
+# Optimizers torch declines:
+OPTIM_DB += _beyond_torch_rows()
 
 
 def torch_rows() -> list[OptimCase]:

@@ -383,8 +383,10 @@ def test_step_requires_a_closure() -> None:
         ({"max_iter": 0}, ValueError, "Invalid max_iter"),
         ({"max_iter": 2.5}, TypeError, "max_iter must be an int"),
         ({"max_eval": 0}, ValueError, "Invalid max_eval"),
-        ({"history_size": 0}, ValueError, "Invalid history_size"),
-        ({"tolerance_grad": -1e-3}, ValueError, "Invalid tolerance_grad"),
+        ({"history_size": 0}, ValueError, "Invalid history_size: 0 .*at least one curvature pair"),
+        ({"history_size": -1}, ValueError, "Invalid history_size"),
+        ({"tolerance_grad": float("nan")}, ValueError, "Invalid tolerance_grad"),
+        ({"tolerance_change": float("inf")}, ValueError, "Invalid tolerance_change"),
         ({"line_search_fn": "backtracking"}, ValueError, "only 'strong_wolfe' is supported"),
         ({"c1": 0.95}, ValueError, "need 0 < c1 < c2 < 1"),
         ({"c2": 1.0}, ValueError, "Invalid c2 value"),
@@ -395,6 +397,20 @@ def test_step_requires_a_closure() -> None:
 def test_invalid_hyperparameters(kwargs: dict[str, Any], error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         numopt.LBFGS([numopt.Parameter(np.ones(2))], **kwargs)
+
+
+def test_negative_tolerances_are_accepted_as_in_torch() -> None:
+    # torch accepts them: a negative tolerance never stops the iterations early
+    x = numopt.Parameter(np.array([1.5, -0.5]))
+    opt = numopt.LBFGS([x], tolerance_grad=-1.0, tolerance_change=-1.0, max_iter=5)
+
+    def closure() -> float:
+        opt.zero_grad()
+        x.grad = 2 * (x.data - 1.0)
+        return float(((x.data - 1.0) ** 2).sum())
+
+    opt.step(closure)
+    np.testing.assert_allclose(x.data, [1.0, 1.0], atol=1e-12)
 
 
 def test_one_dtype_per_group() -> None:

@@ -50,28 +50,25 @@ from .._jit import CACHE, JIT_OPTIONS, kernel
 __all__ = ["Elementwise", "elementwise", "portable"]
 
 
-def portable(fn: Callable | None = None, *, inline: bool = True) -> Any:
+def portable(fn: Callable) -> Callable:
     """Make the plain function ``fn`` callable from compiled loops on every target.
 
     ``fn`` stays an ordinary Python function (the CUDA simulator runs it as such);
     Numba code calling it compiles ``fn`` itself, on the CPU and on CUDA alike,
     with numopt's flags (the NumPy error model: division by zero gives inf/nan).
-    Per-element pieces are inlined into the calling loop (``inline=True``);
-    constants functions, called once before the loop, are not (``inline=False``):
-    Numba's parallel-loop analysis trips over nested tuples inlined next to a
-    ``prange`` loop. Float literals in a per-element piece would be float64 in
-    compiled code: take constants from the caller instead.
+    It is compiled as a function of its own that LLVM then inlines into the loop
+    (the loop still vectorizes); Numba's own IR inlining (``inline="always"``)
+    compiled 3-5x slower and trips its parallel-loop analysis on nested tuples.
+    Float literals in a per-element piece would be float64 in compiled code: take
+    constants from the caller instead.
     """
 
-    def register(f: Callable) -> Callable:
-        def typer(*args: Any) -> Callable:
-            return f
+    def typer(*args: Any) -> Callable:
+        return fn
 
-        typer.__signature__ = inspect.signature(f)  # type: ignore[attr-defined]
-        overload(f, inline="always" if inline else "never", jit_options=JIT_OPTIONS)(typer)
-        return f
-
-    return register if fn is None else register(fn)
+    typer.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    overload(fn, inline="never", jit_options=JIT_OPTIONS)(typer)
+    return fn
 
 
 class Elementwise:
@@ -165,34 +162,33 @@ class Elementwise:
     def source(self, target: str = "cpu") -> str:
         """The generated Python source of the rule's loops: ``'cpu'`` or ``'cuda'``.
 
-        On the CPU: the serial loop (``<name>_serial``) tests per optional array whether
-        it is there; the parallel loop is generated once per combination of optional
-        arrays present (``<name>_p<bits>``), each reading and writing its arrays
-        unconditionally, and ``<name>`` picks one. (A store under a condition kept
-        Numba's parallel loops from vectorizing: 10x slower.)
+        On the CPU, each loop (parallel ``<name>``, serial ``<name>_serial``) is generated
+        once per combination of optional arrays present (``<name>_p<bits>``, ``<name>_s<bits>``),
+        each reading and writing its arrays unconditionally, and ``<name>`` / ``<name>_serial``
+        pick one: a load or store under a condition kept LLVM from vectorizing the loop (10x
+        slower in Numba's parallel loops, 3x in serial ones). The CUDA loop tests per optional
+        array whether it is there (a uniform branch costs a GPU nothing).
         """
         if target == "cuda":
             return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
-        lines = self._loop(f"{self.name}_serial", "range(n)", None)
-        combos = list(itertools.product((False, True), repeat=len(self.optional)))
-        if not self.optional:
-            lines += ["", *self._loop(self.name, "prange(n)", ())]
-            return "\n".join(lines) + "\n"
-        for bits in combos:
-            present = tuple(a for a, on in zip(self.optional, bits) if on)
-            lines += ["", *self._loop(f"{self.name}_p{_bits(bits)}", "prange(n)", present)]
-        call_args = ", ".join([*self.arrays, *self.scalars])
-        lines += ["", f"def {self.name}({self._signature()}):"]
-        for a in self.optional:
-            lines.append(f"    use_{a} = {a}.size != 0")
-        for k, bits in enumerate(combos):
-            cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(self.optional, bits))
-            lines.append(
-                f"    {'if' if k == 0 else 'elif' if k < len(combos) - 1 else 'else'}"
-                f"{' ' + cond if k < len(combos) - 1 else ''}:"
-            )
-            lines.append(f"        {self.name}_p{_bits(bits)}({call_args})")
-        return "\n".join(lines) + "\n"
+        lines: list[str] = []
+        for public, tag, loop in ((f"{self.name}_serial", "s", "range(n)"), (self.name, "p", "prange(n)")):
+            if not self.optional:
+                lines += [*self._loop(public, loop, ()), ""]
+                continue
+            combos = list(itertools.product((False, True), repeat=len(self.optional)))
+            for bits in combos:
+                present = tuple(a for a, on in zip(self.optional, bits) if on)
+                lines += [*self._loop(f"{self.name}_{tag}{_bits(bits)}", loop, present), ""]
+            call_args = ", ".join([*self.arrays, *self.scalars])
+            lines.append(f"def {public}({self._signature()}):")
+            lines += [f"    use_{a} = {a}.size != 0" for a in self.optional]
+            for k, bits in enumerate(combos):
+                cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(self.optional, bits))
+                head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
+                lines += [f"    {head}", f"        {self.name}_{tag}{_bits(bits)}({call_args})"]
+            lines.append("")
+        return "\n".join(lines)
 
     def _define(self, target: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Execute the generated source for ``target`` from a file, so Numba can cache it; return its namespace."""
@@ -208,14 +204,12 @@ class Elementwise:
     def _compile_cpu(self) -> tuple[Any, Any]:
         """``(parallel kernel, serial kernel)``: every loop of the generated CPU source, compiled lazily."""
         namespace = self._define("cpu", {"prange": prange})
+        variants = {f"_p{_bits(b)}" for b in itertools.product((0, 1), repeat=len(self.optional))}
         compiled: dict[str, Any] = {}
         for fname in [k for k, v in namespace.items() if k.startswith(self.name) and inspect.isfunction(v)]:
             fn = namespace[fname]
             fn.__qualname__ = fname
-            variant = fname.endswith(
-                tuple(f"_p{_bits(b)}" for b in itertools.product((0, 1), repeat=len(self.optional)))
-            )
-            parallel = variant or (fname == self.name and not self.optional)
+            parallel = fname[len(self.name) :] in variants or (fname == self.name and not self.optional)
             compiled[fname] = namespace[fname] = kernel(fn, parallel=parallel, twin=False)
         return compiled[self.name], compiled[f"{self.name}_serial"]
 

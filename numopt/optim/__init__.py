@@ -25,6 +25,10 @@ from .muon import Muon
 from .rprop import Rprop
 from .sparse_adam import SparseAdam
 
+# Optimizers torch.optim declines (each follows a pinned third-party reference):
+# isort: split
+from .lion import Lion
+
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
 # isort: split
 from .. import lr_scheduler, swa_utils

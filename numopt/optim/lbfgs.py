@@ -223,11 +223,15 @@ class LBFGS(Optimizer):
     max_eval : int, optional
         Function evaluations per ``step``; default ``max_iter * 5 // 4``.
     tolerance_grad : float, default 1e-7
-        Stop when the largest gradient magnitude is at most this.
+        Stop when the largest gradient magnitude is at most this (any finite number,
+        as in torch: a negative one never stops on the gradient).
     tolerance_change : float, default 1e-9
-        Stop when the loss or the parameters change less than this.
+        Stop when the loss or the parameters change less than this (any finite number,
+        as in torch: a negative one never stops on the change).
     history_size : int, default 100
-        Curvature pairs kept (memory: two vectors of the group's size per pair).
+        Curvature pairs kept (>= 1; memory: two vectors of the group's size per pair).
+        torch accepts 0 and then fails with an IndexError at its second iteration
+        (it drops the oldest pair of an empty history); numopt refuses it up front.
     line_search_fn : None or "strong_wolfe", default None
         Without a line search the step is ``lr`` (after the first iteration).
     c1, c2 : float, default 1e-4, 0.9
@@ -332,9 +336,13 @@ class LBFGS(Optimizer):
         check_number("lr", h["lr"], low=0.0, label="learning rate")
         _check_int("max_iter", h["max_iter"], 1)
         _check_int("max_eval", h["max_eval"], 1)
-        check_number("tolerance_grad", h["tolerance_grad"], low=0.0, label="tolerance_grad value")
-        check_number("tolerance_change", h["tolerance_change"], low=0.0, label="tolerance_change value")
-        _check_int("history_size", h["history_size"], 1)
+        check_number("tolerance_grad", h["tolerance_grad"], label="tolerance_grad value")
+        check_number("tolerance_change", h["tolerance_change"], label="tolerance_change value")
+        if _check_int("history_size", h["history_size"], 0) == 0:
+            raise ValueError(
+                "Invalid history_size: 0 (history_size must be an int >= 1: L-BFGS needs at least one "
+                "curvature pair; torch accepts 0 and fails at its second iteration)"
+            )
         if h["line_search_fn"] not in (None, "strong_wolfe"):
             raise ValueError(
                 f"only 'strong_wolfe' is supported as line_search_fn (or None), got {h['line_search_fn']!r}"

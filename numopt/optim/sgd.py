@@ -108,5 +108,3 @@ class SGD(Optimizer):
             bool(group["maximize"]),
             run.step == 0,
         )
-        if momentum != 0 and run.step == 0:
-            run.advance()  # SGD's count saturates at 1: it only records "buffer initialized"

@@ -1,0 +1,123 @@
+"""Lion (``pytorch_optimizer.Lion``): sign updates from interpolated momentum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number
+from ..flat import FlatBuffer, Run
+from ..kernels.lion import lion_step
+from ..optimizer import Optimizer, StateTensor
+from .adam import _check_betas
+
+__all__ = ["Lion"]
+
+
+class Lion(Optimizer):
+    r"""Lion (EvoLved Sign Momentum): the sign of an interpolation of momentum and gradient.
+
+    The update, for each parameter :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)        (weight_decay != 0, weight_decouple;
+                                                        1 - weight_decay with fixed_decay)
+        g_t   = g_t + weight_decay * theta             (weight_decay != 0, not weight_decouple)
+        u_t   = sign(beta1 * m_{t-1} + (1 - beta1) * g_t)
+        m_t   = beta2 * m_{t-1} + (1 - beta2) * g_t
+        theta = theta - lr * u_t
+
+    Same names, defaults and arithmetic as ``pytorch_optimizer.Lion`` (pytorch-optimizer
+    4.1.0), its reference in the tests; its extra switches (``use_gc``, ``adanorm``,
+    ``cautious``) are not taken.
+
+    Parameters
+    ----------
+    %(params)s
+    lr : float, default 1e-4
+        Learning rate (>= 0); Lion's steps have a fixed size, so it wants a smaller
+        ``lr`` than Adam (3-10x smaller).
+    betas : (float, float), default (0.9, 0.99)
+        Interpolation weight of the update and decay rate of the momentum, each in [0, 1).
+    weight_decay : float, default 0
+        Weight decay (>= 0).
+    weight_decouple : bool, default True
+        Decay the parameters directly (as AdamW does) instead of through the gradient.
+    fixed_decay : bool, default False
+        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    %(torch_args)s
+
+    State
+    -----
+    ``'exp_avg'`` per parameter once it has been stepped. As in the reference, the
+    step count is kept per group (``param_groups[i]['step']``) and ``maximize`` on
+    the optimizer (``opt.maximize``), not in the groups.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.Lion([w], lr=0.1)
+    >>> w.grad = np.array([1.0, -2.0, 0.0], np.float32)
+    >>> opt.step()          # every element moves by lr against the sign of the update
+    >>> w.data
+    array([0.9, 1.1, 1. ], dtype=float32)
+
+    References
+    ----------
+    Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
+    """
+
+    rule = lion_step
+    state_tensors = (StateTensor("exp_avg"),)
+    bench_kwargs = {"lr": 1e-4}
+    _tracks_step = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
+        check_bool("maximize", maximize)
+        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
+        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        _check_betas(h["betas"])
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        for name in ("weight_decouple", "fixed_decay"):
+            check_bool(name, h[name])
+
+    def _update_rule(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        beta1, beta2 = (float(b) for b in group["betas"])
+        run.pick(lion_step)(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["weight_decay"]),
+            bool(group["weight_decouple"]),
+            bool(group["fixed_decay"]),
+            bool(self.maximize),
+        )
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        self._stepped.add(id(group))
+        self._update_rule(group, flat, run)
+
+    def _update_all(self) -> None:
+        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
+        # group's step when it updated something (a step without gradients changes nothing)
+        self._stepped: set[int] = set()
+        super()._update_all()
+        for group in self.param_groups:
+            if id(group) in self._stepped:
+                group["step"] = group.get("step", 0) + 1
