@@ -121,3 +121,6 @@ class Lion(Optimizer):
         for group in self.param_groups:
             if id(group) in self._stepped:
                 group["step"] = group.get("step", 0) + 1
+                checked = self._checked_hparams.get(id(group))
+                if checked is not None:  # a count, not an edit: no re-validation at the next step
+                    checked["step"] = group["step"]
