@@ -1,6 +1,6 @@
 """Draw the learning-rate curve of every numopt scheduler into one PNG grid.
 
-    python examples/lr_schedules.py [OUTPUT.png] [--steps N]
+    python examples/lr_schedules.py [OUTPUT.png] [--steps N]     (default OUTPUT: lr_schedules.png next to this script)
 
 Each panel runs one scheduler on an SGD optimizer (lr = 0.1, momentum = 0.9)
 for ``--steps`` steps and plots ``get_last_lr()``; the cyclic schedules also
@@ -111,7 +111,12 @@ def run(factory: Callable[[Any, int], Any], metric: bool, steps: int) -> tuple[n
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", nargs="?", default="lr_schedules.png", help="PNG file to write")
+    parser.add_argument(
+        "output",
+        nargs="?",
+        default=str(Path(__file__).with_suffix(".png")),
+        help="PNG file to write (default: next to this script)",
+    )
     parser.add_argument("--steps", type=int, default=120, help="steps per schedule (default 120)")
     args = parser.parse_args(argv)
     out = Path(args.output)

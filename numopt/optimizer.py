@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .flat import FlatBuffer, Run, new_flat_buffer
-from .parameter import Parameter
+from .parameter import TORCH_TENSOR_ADVICE, Parameter, is_torch_tensor
 
 __all__ = [
     "LoadStateDictResult",
@@ -456,6 +456,8 @@ class Optimizer:
                 names.append(item[0])
                 item = item[1]
             if not isinstance(item, Parameter):
+                if is_torch_tensor(item):
+                    raise TypeError(f"optimizer params are torch tensors: {TORCH_TENSOR_ADVICE}")
                 raise TypeError(
                     "optimizer can only optimize numopt.Parameter objects, but one of the params is "
                     f"{type(item).__name__}; wrap arrays with numopt.Parameter(arr)"
@@ -1054,7 +1056,12 @@ class Optimizer:
                 f"{where}: unexpected state key for {type(self).__name__} (expected one of {list(self._state_keys)})"
             )
         if not isinstance(value, (np.ndarray, np.generic)):
-            raise ValueError(f"{where} must be a NumPy array, got {type(value).__name__} {str(value)[:40]}")
+            hint = (
+                "; a torch.optim state dict converts with numopt.interop.torch.from_torch_state_dict(sd)"
+                if is_torch_tensor(value)
+                else ""
+            )
+            raise ValueError(f"{where} must be a NumPy array, got {type(value).__name__} {str(value)[:40]}{hint}")
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"{where} must be a floating-point array, got dtype {arr.dtype}")

@@ -32,8 +32,23 @@ def _check_dtype(dtype: Any, what: str) -> np.dtype:
     return dt
 
 
+#: what to do instead of wrapping a torch tensor (whose memory numopt's packing would leave behind)
+TORCH_TENSOR_ADVICE = (
+    "numopt packs parameters into its own flat buffers, so the tensor would never see the updates: "
+    "to train a torch model, use numopt.interop.torch.bind(model, numopt.Adam, ...) (zero-copy, torch's "
+    "backward writes numopt's gradients); for a deliberate copy, pass tensor.detach().numpy()"
+)
+
+
+def is_torch_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor (checked by type; imports nothing)."""
+    return any(c.__module__ == "torch" and c.__name__ == "Tensor" for c in type(value).__mro__)
+
+
 def _as_param_array(value: Any, dtype: Any = None) -> np.ndarray:
     """Validate ``value`` as parameter storage, copying only when ``dtype`` asks for it."""
+    if is_torch_tensor(value):
+        raise TypeError(f"Parameter does not take a torch tensor: {TORCH_TENSOR_ADVICE}")
     if is_cuda_array(value):
         return _as_device_param_array(value, dtype)
     if isinstance(value, np.generic):  # a NumPy scalar owns no shareable buffer
@@ -295,7 +310,11 @@ class Parameter:
                 if value.shape != self.shape:
                     raise ValueError(f"assigned grad has shape {value.shape}, parameter has shape {self.shape}")
                 if value.dtype != self.dtype:
-                    raise TypeError(f"assigned grad has dtype {value.dtype}, parameter has dtype {self.dtype}")
+                    raise TypeError(
+                        f"assigned grad has dtype {value.dtype}, parameter has dtype {self.dtype}; convert the "
+                        f"gradient (g.astype(np.{self.dtype})) or make the parameter {value.dtype} "
+                        f"(numopt.Parameter(arr.astype(np.{value.dtype})))"
+                    )
         self._grad = value
         if self._flat is not None:
             self._flat.mark_dirty()

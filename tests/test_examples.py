@@ -22,6 +22,27 @@ EXPECT: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+def test_examples_write_their_png_next_to_themselves_by_default(tmp_path: Path) -> None:
+    # run from another folder with no OUTPUT argument: nothing lands in the current folder
+    env = {**os.environ, "NUMOPT_EXAMPLES_QUICK": "1", "MPLBACKEND": "Agg"}
+    target = EXAMPLES / "lr_schedules.png"
+    existed = target.exists()
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "lr_schedules.py"), "--steps", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert list(tmp_path.iterdir()) == [] and target.exists(), proc.stdout
+    finally:
+        if not existed:
+            target.unlink(missing_ok=True)
+
+
 def test_every_example_is_tested() -> None:
     assert {p.stem for p in EXAMPLES.glob("*.py")} == set(EXPECT)
 

@@ -157,3 +157,37 @@ def test_zero_grad_set_to_none_false_is_one_memset() -> None:
     assert np.shares_memory(ps[0].grad, ps[0]._flat.grad) and not ps[0].grad.any()
     opt.zero_grad()
     assert ps[0].grad is None
+
+
+# -- messages a newcomer meets (each names the fix) ---------------------------------------------------
+
+
+def test_a_torch_tensor_is_refused_with_the_way_to_train_torch_models() -> None:
+    import torch  # the reference is a test dependency: never skipped
+
+    t = torch.zeros(3)
+    with pytest.raises(TypeError, match=r"does not take a torch tensor.*interop\.torch\.bind.*detach\(\)\.numpy\(\)"):
+        numopt.Parameter(t)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"optimizer params are torch tensors.*interop\.torch\.bind"):
+        numopt.Adam(model.parameters())
+    # the deliberate copy still works
+    assert numopt.Parameter(t.detach().numpy().copy()).shape == (3,)
+
+
+def test_a_float64_gradient_for_a_float32_parameter_names_both_fixes() -> None:
+    p = numopt.Parameter(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match=r"g\.astype\(np\.float32\).*Parameter\(arr\.astype\(np\.float64\)\)"):
+        p.grad = np.zeros(3)
+
+
+def test_loading_a_raw_torch_state_dict_points_to_the_converter() -> None:
+    import torch
+
+    w = torch.zeros(3, requires_grad=True)
+    ref = torch.optim.Adam([w])
+    w.grad = torch.ones(3)
+    ref.step()
+    opt = numopt.Adam([numopt.Parameter(np.zeros(3, np.float32))])
+    with pytest.raises(ValueError, match=r"from_torch_state_dict"):
+        opt.load_state_dict(ref.state_dict())
