@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 
@@ -43,6 +44,14 @@ def _cuda_status() -> str:
         return f"no ({type(e).__name__}: {e})"
 
 
+def _installed_version(package: str) -> str:
+    """The installed version of ``package`` (read from its metadata: nothing is imported)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def info() -> dict[str, str]:
     """Versions, threading and hardware facts, as strings."""
     import numba
@@ -64,6 +73,7 @@ def info() -> dict[str, str]:
         "numba": numba.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "torch": _installed_version("torch"),
         "threads": str(numba.get_num_threads()),
         "threading layer": layer,
         "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "(unset)"),

@@ -56,3 +56,30 @@ def test_bench_cli_writes_json(tmp_path) -> None:
     from benchmarks.to_markdown import from_numopt_bench
 
     assert "| SGD |" in from_numopt_bench(data)
+
+
+def _pytest_benchmark_run(impl: str, medians: dict[str, float]) -> dict:
+    return {
+        "machine_info": {"cpu": {"brand_raw": "Test CPU"}},
+        "benchmarks": [
+            {"group": group, "extra_info": {"impl": impl}, "stats": {"median": m}} for group, m in medians.items()
+        ],
+    }
+
+
+def test_to_markdown_merges_the_numopt_and_torch_runs(tmp_path) -> None:
+    # the README's flow: numopt and torch timed in two pytest-benchmark runs, one table with both
+    numopt_run = _pytest_benchmark_run("numopt", {"Adam|flat 1e6": 0.002})
+    torch_run = _pytest_benchmark_run("torch-fused", {"Adam|flat 1e6": 0.003})
+    torch_run["benchmarks"] += _pytest_benchmark_run("torch-default", {"Adam|flat 1e6": 0.02})["benchmarks"]
+    paths = []
+    for name, run in (("numopt.json", numopt_run), ("torch.json", torch_run)):
+        (tmp_path / name).write_text(json.dumps(run))
+        paths.append(str(tmp_path / name))
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/to_markdown.py", *paths], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| Adam | flat 1e6 | 2.000 | 20.000 | - | 3.000 | 10.00 | 1.50 |" in proc.stdout
+    helped = subprocess.run([sys.executable, "benchmarks/to_markdown.py", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "usage" in helped.stdout

@@ -28,3 +28,9 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_command == 'python -m pip install -e ".[test]" && python -m pytest'
     ci = (README.parent / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
+
+
+def test_readme_tells_embedders_about_the_serial_twins() -> None:
+    text = README.read_text()
+    section = text[text.index("## Inside your own `@njit` code") : text.index("## Training a PyTorch model")]
+    assert "adam_serial" in section and "_serial" in section

@@ -80,7 +80,9 @@ __all__ = [
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse the ``bench`` options in ``argv``, time, print the table; the results (what ``--json`` writes)."""
-    parser = argparse.ArgumentParser(prog="python -m numopt bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m numopt bench", description=__doc__.split("\n\n")[0].replace("``", "")
+    )
     parser.add_argument("--quick", action="store_true", help="a run of about a minute")
     parser.add_argument("--threads", type=int, default=None, help="threads for numopt and torch")
     parser.add_argument("--optimizers", default=None, help="comma-separated, e.g. adam,sgd (default: all)")
