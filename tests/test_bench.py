@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from numopt.bench import Workload, algorithms, gpt_like_shapes
 from numopt.optimizer import registered
 
@@ -83,3 +85,74 @@ def test_to_markdown_merges_the_numopt_and_torch_runs(tmp_path) -> None:
     assert "| Adam | flat 1e6 | 2.000 | 20.000 | - | 3.000 | 10.00 | 1.50 |" in proc.stdout
     helped = subprocess.run([sys.executable, "benchmarks/to_markdown.py", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "usage" in helped.stdout
+
+
+def _row_with_ratios(roofline: list[float], default: list[float], medians: dict[str, float] | None = None):
+    # a row built as bench_row builds one, from fabricated per-round ratios (no timing):
+    # each ratio's "medians" value is the ratio of the printed median times (default: the rounds' median)
+    import statistics
+
+    from numopt.bench import Row, add_ratio
+
+    medians = medians or {}
+    row = Row("Adam", "flat 1e6", 10**6, 0.2, gbps=100.0, roofline_gbps=125.0, torch_ms={"default": 1.0})
+    add_ratio(row, "roofline", roofline, medians.get("roofline", statistics.median(roofline)))
+    add_ratio(row, "default", default, medians.get("default", statistics.median(default)))
+    return row
+
+
+def test_quiet_rows_show_their_spread_and_no_noise_mark() -> None:
+    from numopt.bench import noise_line, render_table
+
+    row = _row_with_ratios([0.80, 0.79, 0.81, 0.80, 0.82], [5.0, 5.1, 4.9, 5.0, 5.2])
+    assert row.noise == [] and noise_line([row]) is None
+    line = render_table([row]).splitlines()[-1]
+    assert "| 80 (80–81) |" in line and "| 5.00 (5.00–5.10) |" in line and line.endswith("| - |")
+
+
+def test_rows_whose_rounds_disagree_are_marked() -> None:
+    from numopt.bench import render_table
+
+    # the rounds spread far beyond a quarter of their median
+    wide = _row_with_ratios([0.8, 0.8, 0.8], [2.0, 85.0, 8778.0])
+    assert wide.noise and "x default rounds" in wide.noise[0]
+    assert "| ! x default rounds 43.50–4431.50 |" in render_table([wide])
+    # tight rounds, but the printed medians imply another ratio: 8778.17 beside medians giving 85x
+    contradicted = _row_with_ratios([0.8, 0.8, 0.8], [8778.0, 8778.17, 8779.0], {"default": 85.0})
+    assert contradicted.noise == ["x default 8778.17 but medians give 85.00"]
+    # 100% of roofline beside 89.3 vs 176.3 GB/s
+    half = _row_with_ratios([1.0, 1.0, 1.0], [5.0, 5.0, 5.0], {"roofline": 89.3 / 176.3})
+    assert half.noise == ["% roofline 100 but medians give 51"]
+    # faster than the no-math kernel with the same streams: impossible, and said so
+    beyond = _row_with_ratios([1.48, 1.50, 1.52], [5.0, 5.0, 5.0])
+    assert beyond.noise == ["150% of roofline is impossible"]
+
+
+def test_noise_line_closes_the_report_only_when_rows_are_marked(capsys) -> None:
+    from numopt.bench._report import print_report
+
+    machine = {"cpu": "Test CPU", "threads": 2, "threading_layer": "omp", "numopt": "0", "numba": "0"}
+    quiet = _row_with_ratios([0.8, 0.8, 0.8], [5.0, 5.0, 5.0])
+    print_report({"machine": machine}, [quiet])
+    assert "noisy" not in capsys.readouterr().out
+    noisy = _row_with_ratios([0.8, 0.8, 0.8], [2.0, 85.0, 8778.0])
+    print_report({"machine": machine}, [quiet, noisy])
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert last.startswith("! 1 of 2 rows:") and "too noisy" in last
+    assert "--threads" in last and "--rounds" in last and "quieter machine" in last
+
+
+def test_json_rows_carry_the_spread_and_the_noise(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from numopt.bench import Row, render_table
+    from numopt.bench._report import write_json
+
+    rows = [_row_with_ratios([0.80, 0.79, 0.81], [5.0, 5.1, 4.9]), _row_with_ratios([0.8] * 3, [2.0, 85.0, 8778.0])]
+    path = tmp_path / "bench.json"
+    write_json({"rows": [asdict(r) for r in rows]}, str(path))
+    data = json.loads(path.read_text())["rows"]
+    assert data[0]["spread"]["roofline"] == pytest.approx([79.5, 80.5])
+    assert data[0]["spread"]["default"] == pytest.approx([4.95, 5.05])
+    assert data[0]["noise"] == [] and data[1]["noise"] == ["x default rounds 43.50–4431.50"]
+    assert render_table([Row(**r) for r in data]) == render_table(rows)  # benchmarks/to_markdown reads it back

@@ -16,8 +16,11 @@ then again), one process working at a time. Times are medians over all rounds;
 ratios are medians of per-round ratios, each between neighbours in time: the
 machine's speed drifts and jumps (a shared VM's memory bandwidth moved between
 ~50 and ~90 GB/s within seconds here), so the row's ratios hold even when its
-absolute times do not. JIT compilation and first-step state creation are
-excluded (warm-up steps).
+absolute times do not. Each ratio is printed with its rounds' interquartile
+range, ``median (lo–hi)``; a row whose rounds disagree (or whose ratio the
+ratio of its printed medians contradicts, or that beats its roofline) is marked
+``!``, and a closing line says when the machine was too noisy to trust them.
+JIT compilation and first-step state creation are excluded (warm-up steps).
 
 The package: ``_workloads`` (the optimizers and their streams, the shapes, the
 roofline kernels), ``_timing`` (timing loops), ``_cpu`` (numopt's side and a
@@ -33,9 +36,13 @@ from dataclasses import asdict
 
 from ._cpu import bench_numopt, bench_row, cold_start, numopt_optimizer
 from ._report import (
+    NOISE_IQR,
+    ROOFLINE_MAX,
     GpuRow,
     Row,
+    add_ratio,
     machine_info,
+    noise_line,
     print_report,
     render_gpu_table,
     render_table,
@@ -50,10 +57,13 @@ __all__ = [
     "TINY_SHAPES",
     "TORCH_ERRORS",
     "TORCH_MODES",
+    "NOISE_IQR",
+    "ROOFLINE_MAX",
     "GpuRow",
     "Row",
     "TorchWorker",
     "Workload",
+    "add_ratio",
     "algorithms",
     "bench_numopt",
     "bench_row",
@@ -62,6 +72,7 @@ __all__ = [
     "gpt_like_shapes",
     "machine_info",
     "main",
+    "noise_line",
     "numopt_optimizer",
     "render_gpu_table",
     "render_table",
@@ -88,6 +99,9 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--optimizers", default=None, help="comma-separated, e.g. adam,sgd (default: all)")
     parser.add_argument("--sizes", default=None, help="flat tensor sizes, e.g. 1e6,1e7,1e8")
     parser.add_argument("--workloads", default="flat,model,tiny", help="any of flat,model,tiny (default: all three)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds per row (default: 3 with --quick, else 5)"
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
     parser.add_argument(
@@ -121,7 +135,7 @@ def run(argv: list[str] | None = None) -> dict:
         return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
-    rounds = 3 if args.quick else 5
+    rounds = max(1, args.rounds) if args.rounds else 3 if args.quick else 5
     per_round = {"min_repeats": -(-timing["min_repeats"] // rounds), "budget_s": timing["budget_s"] / rounds}
     print(f"numopt bench: {threads} threads, optimizers {', '.join(algos)}", flush=True)
     worker = None if args.no_torch else TorchWorker.start(threads)
@@ -147,6 +161,12 @@ def run(argv: list[str] | None = None) -> dict:
             worker.close()
 
     result = {"machine": machine_info(threads), "rows": [asdict(r) for r in rows]}
+    result["noise"] = {
+        "rounds": rounds,
+        "marked_rows": sum(bool(r.noise) for r in rows),
+        "iqr_limit": NOISE_IQR,
+        "roofline_max_pct": ROOFLINE_MAX,
+    }
     if worker is not None:
         result["machine"]["torch"] = worker.version
     if mixed is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._report import Row
+from ._report import Row, add_ratio
 from ._timing import sample_times, time_call
 from ._torch import TORCH_MODES, TorchWorker
 from ._workloads import Workload, algorithms, roofline_kernel, stream_bytes
@@ -86,7 +86,9 @@ def bench_row(
     taken between neighbours in time: this machine's bandwidth can jump by 1.5x
     from one second to the next, and a jump between rounds then moves both
     sides of a ratio instead of one. (So a ratio can differ a little from the
-    ratio of the two printed medians.)
+    ratio of the two printed medians; the row records each ratio's interquartile
+    range over the rounds, and :func:`add_ratio` marks it as noise when the rounds
+    disagree, or the medians' ratio falls outside that range.)
     """
     kwargs, rw, ro = algorithms()[algo]
     opt = numopt_optimizer(algo, work, kwargs)
@@ -114,19 +116,23 @@ def bench_row(
     def pooled(name: str) -> float:
         return statistics.median([t for times in samples[name] for t in times])
 
-    def ratio(name: str) -> float:
-        """Median over rounds of (``name``'s median time) / (numopt's median time)."""
+    def ratio(name: str) -> None:
+        """Set ``name``'s ratio from the rounds' (``name``'s median time) / (numopt's median time)."""
         pairs = zip(samples[name], samples["numopt"])
-        return statistics.median(statistics.median(a) / statistics.median(b) for a, b in pairs)
+        per_round = [statistics.median(a) / statistics.median(b) for a, b in pairs]
+        add_ratio(row, name, per_round, pooled(name) / seconds)
 
     seconds = pooled("numopt")
     nbytes = stream_bytes(work.size, rw, ro)
     row = Row(algo, work.name, work.size, seconds * 1e3, gbps=nbytes / seconds / 1e9)
     if "roofline" in samples:
         row.roofline_gbps = nbytes / pooled("roofline") / 1e9
-        row.pct_roofline = 100 * ratio("roofline")
+        ratio("roofline")
     if worker is not None:
         for mode in TORCH_MODES:
             row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
-            row.speedup[mode] = ratio(mode) if mode in samples else None
+            if mode in samples:
+                ratio(mode)
+            else:
+                row.speedup[mode] = None
     return row

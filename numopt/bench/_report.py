@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,60 @@ class Row:
     pct_roofline: float | None = None
     torch_ms: dict[str, float | None] = field(default_factory=dict)
     speedup: dict[str, float | None] = field(default_factory=dict)
+    # ratio ("roofline" in %, or a torch mode) -> [lower, upper] quartile of its per-round ratios
+    spread: dict[str, list[float]] = field(default_factory=dict)
+    noise: list[str] = field(default_factory=list)  # why this row's figures are not to be trusted (empty: quiet)
+
+
+# A row's ratios are marked as noise when its rounds disagree: the interquartile range of the
+# per-round ratios is over NOISE_IQR of their median, or the ratio of the printed medians falls
+# outside that range widened by MEDIANS_SLACK on each side (the printed ratio and the printed
+# times would contradict each other), or numopt beats the roofline kernel (the same streams,
+# no math) by more than ROOFLINE_MAX %, which no step can do: the bandwidth moved between rounds.
+NOISE_IQR = 0.25
+MEDIANS_SLACK = 0.10
+ROOFLINE_MAX = 115.0
+
+NOISE_ADVICE = (
+    "the machine was too noisy for the rows marked ! to be trusted (their rounds disagree); "
+    "rerun them with fewer threads (--threads), more rounds (--rounds), on a quieter machine "
+    "(nothing else running)"
+)
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """The lower and upper quartile of ``values`` (both the value itself for one)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def add_ratio(row: Row, name: str, per_round: Sequence[float], from_medians: float) -> None:
+    """Set ``row``'s ratio ``name`` from its per-round ratios: the median, the spread, and any noise mark.
+
+    ``name``: ``"roofline"`` (per-round roofline time / numopt time, set as % of roofline)
+    or a torch mode (torch time / numopt time, the speed-up). ``from_medians``: the same
+    ratio between the row's printed median times, which the printed ratio must not contradict.
+    """
+    roof = name == "roofline"
+    scale = 100.0 if roof else 1.0
+    values = sorted(scale * v for v in per_round)
+    median = statistics.median(values)
+    lo, hi = quartiles(values)
+    pooled = scale * from_medians
+    if roof:
+        row.pct_roofline = median
+    else:
+        row.speedup[name] = median
+    row.spread[name] = [lo, hi]
+    label, spec = ("% roofline", ".0f") if roof else (f"x {name}", ".2f")
+    if median > 0 and (hi - lo) / median > NOISE_IQR:
+        row.noise.append(f"{label} rounds {lo:{spec}}–{hi:{spec}}")
+    if not lo * (1 - MEDIANS_SLACK) <= pooled <= hi * (1 + MEDIANS_SLACK):
+        row.noise.append(f"{label} {median:{spec}} but medians give {pooled:{spec}}")
+    if roof and max(median, pooled) > ROOFLINE_MAX:
+        row.noise.append(f"{max(median, pooled):.0f}% of roofline is impossible")
 
 
 @dataclass
@@ -71,20 +127,38 @@ def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def fmt_spread(x: float | None, spread: Sequence[float] | None, spec: str) -> str:
+    """``x``, then its rounds' interquartile range as ``(lo–hi)`` when known."""
+    if x is None or not spread:
+        return fmt(x, spec)
+    lo, hi = spread
+    return f"{x:{spec}} ({lo:{spec}}–{hi:{spec}})"
+
+
 def render_table(rows: list[Row]) -> str:
+    """The CPU table: ratios as the median of the rounds and their interquartile range; ``!`` marks noise."""
     head = (
         "| optimizer | workload | numopt ms | GB/s | roofline GB/s | % roofline | torch default ms | torch foreach ms "
-        "| torch fused ms | x default | x foreach | x fused |"
+        "| torch fused ms | x default | x foreach | x fused | noise |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         t, s = r.torch_ms, r.speedup
         cells = [r.algo, r.workload, fmt(r.numopt_ms, ".3f"), fmt(r.gbps, ".1f"), fmt(r.roofline_gbps, ".1f")]
-        cells.append(fmt(r.pct_roofline, ".0f"))
+        cells.append(fmt_spread(r.pct_roofline, r.spread.get("roofline"), ".0f"))
         cells += [fmt(t.get(m), ".3f") for m in TORCH_MODES]
-        cells += [fmt(s.get(m), ".2f") for m in TORCH_MODES]
+        cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in TORCH_MODES]
+        cells.append("! " + "; ".join(r.noise) if r.noise else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def noise_line(rows: list[Row]) -> str | None:
+    """One line saying the machine was too noisy and what to do, when any row is marked; else None."""
+    marked = sum(bool(r.noise) for r in rows)
+    if not marked:
+        return None
+    return f"! {marked} of {len(rows)} rows: {NOISE_ADVICE}."
 
 
 def render_gpu_table(rows: list[GpuRow], peak: float | None) -> str:
@@ -114,6 +188,7 @@ def print_report(result: dict, rows: list[Row]) -> None:
         f"numba {m['numba']}, torch {m.get('torch', 'n/a')}"
     )
     print(render_table(rows))
+    print("ratios: median of the rounds (lower–upper quartile); ! marks rows whose rounds disagree")
     if "mixed_process" in result:
         mp = result["mixed_process"]
         alone = next((r.numopt_ms for r in rows if r.workload.startswith("gpt") and r.algo == mp["algo"]), None)
@@ -127,6 +202,9 @@ def print_report(result: dict, rows: list[Row]) -> None:
             f"cold start (import + first step): {c['warm_cache']:.2f} s with a warm cache, "
             f"{c['no_cache']:.2f} s without"
         )
+    line = noise_line(rows)
+    if line:
+        print(line)
 
 
 def write_json(result: dict, path: str | None) -> None:
