@@ -269,6 +269,114 @@ def test_bound_optimizer_works_with_a_scheduler_and_clipping() -> None:
     _assert_same_weights(ours, ref)
 
 
+def _train(model: torch.nn.Module, opt, batches) -> None:
+    for batch in batches:
+        opt.zero_grad()
+        _loss(model, batch).backward()
+        opt.step()
+
+
+def _holds_numpy(value) -> bool:
+    if isinstance(value, np.ndarray):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_numpy(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_numpy(v) for v in value)
+    return False
+
+
+def test_bound_state_dict_round_trips_through_torch_save_and_weights_only_load() -> None:
+    kw = dict(lr=1e-2, weight_decay=0.05, amsgrad=True)
+    batches = _batches(12)
+    model = _mlp()
+    opt = bind(model, numopt.AdamW, **kw)
+    _train(model, opt, batches[:6])
+    sd = opt.state_dict()
+    assert not _holds_numpy(sd)  # torch's form: tensors, as to_torch_state_dict makes them
+    assert isinstance(sd["state"][0]["exp_avg"], torch.Tensor)
+    assert isinstance(sd["state"][0]["step"], torch.Tensor) and sd["state"][0]["step"].dim() == 0
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": sd}, buf)
+    _train(model, opt, batches[6:])  # the uninterrupted run
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    resumed = _mlp(seed=5)
+    resumed.load_state_dict(ckpt["model"])
+    opt2 = bind(resumed, numopt.AdamW, **kw)
+    opt2.load_state_dict(ckpt["optimizer"])
+    _train(resumed, opt2, batches[6:])
+    for (name, a), (_, b) in zip(model.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(a, b), name
+    assert _is_bound(opt2, resumed)
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        np.testing.assert_array_equal(opt2.state[opt2.binding.params[2]][key], opt.state[opt.binding.params[2]][key])
+
+
+def test_torch_adamw_state_dict_loads_into_the_bound_optimizer() -> None:
+    batches = _batches(12)
+    ref = _mlp()
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.05)
+    _train(ref, ref_opt, batches[:6])
+    buf = io.BytesIO()
+    torch.save({"model": ref.state_dict(), "optimizer": ref_opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    ours = _mlp(seed=5)
+    ours.load_state_dict(ckpt["model"])
+    opt = bind(ours, numopt.AdamW, lr=0.5)  # the hyperparameters come from the checkpoint, as in torch
+    opt.load_state_dict(ckpt["optimizer"])
+    assert opt.param_groups[0]["lr"] == 1e-2 and opt.state[opt.binding.params[0]]["step"] == 6.0
+    _train(ours, opt, batches[6:])
+    _train(ref, ref_opt, batches[6:])
+    _assert_same_weights(ours, ref, rtol=1e-5, atol=1e-6)
+    ref_sd = ref_opt.state_dict()  # and the state it writes is torch's again, close to torch's own
+    sd = opt.state_dict()
+    for i, entry in ref_sd["state"].items():
+        assert torch.equal(sd["state"][i]["step"], entry["step"])
+        torch.testing.assert_close(sd["state"][i]["exp_avg_sq"], entry["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+
+def test_numopt_form_state_dicts_still_load_into_the_bound_optimizer(tmp_path) -> None:
+    kw = dict(lr=1e-2, weight_decay=0.05)
+    batches = _batches(12)
+    model = _mlp()
+    params = [numopt.Parameter(p.detach().numpy().copy()) for p in model.parameters()]
+    plain = numopt.AdamW(params, **kw)  # numopt on its own: NumPy state dicts, numopt.save files
+
+    def train_plain(part):
+        for batch in part:
+            for p, t in zip(params, model.parameters()):
+                t.data = torch.from_numpy(p.data.copy()).requires_grad_()
+                t.grad = None
+            _loss(model, batch).backward()
+            for p, t in zip(params, model.parameters()):
+                p.grad = t.grad.numpy().copy()
+            plain.step()
+
+    train_plain(batches[:6])
+    numopt.save(plain.state_dict(), tmp_path / "opt.ckpt")
+    resumed = _mlp(seed=5)
+    with torch.no_grad():
+        for t, p in zip(resumed.parameters(), params):
+            t.copy_(torch.from_numpy(p.data))
+    train_plain(batches[6:])
+
+    opt = bind(resumed, numopt.AdamW, **kw)
+    opt.load_state_dict(numopt.load(tmp_path / "opt.ckpt"))  # NumPy arrays and floats
+    _train(resumed, opt, batches[6:])
+    for p, t in zip(params, resumed.parameters()):
+        np.testing.assert_allclose(t.detach().numpy(), p.data, rtol=1e-6, atol=1e-7)
+    sd = opt.state_dict()  # and its own checkpoints are torch's, loadable the numopt way too
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    opt.load_state_dict(numopt.interop.torch.from_torch_state_dict(loaded))
+    np.testing.assert_array_equal(opt.state[opt.binding.params[0]]["exp_avg"], sd["state"][0]["exp_avg"].numpy())
+
+
 @pytest.mark.parametrize(
     "make, exc, match",
     [

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .torch_state import _torch
+from .torch_state import _torch, from_torch_state_dict, to_torch_state_dict
 
 __all__ = ["TorchBinding", "bind"]
 
@@ -159,8 +159,20 @@ def _named_items(source: Any, torch: Any) -> list[tuple[str | None, Any]]:
     return items
 
 
+def _holds_tensor(value: Any, torch: Any) -> bool:
+    """Whether ``value`` (a state dict or part of one) holds a torch tensor anywhere."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensor(v, torch) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v, torch) for v in value)
+    return False
+
+
 def _bound_class(cls: type) -> type:
-    """``cls`` with :class:`_BoundOptimizer`'s ``step`` and ``zero_grad`` (one subclass per class, cached)."""
+    """``cls`` with :class:`_BoundOptimizer`'s ``step``, ``zero_grad`` and torch-form state dicts
+    (one subclass per class, cached)."""
     sub = _BOUND_CLASSES.get(cls)
     if sub is None:
         sub = type(cls.__name__, (_BoundOptimizer, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
@@ -200,6 +212,21 @@ class _BoundOptimizer:
         self.binding.rebind_grads()
         super().zero_grad(set_to_none=False)  # type: ignore[misc]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state in torch's form (tensors, as :func:`~numopt.interop.torch.to_torch_state_dict` makes it),
+        so ``torch.save`` / ``torch.load`` (``weights_only=True``) take it."""
+        return to_torch_state_dict(super().state_dict(), type(self).__name__)  # type: ignore[misc]
+
+    def load_state_dict(self, state_dict: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """Load a state in torch's form (this optimizer's :meth:`state_dict`, or a ``torch.optim`` optimizer's
+        of the same class over the same model) or in numopt's (NumPy arrays): tensors anywhere mean torch's form,
+        converted with :func:`~numopt.interop.torch.from_torch_state_dict`. ``match`` and ``strict`` as for
+        ``optimizer_cls.load_state_dict``.
+        """
+        if _holds_tensor(state_dict, self.binding._torch):
+            state_dict = from_torch_state_dict(state_dict)
+        return super().load_state_dict(state_dict, *args, **kwargs)  # type: ignore[misc]
+
 
 _BOUND_CLASSES: dict[type, type] = {}
 
@@ -235,8 +262,9 @@ def bind(module_or_params: Any, optimizer_cls: type, **kwargs: Any) -> Any:
         An instance of ``optimizer_cls`` (a subclass of it that keeps the
         binding), with ``.binding`` (a :class:`TorchBinding`). Named parameters
         give the numopt Parameters their names, so ``state_dict()`` records
-        torch's ``param_names``. Everything else is the numopt optimizer as usual:
-        ``state_dict`` / ``load_state_dict``, schedulers, ``numopt.utils`` clipping.
+        torch's ``param_names``. ``state_dict()`` returns torch's form (see
+        Notes); everything else is the numopt optimizer as usual: schedulers,
+        ``numopt.utils`` clipping.
 
     Notes
     -----
@@ -253,6 +281,15 @@ def bind(module_or_params: Any, optimizer_cls: type, **kwargs: Any) -> Any:
     - ``load_state_dict(sd, assign=True)``, ``model.to(dtype)`` or anything that
       replaces the ``nn.Parameter`` objects themselves, or changes their dtype,
       needs a new ``bind`` (a dtype change raises at the next step).
+    - ``state_dict()`` speaks torch: it returns tensors (``'step'`` a 0-d tensor), as
+      :func:`~numopt.interop.torch.to_torch_state_dict` converts numopt's state, so
+      torch checkpointing works unchanged: ``torch.save(opt.state_dict(), f)``, then
+      ``opt.load_state_dict(torch.load(f))`` (``weights_only=True``) resumes the run
+      bit for bit. ``load_state_dict`` takes that form, a state dict saved from the
+      ``torch.optim`` optimizer of the same class over the same model, or numopt's
+      NumPy form (``numopt.load`` of a plain numopt optimizer's state): a state dict
+      holding tensors is converted with :func:`~numopt.interop.torch.from_torch_state_dict`.
+      For ``numopt.save``, convert first: ``numopt.save(from_torch_state_dict(opt.state_dict()), path)``.
     - numopt writes the weights directly, without bumping torch's version counters:
       call ``step()`` between backward and the next forward, as usual (not between a
       forward and its backward).
