@@ -154,9 +154,10 @@ def _hparam_snapshot(group: dict[str, Any]) -> dict[str, Any]:
     """A shallow copy of ``group`` to tell, at the next step, whether it was edited.
 
     Comparing it with the live group is one C-level dict comparison (the hot path
-    of a tiny model's step); list values are copied so in-place edits show too.
+    of a tiny model's step); list values are copied so in-place edits show too, the
+    ``params`` list included (an edited list is packed again, see ``_repack_group``).
     """
-    return {k: (list(v) if isinstance(v, list) and k != "params" else v) for k, v in group.items()}
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in group.items()}
 
 
 def _is_host_array(a: Any) -> bool:
@@ -344,6 +345,8 @@ class Optimizer:
         updated = sum(a in on for a in cls.rule.rule.updates)
         return updated, len(on) - updated
 
+    #: whether an edit of a group's ``params`` list is packed again at the next step (else refused)
+    _repackable: bool = True
     #: whether the global step hooks (``register_optimizer_step_pre_hook``) run around ``step``;
     #: off for wrappers whose inner optimizer's step runs them
     _global_step_hooks: bool = True
@@ -625,17 +628,92 @@ class Optimizer:
         """
         checked = self._checked_hparams
         for gi, group in enumerate(self.param_groups):
+            last = checked.get(id(group))
             try:
-                if checked.get(id(group)) == group:
+                if last == group:
                     continue
             except Exception:  # a value whose == is not a bool (an array): check it again
                 pass
+            if last is not None and last.get("params") != group.get("params"):
+                self._repack_group(gi, last["params"])
             snap = _hparam_snapshot(group)
             try:
                 self._validate_hparams(group)
             except (TypeError, ValueError) as e:
                 raise type(e)(f"param_groups[{gi}]: {e}") from None
             checked[id(group)] = snap
+
+    def _repack_group(self, gi: int, old: list[Parameter]) -> None:
+        """Honour an edit of ``param_groups[gi]['params']`` (append, remove, replace, clear), as torch does.
+
+        The edited list is validated and packed like a new group (``add_param_group``'s
+        checks, before anything moves), in the group's place and dict; parameters that
+        stay keep their state, parameters that left are unbound with their current
+        values and keep their state in ``optimizer.state`` (as in torch: it comes back
+        with them). If the edit cannot be packed, nothing changes and the error names
+        the group.
+        """
+        group = self.param_groups[gi]
+        where = f"param_groups[{gi}]['params'] was edited"
+        if not self._repackable:
+            raise ValueError(
+                f"{where}, but {type(self).__name__} cannot change its parameters after construction; "
+                "restore the list, or build a new optimizer over the parameters you want"
+            )
+        new = group["params"]
+        if isinstance(new, Parameter):
+            new = [new]
+        if not isinstance(new, list):
+            raise TypeError(f"{where} to a {type(new).__name__}; it must be a list of numopt.Parameter")
+        names = group.get("param_names")
+        if names is not None and len(names) != len(new):
+            raise ValueError(
+                f"{where} ({len(new)} parameters) but its 'param_names' ({len(names)}) was not: edit both"
+            )
+        new_ids = {id(p) for p in new}
+        # state stays keyed by parameter, as in torch: one that left keeps it, and takes it up again if it comes back
+        kept = {id(p): self._copy_param_state(p) for p in new if isinstance(p, Parameter)}
+        flats = self._flats[gi]
+        spec = {k: v for k, v in group.items() if k != "param_names"}
+        spec["params"] = list(zip(names, new)) if names is not None else list(new)
+        del self.param_groups[gi], self._flats[gi]
+        try:
+            if new:
+                self.add_param_group(spec)  # every check before anything is packed
+        except (TypeError, ValueError) as e:
+            self.param_groups.insert(gi, group)
+            self._flats.insert(gi, flats)
+            raise type(e)(f"{where} and cannot be packed again: {e}; restore or fix the edit") from None
+        added = self.param_groups.pop() if new else {**spec, "params": []}
+        new_flats = self._flats.pop() if new else []
+        self._checked_hparams.pop(id(added), None)
+        for p in old:
+            if id(p) not in new_ids and p in self.state:  # unbound below: its state becomes a copy of its own
+                self.state[p] = {k: np.array(v, copy=True) for k, v in self.state[p].items()}
+        for flat in flats:
+            flat.release()  # unbinds the parameters that left (the others are bound to the new buffers)
+        group.clear()
+        group.update(added)
+        self.param_groups.insert(gi, group)
+        self._flats.insert(gi, new_flats)
+        fills = dict(self._state_spec(group))
+        scalar_fills = dict(self._scalar_spec(group))
+        for flat in new_flats:
+            for i, p in enumerate(flat.params):
+                if kept.get(id(p)):
+                    self._load_param_state(flat, i, kept[id(p)], fills, scalar_fills)
+            flat.spec = None
+            flat.mark_dirty()
+
+    def _copy_param_state(self, p: Parameter) -> dict[str, Any] | None:
+        """A copy of ``state[p]`` (numbers as floats, arrays as host copies), or ``None`` if it has none."""
+        st = self.state.get(p)
+        if not st:
+            return None
+        return {
+            k: float(np.asarray(v)) if k == "step" or k in self._scalar_keys else np.array(v, copy=True)
+            for k, v in st.items()
+        }
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients: to ``None`` (default), or to zeros with one memset per buffer."""

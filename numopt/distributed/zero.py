@@ -144,6 +144,9 @@ class ZeroRedundancyOptimizer(Optimizer):
     #: marks the optimizers that communicate themselves (not to be wrapped again)
     _distributed = True
 
+    #: the shards are cut from the groups at construction: build a new optimizer over other parameters
+    _repackable = False
+
     def __init__(self, params: Any, optimizer_class: type, comm: Any = None, **kwargs: Any) -> None:
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
             raise TypeError(f"optimizer_class must be a numopt Optimizer class, got {optimizer_class!r}")

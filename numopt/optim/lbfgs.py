@@ -279,6 +279,7 @@ class LBFGS(Optimizer):
     """
 
     _tracks_step = False
+    _repackable = False  # its history vectors are per group: build a new LBFGS over other parameters
     _state_keys = (
         "func_evals",
         "n_iter",
