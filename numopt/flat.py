@@ -113,6 +113,42 @@ class FlatBuffer:
             p._index = i
             # p._grad stays as it is: it is copied into the flat buffer at the next step
 
+    # -- pickle / copy.deepcopy ---------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but ``data``, ``grad``, their views, the runs (a cache) and the owner (held weakly).
+
+        ``data`` and the bound gradients are packed again from the parameters (restored
+        before the buffer: their state leads nowhere back to it), so a pickle holds the
+        values once. The owning optimizer's ``__setstate__`` sets ``_owner`` again.
+        """
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("data", "grad", "_data_views", "_grad_views", "_runs")
+        }
+        del state["_owner"]
+        #: which gradients are views of this buffer (the others are pending arrays, or None)
+        state["_bound_grads"] = [p._grad is view for p, view in zip(self.params, self._grad_views)]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        bound_grads = state.pop("_bound_grads")
+        self.__dict__.update(state)
+        self._owner = _no_owner
+        self._runs = None
+        self.data = self._new_array(self.size, None)
+        self.grad = self._new_array(self.size, 0.0)
+        self._data_views = [self._view(self.data, i) for i in range(len(self.params))]
+        self._grad_views = [self._view(self.grad, i) for i in range(len(self.params))]
+        for i, p in enumerate(self.params):
+            view = self._data_views[i]
+            self._assign(view, p._data)
+            p._data = view
+            p._flat = self
+            p._index = i
+            if bound_grads[i]:
+                self._assign(self._grad_views[i], p._grad)
+                p._grad = self._grad_views[i]
+
     def release(self) -> None:
         """Unbind the parameters (they keep their current values, in arrays of their own)."""
         for p in self.params:
@@ -302,6 +338,11 @@ class FlatBuffer:
 
     def stepped(self, i: int) -> bool:
         return bool(self.steps[i] > 0)
+
+
+def _no_owner() -> None:
+    """The owner of a buffer restored without its optimizer (its ``_owner`` until the optimizer sets it)."""
+    return None
 
 
 def new_flat_buffer(params: list[Parameter], owner: Optimizer) -> FlatBuffer:

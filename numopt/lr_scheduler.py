@@ -25,6 +25,7 @@ loading the optimizer's state and the scheduler's state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import types
 import warnings
@@ -1125,8 +1126,7 @@ class CyclicLR(LRScheduler):
             self._scale_fn_ref = _triangular2_scale
             self.scale_mode = "cycle"
         elif self.mode == "exp_range":
-            gamma = self.gamma
-            self._scale_fn_ref = lambda x: gamma**x
+            self._scale_fn_ref = functools.partial(_exp_range_scale, self.gamma)  # picklable, unlike a lambda
             self.scale_mode = "iterations"
 
     def scale_fn(self, x: float) -> float:
@@ -1172,6 +1172,10 @@ class CyclicLR(LRScheduler):
 
 def _triangular_scale(x: float) -> float:
     return 1.0
+
+
+def _exp_range_scale(gamma: float, x: float) -> float:
+    return gamma**x
 
 
 def _triangular2_scale(x: float) -> float:

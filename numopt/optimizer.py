@@ -1193,3 +1193,87 @@ class Optimizer:
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+    # -- pickle / copy.deepcopy ---------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The optimizer's attributes as plain data a pickle (or ``copy.deepcopy``) can hold.
+
+        ``state[p]`` entries that view ``p``'s flat buffer are left out and viewed again by
+        :meth:`__setstate__` (a pickled view would be a copy); the hyperparameter snapshots,
+        keyed by ``id(group)``, go by position; the weak references to the arrays packed
+        parameters came from are dropped, and weak caches (Adafactor's tables) come back
+        empty. The buffers bind their parameters again themselves (``FlatBuffer.__setstate__``),
+        before this optimizer is restored. Kernels are class attributes: never part of it.
+        """
+        state = self.__dict__.copy()
+        kept = copy.copy(self.state)  # the same mapping type (a defaultdict(dict))
+        views: list[tuple[Parameter, str, str]] = []
+        for p, st in self.state.items():
+            flat = p._flat if isinstance(p, Parameter) else None
+            entry = {}
+            for k, v in st.items():
+                kind = self._flat_view_kind(flat, k, v)
+                if kind is not None:
+                    views.append((p, k, kind))
+                    v = None
+                entry[k] = v
+            kept[p] = entry
+        state["state"] = kept
+        state["_state_views"] = views
+        state["_checked_hparams"] = [self._checked_hparams.get(id(g)) for g in self.param_groups]
+        state["_source_spans"] = []
+        weak = (weakref.WeakKeyDictionary, weakref.WeakValueDictionary, weakref.WeakSet)
+        state["_weak_caches"] = {k: type(v) for k, v in self.__dict__.items() if isinstance(v, weak)}
+        for k in state["_weak_caches"]:
+            state[k] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        views = state.pop("_state_views", ())
+        checked = state.pop("_checked_hparams", None) or ()
+        weak = state.pop("_weak_caches", {})
+        self.__dict__.update(state)
+        for k, cache_type in weak.items():
+            setattr(self, k, cache_type())
+        self._checked_hparams = {id(g): snap for g, snap in zip(self.param_groups, checked) if snap is not None}
+        for flats in self._flats:
+            for flat in flats:
+                if flat.owner is None:  # restored without one (copy.copy shares the live original's)
+                    flat._owner = weakref.ref(self)
+        for p, k, kind in views:
+            flat, i = p._flat, p._index
+            if kind == "step":
+                self.state[p][k] = flat.step_view(i)
+            elif kind == "scalar":
+                self.state[p][k] = flat.scalar_view(k, i)
+            else:
+                self.state[p][k] = flat.state_view(k, i)
+        self._reserve_hook_ids()
+
+    @staticmethod
+    def _flat_view_kind(flat: FlatBuffer | None, name: str, value: Any) -> str | None:
+        """Which of ``flat``'s arrays the entry ``state[p][name]`` views: 'step', 'scalar', 'state', or None."""
+        if flat is None or not isinstance(value, np.ndarray) or value.base is None:
+            return None
+        if name == "step" and isinstance(flat.steps, np.ndarray) and np.may_share_memory(value, flat.steps):
+            return "step"
+        for kind, arrays in (("scalar", flat.scalars), ("state", flat.state)):
+            arr = arrays.get(name)
+            if isinstance(arr, np.ndarray) and np.may_share_memory(value, arr):
+                return kind
+        return None
+
+    def _reserve_hook_ids(self) -> None:
+        """Start new ``RemovableHandle`` ids above those of the restored hooks (no registration overwrites one)."""
+        registries = (
+            self._step_pre_hooks,
+            self._step_post_hooks,
+            self._state_dict_pre_hooks,
+            self._state_dict_post_hooks,
+            self._load_state_dict_pre_hooks,
+            self._load_state_dict_post_hooks,
+        )
+        top = max((k for r in registries for k in r if isinstance(k, int)), default=-1)
+        following = next(RemovableHandle._next_id)
+        RemovableHandle._next_id = itertools.count(max(following, top + 1))

@@ -216,6 +216,30 @@ class Parameter:
     def _flat(self, flat: FlatBuffer | None) -> None:
         self._flat_ref = None if flat is None else weakref.ref(flat)
 
+    # -- pickle / copy.deepcopy -------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The values, gradient and name, without the (weak) binding to a flat buffer.
+
+        Pickled alone, a parameter comes back unbound, with copies of its values and
+        gradient. Pickled with its optimizer, the flat buffer binds it again when the
+        buffer is restored (see ``FlatBuffer.__setstate__``): the state holds nothing
+        that leads back to the buffer, so the parameter is always restored first.
+        """
+        state = {"data": self._data, "grad": self._grad, "name": self.name}
+        extra = getattr(self, "__dict__", None)  # a subclass without __slots__
+        if extra:
+            state["__dict__"] = extra
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._data = state["data"]
+        self._grad = state["grad"]
+        self._flat_ref = None
+        self._index = -1
+        self.name = state["name"]
+        if "__dict__" in state:
+            self.__dict__.update(state["__dict__"])
+
     # -- data ---------------------------------------------------------------
     @property
     def data(self) -> np.ndarray:

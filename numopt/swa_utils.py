@@ -268,6 +268,34 @@ class AveragedModel:
         self.multi_avg_fn = multi_avg_fn
         self.use_buffers = use_buffers
 
+    # -- pickle / copy.deepcopy ------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the packed buffers and their views: the averages travel once, in ``module``.
+
+        The parameters of ``module`` are restored first (their state leads nowhere back
+        here); :meth:`__setstate__` packs those that viewed the average again.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_buffers", "_views")}
+        state["_bound"] = [q._data is view for q, view in zip(self.module, self._views)]
+        state["_sizes"] = {key: int(buf.size) for key, buf in self._buffers.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        bound = state.pop("_bound")
+        sizes = state.pop("_sizes")
+        self.__dict__.update(state)
+        self._buffers = {
+            (dt, gpu): cuda_backend().memory.empty(n, dt) if gpu else np.zeros(n, dt) for (dt, gpu), n in sizes.items()
+        }
+        self._views = [
+            self._buffers[k][lo:hi].reshape(shape) for (k, lo, hi), (shape, *_) in zip(self._offsets, self._shapes)
+        ]
+        for q, view, was_bound in zip(self.module, self._views, bound):
+            if was_bound:  # (one left unbound is copied in by the next update, as before pickling)
+                _copy(view, q._data)
+                q._data = view
+
     def parameters(self) -> Iterator[Parameter]:
         """The averaged parameters, in the order given at construction."""
         return iter(self.module)
