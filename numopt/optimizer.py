@@ -667,9 +667,7 @@ class Optimizer:
             raise TypeError(f"{where} to a {type(new).__name__}; it must be a list of numopt.Parameter")
         names = group.get("param_names")
         if names is not None and len(names) != len(new):
-            raise ValueError(
-                f"{where} ({len(new)} parameters) but its 'param_names' ({len(names)}) was not: edit both"
-            )
+            raise ValueError(f"{where} ({len(new)} parameters) but its 'param_names' ({len(names)}) was not: edit both")
         new_ids = {id(p) for p in new}
         # state stays keyed by parameter, as in torch: one that left keeps it, and takes it up again if it comes back
         kept = {id(p): self._copy_param_state(p) for p in new if isinstance(p, Parameter)}
