@@ -82,7 +82,9 @@ def test_backward_writes_straight_into_the_flat_gradient_buffer() -> None:
         np.testing.assert_array_equal(flat.grad[offsets[i] : offsets[i + 1]], p.grad.numpy().reshape(-1))
     before = flat.data.copy()
     opt.step()
-    np.testing.assert_array_equal(flat.data, before - np.float32(0.1) * flat.grad)
+    # torch's SGD step, param.add_(grad, alpha=-lr): one fused multiply-add per element
+    expected = torch.from_numpy(before).add(torch.from_numpy(flat.grad.copy()), alpha=-0.1).numpy()
+    np.testing.assert_array_equal(flat.data, expected)
     np.testing.assert_array_equal(model[0].weight.detach().numpy().reshape(-1), flat.data[: model[0].weight.numel()])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._generate import elementwise
-from ._pieces import weight_decay, weight_decay_constants
+from ._pieces import fma, weight_decay, weight_decay_constants
 
 
 def adadelta_constants(dt, lr, rho, eps, weight_decay, maximize):
@@ -39,7 +39,7 @@ def adadelta_step(c, param, grad, square_avg, acc_delta):
     wd, decay, coupled, decoupled, lr, rho, keep, eps, maximize = c
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    sa = square_avg * rho + (keep * g) * g
+    sa = fma(keep * g, g, square_avg * rho)
     delta = (np.sqrt(acc_delta + eps) / np.sqrt(sa + eps)) * g
-    acc = acc_delta * rho + (keep * delta) * delta
-    return p - lr * delta, sa, acc
+    acc = fma(keep * delta, delta, acc_delta * rho)
+    return fma(-lr, delta, p), sa, acc

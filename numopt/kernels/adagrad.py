@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import weight_decay, weight_decay_constants
+from ._pieces import fma, weight_decay, weight_decay_constants
 
 
 def adagrad_constants(dt, neg_clr, eps, weight_decay, maximize):
@@ -41,7 +41,7 @@ def adagrad_step(c, param, grad, sum):
     wd, decay, coupled, decoupled, neg_clr, eps, maximize = c
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    s = sum + g * g
+    s = fma(g, g, sum)
     return p + (neg_clr * g) / (np.sqrt(s) + eps), s
 
 

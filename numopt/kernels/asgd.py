@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import weight_decay, weight_decay_constants
+from ._pieces import fma, weight_decay, weight_decay_constants
 
 
 def asgd_constants(dt, eta, decay, mu, weight_decay, maximize):
@@ -47,7 +47,7 @@ def asgd_step(c, param, grad, ax):
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, unused, coupled, decoupled)
     p = p * decay
-    p = p - eta * g
+    p = fma(-eta, g, p)
     a = ax + (p - ax) * mu if average else p
     return p, a
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._generate import elementwise
-from ._pieces import lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import fma, lerp, lerp_constants, weight_decay, weight_decay_constants
 
 
 def rmsprop_constants(dt, lr, alpha, eps, weight_decay, momentum, centered, maximize):
@@ -73,17 +73,17 @@ def rmsprop_step(c, param, grad, square_avg, grad_avg, momentum_buffer):
     ) = c
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
-    sa = square_avg * alpha + (keep * g) * g
+    sa = fma(keep * g, g, square_avg * alpha)
     ga = grad_avg
     if centered:
         ga = lerp(ga, g, keep, small, complement)
-        avg = np.sqrt(sa - ga * ga) + eps
+        avg = np.sqrt(fma(-ga, ga, sa)) + eps
     else:
         avg = np.sqrt(sa) + eps
     b = momentum_buffer
     if use_momentum:
         b = b * momentum + g / avg
-        p = p + neg_lr * b
+        p = fma(neg_lr, b, p)
     else:
         p = p + (neg_lr * g) / avg
     return p, sa, ga, b

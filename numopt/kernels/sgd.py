@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._generate import elementwise
-from ._pieces import weight_decay, weight_decay_constants
+from ._pieces import fma, weight_decay, weight_decay_constants
 
 
 def sgd_constants(dt, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
@@ -50,6 +50,6 @@ def sgd_step(c, param, grad, momentum_buffer):
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
     b = momentum_buffer
     if use_momentum:
-        b = g if first_step else momentum * b + keep * g
-        g = g + momentum * b if nesterov else b
-    return p - lr * g, b
+        b = g if first_step else fma(keep, g, b * momentum)
+        g = fma(momentum, b, g) if nesterov else b
+    return fma(-lr, g, p), b
