@@ -37,6 +37,7 @@ Subclasses supply the algorithm through small methods:
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import operator
 import warnings
@@ -48,6 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._validation import check_torch_switches
 from .flat import FlatBuffer, Run, new_flat_buffer
 from .parameter import TORCH_TENSOR_ADVICE, Parameter, is_torch_tensor
 
@@ -181,6 +183,23 @@ def _no_options(group: dict[str, Any]) -> tuple:
     return ()
 
 
+def _spec_key_for(tensors: tuple[StateTensor, ...]) -> Callable[[dict[str, Any]], Any]:
+    """What a group's state spec depends on: the truth of each ``when`` switch and each ``fill`` value.
+
+    Truth, not value: a schedule that moves ``momentum`` every step (OneCycleLR) must not
+    grow the spec cache by one entry per step.
+    """
+    whens = tuple(dict.fromkeys(t.when for t in tensors if t.when is not None))
+    fills = tuple(dict.fromkeys(t.fill for t in tensors if isinstance(t.fill, str)))
+    if not whens and not fills:
+        return _no_options
+    get_whens = operator.itemgetter(*whens) if whens else _no_options
+    get_fills = operator.itemgetter(*fills) if fills else _no_options
+    if len(whens) == 1:
+        return lambda group: (bool(get_whens(group)), get_fills(group))
+    return lambda group: (tuple(map(bool, get_whens(group))), get_fills(group))
+
+
 @dataclass(frozen=True)
 class StateTensor:
     """One per-element state array of an optimizer, declared on its class.
@@ -297,8 +316,7 @@ class Optimizer:
         if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
             step = ("step",) if cls._tracks_step else ()
             cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))
-        options = tuple(dict.fromkeys(k for t in cls.state_tensors for k in t.options))
-        cls._spec_key = operator.itemgetter(*options) if options else _no_options
+        cls._spec_key = _spec_key_for(cls.state_tensors)
         if "_scalar_keys" not in own and cls.scalar_state:
             cls._scalar_keys = tuple(n for n, _ in cls.scalar_state)
         if cls.rule is not None:
@@ -315,8 +333,6 @@ class Optimizer:
         ``capturable``) are checked, the hyperparameters validated, then each named in
         ``convert`` converted (Adam keeps ``betas`` as a tuple) before the groups are added.
         """
-        from ._validation import check_torch_switches
-
         defaults = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
         check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})
         if defaults.get("fused") and defaults.get("foreach"):
@@ -329,8 +345,6 @@ class Optimizer:
     @classmethod
     def hyperparameter_defaults(cls) -> dict[str, Any]:
         """The constructor's keyword defaults (``lr``, ``betas``, ...)."""
-        import inspect
-
         return {
             k: p.default
             for k, p in inspect.signature(cls.__init__).parameters.items()
@@ -399,7 +413,7 @@ class Optimizer:
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         """State tensors ``group`` needs, as ``(name, initial value)`` pairs (from ``state_tensors``).
 
-        Called at every step: cached by the values of the hyperparameters the declaration reads.
+        Called at every step: cached by what the declaration reads (see ``_spec_key_for``).
         """
         cls = type(self)
         try:
