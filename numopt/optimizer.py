@@ -297,6 +297,10 @@ class Optimizer:
     scalar_state: tuple[tuple[str, float], ...] = ()
     #: constructor arguments ``python -m numopt bench`` times this optimizer with; None: not benched
     bench_kwargs: dict[str, Any] | None = None
+    #: the implementation this class follows, as an import path (``"pytorch_optimizer.Lion"``), for an
+    #: optimizer torch.optim lacks; None: ``torch.optim.<class name>``. The tests check against it and
+    #: ``python -m numopt bench`` times it; numopt itself never imports it.
+    reference: str | None = None
     #: a group's values of the hyperparameters ``state_tensors`` read (derived; a plain callable)
     _spec_key: Callable[[dict[str, Any]], Any] = _no_options
     #: whether the algorithm keeps torch's per-parameter ``state['step']``

@@ -10,5 +10,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
     if MAX_REL_ERR:
         worst = max(MAX_REL_ERR.items(), key=lambda kv: kv[1])
         terminalreporter.write_line(
-            f"parity vs torch.optim: {len(MAX_REL_ERR)} rows, max relative error {worst[1]:.3g} ({worst[0]})"
+            f"parity vs the references: {len(MAX_REL_ERR)} rows, max relative error {worst[1]:.3g} ({worst[0]})"
         )

@@ -36,7 +36,8 @@ SIMULATOR = ncuda.SIMULATOR
 ELEMENTWISE = [c.__name__ for c in registered(elementwise=True)]
 #: steps per parity row: covers a parameter skipped now and then and one starting late (see reference.py)
 CUDA_STEPS = 8
-CUDA_ROWS = [c for c in OPTIM_DB if c.name in ELEMENTWISE]
+# rows on small parameters (the simulator runs each thread in Python: large rows would take minutes)
+CUDA_ROWS = [c for c in OPTIM_DB if c.name in ELEMENTWISE and c.shapes is None]
 
 
 def _host(x):
@@ -75,7 +76,7 @@ def test_parity_on_cuda(case: OptimCase) -> None:
     rng = np.random.default_rng(1)
     tol = case.tolerances
     for t in range(min(case.steps, CUDA_STEPS)):
-        grads = random_grads(rng, t, pair.dtype)
+        grads = random_grads(rng, t, pair.dtype, pair.shapes)
         pair.set_grads(grads)
         for p, g in zip(dparams, grads):
             p.grad = None if g is None else cuda.to_device(g)
@@ -83,7 +84,8 @@ def test_parity_on_cuda(case: OptimCase) -> None:
         dev.step()
         for i, (p, cp, tp) in enumerate(zip(dparams, pair.params, pair.ref_params)):
             _assert_same(f"step {t}: param {i}", p.data, cp.data, SIMULATOR, tol)
-            _check(f"step {t}: param {i} vs torch", _host(p.data), tp.detach().numpy(), **tol)
+            if case.compare == "elementwise":  # else: equal to the CPU, which test_parity compares
+                _check(f"step {t}: param {i} vs torch", _host(p.data), tp.detach().numpy(), **tol)
             ours, cpu_state = dev.state.get(p, {}), pair.ours.state.get(cp, {})
             assert set(ours) == set(cpu_state), (t, i, set(ours), set(cpu_state))
             tstate = pair.ref.state.get(tp, {})
@@ -92,7 +94,7 @@ def test_parity_on_cuda(case: OptimCase) -> None:
                     assert float(ours[key]) == float(v), (t, i, key)
                     continue
                 _assert_same(f"step {t}: param {i} state {key!r}", ours[key], v, SIMULATOR, tol)
-                if key in tstate:
+                if key in tstate and case.compare == "elementwise":
                     _check(f"step {t}: param {i} {key!r} vs torch", _host(ours[key]), tstate[key].numpy(), **tol)
 
 
@@ -101,7 +103,7 @@ def test_state_dict_is_host_numpy_and_resumes_exactly(name: str) -> None:
     case = next(c for c in CUDA_ROWS if c.name == name and c.group2)
     rng = np.random.default_rng(2)
     steps = 8
-    grads = [random_grads(rng, t, np.dtype(case.dtype)) for t in range(steps)]
+    grads = [random_grads(rng, t, np.dtype(case.dtype), case.shapes) for t in range(steps)]
     init = [p.data.copy() for p in make_pair(case).params]
 
     def build(values):

@@ -15,12 +15,13 @@ torch-optimizer-like object over torch tensors (``params`` as torch takes them:
 tensors or group dicts; ``kwargs`` as numopt takes them). It must have torch's
 ``step(closure=None)``, ``param_groups``, ``state`` (keyed by tensor, with the
 state entries numopt keeps) and ``state_dict()``. ``reference_name`` names it in
-messages. The default is the ``torch.optim`` class of the row's name, imported on
-first use (importing this table does not import torch)::
+messages. The default is the implementation the numopt class declares it follows
+(its ``reference`` attribute), else the ``torch.optim`` class of the row's name,
+imported on first use (importing this table does not import torch)::
 
     OptimCase("Adam", {...}, "desc")                                    # torch.optim.Adam
-    OptimCase("Lion", {...}, "desc", reference="pytorch_optimizer.Lion")  # a package of the test extras
-    OptimCase("ADOPT", {...}, "desc", reference=in_tests("ADOPT"))      # tests/references/
+    OptimCase("Lion", {...}, "desc")                # numopt.Lion.reference: pytorch_optimizer.Lion
+    OptimCase("Y", {...}, "desc", reference=in_tests("Y"))              # tests/references/
     OptimCase("X", {...}, "desc", reference=make_x, reference_name="X by hand")  # any factory
 
 A string is an import path (``module.attr``), resolved lazily. ``in_tests(name)``
@@ -72,9 +73,21 @@ def torch_optim(name: str) -> Reference:
     return Reference(f"torch.optim.{name}")
 
 
+def class_reference(name: str) -> Reference:
+    """The reference numopt's class ``name`` declares (its ``reference`` attribute), else ``torch.optim.<name>``."""
+    import numopt
+
+    path = getattr(getattr(numopt, name, None), "reference", None)
+    return Reference(path) if path else torch_optim(name)
+
+
 def in_tests(name: str) -> Reference:
     """``<name>`` of ``tests/references/``: a small torch-ops reference for an optimizer torch lacks."""
     return Reference(f"{__package__}.references.{name}")
+
+
+#: parameter shapes with two runs above the serial-loop threshold (numopt._jit.CHUNK = 16384 elements)
+LARGE_SHAPES: tuple[tuple[int, ...], ...] = ((130, 130), (7,), (2, 3, 4), (), (20_000,), (0, 3), (6,))
 
 
 @dataclass(frozen=True)
@@ -85,15 +98,23 @@ class OptimCase:
     group2: dict[str, Any] = field(default_factory=dict)
     dtype: type = np.float32
     steps: int = 60
-    #: builds the reference optimizer: a factory, or an import path; None: torch.optim.<name>
+    #: builds the reference optimizer: a factory, or an import path; None: the class's ``reference``
+    #: (an optimizer torch lacks names the implementation it follows), else torch.optim.<name>
     reference: Callable[..., Any] | str | None = field(default=None, kw_only=True)
+    #: the parameters' shapes (None: ``reference.SHAPES``); ``LARGE_SHAPES`` puts runs above the
+    #: serial-loop threshold, so the parallel loop is the one compared
+    shapes: tuple[tuple[int, ...], ...] | None = field(default=None, kw_only=True)
+    #: ``"elementwise"``: every element within ``tolerances``; ``"displacement"``: for rules where a
+    #: sign or a threshold can flip on a last-bit difference (Lion, ADOPT's clip), the displacement
+    #: ``p_t - p_0`` of each parameter within 1e-4 Frobenius-relative (state alike, its change from 0)
+    compare: str = field(default="elementwise", kw_only=True)
     #: the reference in messages (default: its import path or qualified name)
     reference_name: str = field(default="", kw_only=True, compare=False)
 
     def __post_init__(self) -> None:
         ref = self.reference
         if ref is None:
-            ref = torch_optim(self.name)
+            ref = class_reference(self.name)
         elif isinstance(ref, str):
             ref = Reference(ref)
         object.__setattr__(self, "reference", ref)
@@ -385,7 +406,8 @@ def _other_rows() -> list[OptimCase]:
 
 def _beyond_torch_rows() -> list[OptimCase]:
     # Optimizers torch.optim declines, each against the pinned third-party class it follows.
-    lion = "pytorch_optimizer.Lion"  # pytorch-optimizer 4.1.0 (test extras)
+    # Each class names its reference (numopt.Lion.reference: pytorch_optimizer.Lion, pytorch-optimizer
+    # 4.1.0, pinned in the test extras); the rows take it from there.
     rows = [
         ({}, "default"),
         ({"lr": 3e-3, "betas": (0.8, 0.95)}, "non-default lr and betas"),
@@ -394,8 +416,9 @@ def _beyond_torch_rows() -> list[OptimCase]:
         ({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": False}, "coupled weight_decay"),
         ({"lr": 1e-3, "maximize": True, "weight_decay": 0.1}, "maximize"),
     ]
-    out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}, reference=lion) for kw, desc in rows]
-    out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64, reference=lion))
+    out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
+    out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
+    out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
     return out
 
 

@@ -46,6 +46,8 @@ class Pair:
     ref_params: list[torch.Tensor]
     dtype: np.dtype
     ref_name: str = "the reference"
+    #: the parameters' shapes (``SHAPES`` unless the row names others)
+    shapes: tuple[tuple[int, ...], ...] = tuple(SHAPES)
 
     def set_grads(self, grads: list[np.ndarray | None]) -> None:
         for p, tp, g in zip(self.params, self.ref_params, grads):
@@ -64,18 +66,21 @@ class Pair:
 def make_pair(case: OptimCase, seed: int = 0) -> Pair:
     rng = np.random.default_rng(seed)
     dtype = np.dtype(case.dtype)
-    init = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    shapes = tuple(case.shapes or SHAPES)
+    init = [rng.standard_normal(s).astype(dtype) for s in shapes]
     params = [numopt.Parameter(a.copy()) for a in init]
     ref_params = [torch.tensor(a.copy(), requires_grad=True) for a in init]
     ours = getattr(numopt, case.name)(
         [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
     )
     ref = case.reference([{"params": ref_params[:SPLIT]}, {"params": ref_params[SPLIT:], **case.group2}], **case.kwargs)
-    return Pair(ours, params, ref, ref_params, dtype, case.reference_name)
+    return Pair(ours, params, ref, ref_params, dtype, case.reference_name, shapes)
 
 
-def random_grads(rng: np.random.Generator, step: int, dtype: np.dtype) -> list[np.ndarray | None]:
-    return [None if grad_is_none(i, step) else rng.standard_normal(s).astype(dtype) for i, s in enumerate(SHAPES)]
+def random_grads(rng: np.random.Generator, step: int, dtype: np.dtype, shapes: Any = None) -> list[np.ndarray | None]:
+    """Step ``step``'s gradients for parameters of ``shapes`` (default ``SHAPES``; pass a row's ``pair.shapes``)."""
+    shapes = SHAPES if shapes is None else shapes
+    return [None if grad_is_none(i, step) else rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)]
 
 
 def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
@@ -102,6 +107,40 @@ def compare(pair: Pair, step: int, rtol: float, atol: float) -> float:
             else:
                 worst = max(worst, _check(f"step {step}: param {i} state {key!r}", ov, tv, rtol, atol))
     return worst
+
+
+def compare_displacement(pair: Pair, step: int, init: list[np.ndarray], tol: float = 1e-4) -> float:
+    """Assert each parameter's displacement ``p_t - p_0`` (and each state entry, its change from 0) is within
+    ``tol`` of the reference's, Frobenius-relative; return the largest relative error seen.
+
+    For rows whose rule takes a sign or a threshold (``OptimCase.compare == "displacement"``): there a
+    last-bit difference may flip one element's step, which an elementwise tolerance would report.
+    """
+    worst = 0.0
+    for i, (p, tp, p0) in enumerate(zip(pair.params, pair.ref_params, init)):
+        pairs = [(f"param {i} displacement", p.data - p0, tp.detach().numpy() - p0)]
+        tstate = pair.ref.state.get(tp, {})
+        ostate = pair.ours.state.get(p, {})
+        assert set(ostate) == set(tstate), f"step {step}: param {i} state keys {set(ostate)} != {set(tstate)}"
+        for key, tv in tstate.items():
+            tv = tv.detach().numpy() if isinstance(tv, torch.Tensor) else np.asarray(tv)
+            pairs.append((f"param {i} state {key!r}", np.asarray(ostate[key], dtype=tv.dtype), tv))
+        for what, ours, ref in pairs:
+            assert ours.shape == ref.shape, f"step {step}: {what}: shape {ours.shape} != reference {ref.shape}"
+            diff = float(np.linalg.norm((ours.astype(np.float64) - ref).ravel()))
+            scale = float(np.linalg.norm(ref.astype(np.float64).ravel()))
+            err = diff / scale if scale > 0 else diff
+            assert err <= tol, f"step {step}: {what} differs from {pair.ref_name}'s by {err:.3g} (Frobenius-relative)"
+            worst = max(worst, err)
+    return worst
+
+
+def compare_row(pair: Pair, case: OptimCase, step: int, init: list[np.ndarray]) -> float:
+    """``compare`` or ``compare_displacement``, as the row asks (``case.compare``)."""
+    if case.compare == "displacement":
+        return compare_displacement(pair, step, init)
+    assert case.compare == "elementwise", case.compare
+    return compare(pair, step, **case.tolerances)
 
 
 def _check(what: str, ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> float:

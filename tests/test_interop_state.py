@@ -41,7 +41,7 @@ def _ref(case: OptimCase, values: list[np.ndarray]) -> tuple[torch.optim.Optimiz
 
 def _drive(pair: Pair, rng_seed: int, steps: range) -> None:
     rng = np.random.default_rng(rng_seed)
-    all_grads = [random_grads(rng, t, pair.dtype) for t in range(steps.stop)]
+    all_grads = [random_grads(rng, t, pair.dtype, pair.shapes) for t in range(steps.stop)]
     for t in steps:
         pair.set_grads(all_grads[t])
         pair.step()
@@ -105,7 +105,7 @@ def test_torch_to_numopt_to_torch_continues_the_trajectory(case: OptimCase) -> N
     resumed = Pair(ours, params, ref2, ref2_params, pair.dtype)
     rng = np.random.default_rng(1)
     for t in range(WARMUP, WARMUP + CONTINUE):
-        grads = random_grads(rng, t, pair.dtype)
+        grads = random_grads(rng, t, pair.dtype, pair.shapes)
         pair.set_grads(grads)
         resumed.set_grads(grads)
         Pair(ours, params, own, own_params, pair.dtype).set_grads(grads)
@@ -136,7 +136,7 @@ def test_numopt_to_torch_continues_the_trajectory(case: OptimCase) -> None:
     resumed = Pair(ours2, params2, ref2, ref2_params, pair.dtype)
     rng = np.random.default_rng(1)
     for t in range(WARMUP, WARMUP + CONTINUE):
-        grads = random_grads(rng, t, pair.dtype)
+        grads = random_grads(rng, t, pair.dtype, pair.shapes)
         pair.set_grads(grads)
         resumed.set_grads(grads)
         pair.ours.step()

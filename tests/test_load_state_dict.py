@@ -58,7 +58,7 @@ def stepped_pair(case: OptimCase, steps: int = 6):
     pair = make_pair(case)
     rng = np.random.default_rng(11)
     for t in range(steps):
-        pair.set_grads(random_grads(rng, t, pair.dtype))
+        pair.set_grads(random_grads(rng, t, pair.dtype, pair.shapes))
         pair.step()
     return pair
 
@@ -255,7 +255,10 @@ def test_load_by_name_whatever_the_group_order(case: OptimCase) -> None:
         if key not in ("params", "param_names"):
             assert opt.param_groups[0][key] == value, key
     rng = np.random.default_rng(5)
-    grads = [{p.name: g for p, g in zip(pair.params, random_grads(rng, t, np.dtype(case.dtype)))} for t in range(6, 10)]
+    grads = [
+        {p.name: g for p, g in zip(pair.params, random_grads(rng, t, np.dtype(case.dtype), case.shapes))}
+        for t in range(6, 10)
+    ]
     _continue(pair.ours, pair.params, grads)
     _continue(opt, fresh, grads)
     for p, q in zip(pair.params, fresh):

@@ -116,7 +116,7 @@ def test_round_trip_optimizer_state_dict(tmp_path, case: OptimCase) -> None:
     pair = make_pair(case)
     rng = np.random.default_rng(4)
     for t in range(5):
-        pair.set_grads(random_grads(rng, t, pair.dtype))
+        pair.set_grads(random_grads(rng, t, pair.dtype, pair.shapes))
         pair.step()
     sd = pair.ours.state_dict()
     numopt.save({"optimizer": sd, "params": [p.data for p in pair.params]}, tmp_path / "ckpt")
@@ -127,7 +127,7 @@ def test_round_trip_optimizer_state_dict(tmp_path, case: OptimCase) -> None:
         p.data = v
     fresh.ours.load_state_dict(loaded["optimizer"])
     for t in range(5, 8):
-        grads = random_grads(rng, t, pair.dtype)
+        grads = random_grads(rng, t, pair.dtype, pair.shapes)
         for opt, params in ((pair.ours, pair.params), (fresh.ours, fresh.params)):
             for p, g in zip(params, grads):
                 p.grad = None if g is None else g.copy()

@@ -70,6 +70,7 @@ class Lion(Optimizer):
     rule = lion_step
     state_tensors = (StateTensor("exp_avg"),)
     bench_kwargs = {"lr": 1e-4}
+    reference = "pytorch_optimizer.Lion"
     _tracks_step = False
 
     def __init__(
