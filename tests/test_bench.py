@@ -36,7 +36,7 @@ def test_bench_cli_writes_json(tmp_path) -> None:
             "bench",
             "--quick",
             "--optimizers",
-            "sgd",
+            "sgd,lion",
             "--sizes",
             "1000000",
             "--workloads",
@@ -55,6 +55,10 @@ def test_bench_cli_writes_json(tmp_path) -> None:
     assert data["machine"]["threads"] >= 1
     row = data["rows"][0]
     assert row["pct_roofline"] > 0 and row["torch_ms"]["default"] > 0  # torch timed in its worker
+    assert row["torch_ms"]["reference"] is None  # SGD: torch.optim's own is the reference
+    lion = next(r for r in data["rows"] if r["algo"] == "Lion")  # torch.optim lacks it: its reference is timed
+    assert lion["torch_ms"]["default"] is None and lion["torch_ms"]["reference"] > 0
+    assert lion["speedup"]["reference"] > 0 and "| Lion | flat 1e6 |" in proc.stdout
     from benchmarks.to_markdown import from_numopt_bench
 
     assert "| SGD |" in from_numopt_bench(data)

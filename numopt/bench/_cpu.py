@@ -14,7 +14,7 @@ import numpy as np
 
 from ._report import Row, add_ratio
 from ._timing import sample_times, time_call
-from ._torch import TORCH_MODES, TorchWorker
+from ._torch import WORKER_MODES, TorchWorker
 from ._workloads import Workload, algorithms, roofline_kernel, stream_bytes
 
 
@@ -102,7 +102,7 @@ def bench_row(
             roofs[rw, ro] = roofline_kernel(work.size, rw, ro)
         roof = roofs[rw, ro]
     if worker is not None:
-        worker.setup(algo, work.shapes, kwargs)
+        worker.setup(algo, work.shapes, kwargs, type(opt).reference)
     samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
     for _ in range(rounds):
         samples.setdefault("numopt", []).append(sample_times(opt.step, **timing))
@@ -129,7 +129,7 @@ def bench_row(
         row.roofline_gbps = nbytes / pooled("roofline") / 1e9
         ratio("roofline")
     if worker is not None:
-        for mode in TORCH_MODES:
+        for mode in WORKER_MODES:
             row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
             if mode in samples:
                 ratio(mode)

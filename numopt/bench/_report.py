@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._torch import TORCH_MODES
+from ._torch import WORKER_MODES
 
 
 @dataclass
@@ -139,15 +139,15 @@ def render_table(rows: list[Row]) -> str:
     """The CPU table: ratios as the median of the rounds and their interquartile range; ``!`` marks noise."""
     head = (
         "| optimizer | workload | numopt ms | GB/s | roofline GB/s | % roofline | torch default ms | torch foreach ms "
-        "| torch fused ms | x default | x foreach | x fused | noise |"
+        "| torch fused ms | reference ms | x default | x foreach | x fused | x reference | noise |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         t, s = r.torch_ms, r.speedup
         cells = [r.algo, r.workload, fmt(r.numopt_ms, ".3f"), fmt(r.gbps, ".1f"), fmt(r.roofline_gbps, ".1f")]
         cells.append(fmt_spread(r.pct_roofline, r.spread.get("roofline"), ".0f"))
-        cells += [fmt(t.get(m), ".3f") for m in TORCH_MODES]
-        cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in TORCH_MODES]
+        cells += [fmt(t.get(m), ".3f") for m in WORKER_MODES]
+        cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in WORKER_MODES]
         cells.append("! " + "; ".join(r.noise) if r.noise else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -16,6 +16,9 @@ from typing import Any
 
 #: torch.optim's implementations: its default, then ``foreach=True``, then ``fused=True``.
 TORCH_MODES = ("default", "foreach", "fused")
+#: the columns timed in the worker: torch.optim's modes, then ``"reference"``, the third-party
+#: implementation an optimizer torch.optim lacks follows (``Optimizer.reference``)
+WORKER_MODES = (*TORCH_MODES, "reference")
 
 #: What torch raises for a mode it lacks for an optimizer or a device.
 TORCH_ERRORS = (RuntimeError, TypeError, ValueError)
@@ -105,9 +108,12 @@ class TorchWorker:
         time.sleep(_HANDOVER_S)
         return out
 
-    def setup(self, algo: str, shapes: list[tuple[int, ...]], kwargs: dict[str, Any]) -> None:
-        """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``."""
-        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs)
+    def setup(
+        self, algo: str, shapes: list[tuple[int, ...]], kwargs: dict[str, Any], reference: str | None = None
+    ) -> None:
+        """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``, or, given
+        ``reference`` (an import path), that implementation instead (mode ``"reference"``)."""
+        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference)
         self.modes, self.errors = out["modes"], out["errors"]
 
     def time(self, **timing: Any) -> dict[str, list[float]]:

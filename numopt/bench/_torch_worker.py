@@ -12,6 +12,7 @@ torch.optim is timed here:
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterable
@@ -27,23 +28,39 @@ def reply(obj: Any) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def build(algo: str, shapes: list[list[int]], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """One optimizer per mode over the same parameters (each stepped twice), and the modes torch refused."""
+def build(
+    algo: str, shapes: list[list[int]], kwargs: dict[str, Any], reference: str | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One optimizer per mode over the same parameters (each stepped twice), and the modes torch refused.
+
+    ``reference``: for an optimizer torch.optim lacks, the import path of the implementation numopt
+    follows (``"pytorch_optimizer.Lion"``), built as the one mode ``"reference"``.
+    """
     opts: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    cls = getattr(torch.optim, algo, None)
-    if cls is None:
+    if reference is not None:
+        module, _, attr = reference.rpartition(".")
+        try:
+            builders = {"reference": (getattr(importlib.import_module(module), attr), "default")}
+        except (ImportError, AttributeError) as e:
+            return opts, {"reference": error_text(e)}
+    elif hasattr(torch.optim, algo):
+        builders = {mode: (getattr(torch.optim, algo), mode) for mode in TORCH_MODES}
+    else:
         return opts, errors
     params = torch_params(shapes)
-    for mode in TORCH_MODES:
+    for name, (cls, mode) in builders.items():
         try:
             opt = torch_optimizer(cls, params, kwargs, mode)
+            prepare = getattr(opt, "train", None)  # schedule-free optimizers step in train mode only
+            if callable(prepare):
+                prepare()
             with torch.no_grad():
                 for _ in range(2):
                     opt.step()
-            opts[mode] = opt
+            opts[name] = opt
         except TORCH_ERRORS as e:
-            errors[mode] = error_text(e)
+            errors[name] = error_text(e)
     return opts, errors
 
 
@@ -67,7 +84,7 @@ def serve(threads: int, lines: Iterable[str]) -> None:
         job = json.loads(line)
         if job["cmd"] == "setup":
             opts = {}  # free the last row's optimizers before building this row's
-            opts, errors = build(job["algo"], job["shapes"], job["kwargs"])
+            opts, errors = build(job["algo"], job["shapes"], job["kwargs"], job.get("reference"))
             reply({"modes": sorted(opts), "errors": errors})
         elif job["cmd"] == "time":  # each mode in turn: one hand-over between the processes per round
             with torch.no_grad():
