@@ -14,6 +14,7 @@ cached until a gradient is assigned or set to ``None``.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ class Run:
     ``data``, ``grad`` and ``state[name]`` are cached slices of the buffer's arrays.
     """
 
-    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small", "cuda")
+    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small", "cuda", "scale")
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
         self._steps = flat.steps  # not the buffer itself: buffers cache their runs (no reference cycle)
@@ -46,13 +47,23 @@ class Run:
         self.data = flat.data[self.lo : self.hi]
         self.grad = flat.grad[self.lo : self.hi]
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
+        #: the clipping coefficient this step's rule applies to the gradient (set by ``_update_all``)
+        self.scale = 1.0
 
     def pick(self, kernel: Any) -> Any:
         """The loop of ``kernel`` to run here: its CUDA loop for a device buffer, else ``kernel`` itself,
-        or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements."""
+        or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements; with a pending
+        clipping coefficient (``scale``), that loop with its ``grad_scale`` bound."""
         if self.cuda:
-            return kernel.rule.cuda()  # a device buffer exists only for optimizers with a generated rule
-        return getattr(kernel, "serial", kernel) if self.small else kernel
+            loop = kernel.rule.cuda()  # a device buffer exists only for optimizers with a generated rule
+        else:
+            loop = getattr(kernel, "serial", kernel) if self.small else kernel
+        if self.scale == 1.0:
+            return loop
+        rule = getattr(kernel, "rule", None)
+        if rule is None or not rule.scales_grad:
+            raise RuntimeError(f"{kernel!r} cannot apply a clipping coefficient: its class must not fuse clipping")
+        return functools.partial(loop, grad_scale=self.scale)
 
     def part(self, offsets: np.ndarray, a: int, b: int, *state: str) -> list[np.ndarray]:
         """``data``, ``grad`` and the named ``state`` arrays of the run's parameters ``p0 + a`` to ``p0 + b``.

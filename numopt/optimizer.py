@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _step_clip
 from ._validation import check_torch_switches
 from .flat import FlatBuffer, Run, new_flat_buffer
 from .parameter import TORCH_TENSOR_ADVICE, Parameter, is_torch_tensor
@@ -310,6 +311,20 @@ class Optimizer:
     _state_keys: tuple[str, ...] = ()
     #: the keys among them that are per-parameter scalars (see ``_scalar_spec``)
     _scalar_keys: tuple[str, ...] = ()
+    #: whether ``clip_grad_norm_``'s coefficient is applied inside the step's generated loop (derived:
+    #: a class with a ``rule`` whose step reads the gradient nowhere else; a class whose step also
+    #: reads it elsewhere (a reduction) sets False, and clipping then scales the gradients at once)
+    _fuses_grad_scale: bool = False
+    #: why ``clip_grad_norm_`` is refused for this class (empty: supported)
+    _clip_refused: str = ""
+    #: the clipping coefficient the next step applies (1.0: none pending; see ``clip_grad_norm_``)
+    _grad_scale: float = 1.0
+    #: whether the next step is skipped (a non-finite norm under ``skip_nonfinite=True``)
+    _skip_next: bool = False
+    #: how many steps ``clip_grad_norm_(..., skip_nonfinite=True)`` made no-ops
+    skipped_steps: int = 0
+    #: whether the last ``step()`` was skipped for a non-finite gradient norm
+    last_step_skipped: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -323,6 +338,8 @@ class Optimizer:
         cls._spec_key = _spec_key_for(cls.state_tensors)
         if "_scalar_keys" not in own and cls.scalar_state:
             cls._scalar_keys = tuple(n for n, _ in cls.scalar_state)
+        if "_fuses_grad_scale" not in own:
+            cls._fuses_grad_scale = cls.rule is not None and cls.rule.rule.scales_grad
         if cls.rule is not None:
             missing = set(cls.rule.rule.state) - {t.name for t in cls.state_tensors}
             if missing:
@@ -592,8 +609,22 @@ class Optimizer:
 
         Returns
         -------
-        The closure's loss, or ``None`` without a closure.
+        The closure's loss, or ``None`` without a closure (or when the step is skipped).
+
+        Notes
+        -----
+        After :meth:`clip_grad_norm_`, the step applies the clipping coefficient as it
+        reads the gradients; after one with ``skip_nonfinite=True`` that found a NaN or
+        Inf norm, it changes nothing (no hooks, no closure call, no state or step count),
+        counts ``skipped_steps`` and sets ``last_step_skipped``.
         """
+        if self._skip_next:  # clip_grad_norm_(..., skip_nonfinite=True) found a NaN or Inf: a no-op
+            self._skip_next = False
+            self._grad_scale = 1.0
+            self.skipped_steps += 1
+            self.last_step_skipped = True
+            return None
+        self.last_step_skipped = False
         args: tuple[Any, ...] = (closure,) if closure is not None else ()
         kwargs: dict[str, Any] = {}
         pre = self._step_pre_hooks.values()
@@ -628,9 +659,13 @@ class Optimizer:
 
     def _update_all(self) -> None:
         """One update of every group's runs (the algorithm's part of ``step``, without hooks or checks)."""
+        scale = self._grad_scale  # a pending clipping coefficient: applied by this step's loops, once
+        if scale != 1.0:
+            self._grad_scale = 1.0
         for group, flats in zip(self.param_groups, self._flats):
             for flat in flats:
                 for run in self._prepare(group, flat):
+                    run.scale = scale
                     self._update(group, flat, run)
                     if run.step == 0 and not self._tracks_step and flat.spec[0]:
                         # state now exists: mark the parameters initialized, as load_state_dict
@@ -732,10 +767,84 @@ class Optimizer:
         }
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset gradients: to ``None`` (default), or to zeros with one memset per buffer."""
+        """Reset gradients: to ``None`` (default), or to zeros with one memset per buffer.
+
+        A clipping coefficient or skip that :meth:`clip_grad_norm_` left for the next step
+        belonged to the gradients reset here: it is dropped.
+        """
+        self._grad_scale = 1.0
+        self._skip_next = False
         for flats in self._flats:
             for flat in flats:
                 flat.zero_grad(set_to_none)
+
+    # -- clipping inside the step -----------------------------------------------
+    def clip_grad_norm_(
+        self,
+        max_norm: float | None,
+        norm_type: float = 2.0,
+        error_if_nonfinite: bool = False,
+        foreach: bool | None = None,
+        *,
+        skip_nonfinite: bool = False,
+    ) -> np.floating:
+        r"""Clip the total gradient norm of this optimizer's parameters, inside the next step.
+
+        The drop-in for ``torch.nn.utils.clip_grad_norm_(params, max_norm, ...)`` before
+        ``optimizer.step()``: the norm of all gradients together is taken in one pass
+        over the flat gradient buffers (fixed-order float64 partials, as in
+        :func:`numopt.utils.clip_grad_norm_`: the same for any thread count), and the
+        coefficient :math:`\min(1, 	ext{max\_norm} / (\|g\| + 10^{-6}))` (in the norm's
+        dtype, as torch) is applied by the next :meth:`step` as it reads each gradient:
+        no pass writes the gradients. Optimizers whose step reads gradients outside
+        their generated loop (the non-elementwise ones) scale them at once instead.
+
+        ``p.grad`` keeps its unclipped values until that step (call
+        :meth:`apply_grad_scale_` to write the clipped values now); :meth:`zero_grad`
+        drops a pending coefficient. A second call before the step sees the gradients
+        as already scaled, as a second ``torch.nn.utils.clip_grad_norm_`` would.
+
+        Parameters
+        ----------
+        max_norm : float or None
+            Largest allowed total norm; ``None`` takes the norm without clipping (with
+            ``skip_nonfinite=True``: the non-finite guard alone).
+        norm_type : float, default 2.0
+            Order of the norm (``inf``, ``-inf``, ``0`` as in :func:`numopt.utils.clip_grad_norm_`).
+        error_if_nonfinite : bool, default False
+            Raise ``RuntimeError`` when the norm is NaN or infinite (torch's message).
+        foreach : bool or None
+            Accepted for torch compatibility.
+        skip_nonfinite : bool, default False
+            When the norm is NaN or infinite, make the next :meth:`step` a no-op
+            (parameters, state and step counts untouched), count it in
+            ``skipped_steps`` and set ``last_step_skipped`` (a training loop can skip
+            its scheduler step on it).
+
+        Returns
+        -------
+        np.float32 or np.float64
+            The total norm before clipping (float64 if any gradient is float64).
+
+        Examples
+        --------
+        >>> import numpy as np, numopt
+        >>> w = numopt.Parameter(np.zeros(2, np.float32))
+        >>> opt = numopt.SGD([w], lr=1.0)
+        >>> w.grad = np.array([3.0, 4.0], np.float32)
+        >>> float(opt.clip_grad_norm_(1.0))
+        5.0
+        >>> opt.step()          # the step uses the clipped gradient (0.6, 0.8)
+        >>> np.round(w.data, 4)
+        array([-0.6, -0.8], dtype=float32)
+        """
+        return _step_clip.clip_grad_norm_(self, max_norm, norm_type, error_if_nonfinite, foreach, skip_nonfinite)
+
+    def apply_grad_scale_(self) -> None:
+        """Write the clipping coefficient a :meth:`clip_grad_norm_` left for the next step into the
+        gradients now (one pass over them), so ``p.grad`` shows the clipped values; the step then uses
+        them as they are. Nothing happens when no coefficient is pending."""
+        _step_clip.apply_grad_scale_(self)
 
     # -- state dicts ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

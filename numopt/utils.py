@@ -255,13 +255,20 @@ def get_total_norm(
     return _result_dtype(per_param).type(total)
 
 
-def _scale(segments: list[_Segment], max_norm: float, total_norm: Any) -> None:
+def _clip_coef(max_norm: float, total_norm: Any) -> np.floating:
+    """torch's clipping coefficient: ``clamp(max_norm / (total_norm + 1e-6), max=1)``, in the norm's dtype."""
     dt = np.asarray(total_norm).dtype
     t = dt.type if dt in (np.float32, np.float64) else np.float64
-    # torch: clamp(max_norm / (total_norm + 1e-6), max=1), evaluated in the norm's dtype
     coef = (t(1) / (t(total_norm) + t(1e-6))) * t(max_norm)
-    if coef > 1:
-        coef = t(1)
+    return t(1) if coef > 1 else coef
+
+
+def _scale(segments: list[_Segment], max_norm: float, total_norm: Any) -> None:
+    _scale_by(segments, _clip_coef(max_norm, total_norm))
+
+
+def _scale_by(segments: list[_Segment], coef: Any) -> None:
+    """Multiply every segment by ``coef`` in place (one pass; nothing for a coefficient of exactly one)."""
     if coef == 1:
         return  # multiplying by exactly one changes nothing
     for s in segments:

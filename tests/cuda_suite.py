@@ -554,3 +554,23 @@ if not SIMULATOR and torch.cuda.is_available():  # foreign CUDA arrays exist onl
             topt.step()
         live = torch.as_tensor(p, device="cuda")  # a view through __cuda_array_interface__
         torch.testing.assert_close(live, ref.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW", "Lion"])
+def test_clipping_fused_into_the_step_matches_the_cpu(name: str) -> None:
+    """``opt.clip_grad_norm_`` on device gradients: the norm from the device partials, the coefficient
+    applied by the CUDA loop; equal to the same on the CPU (exactly in the simulator)."""
+    case = next(c for c in CUDA_ROWS if c.name == name)
+    pair = make_pair(case)
+    dev, dparams = _device_twin(case, pair)
+    rng = np.random.default_rng(7)
+    for t in range(4):
+        grads = [None if g is None else g * np.float32(10) for g in random_grads(rng, t, pair.dtype, pair.shapes)]
+        for p, q, g in zip(pair.params, dparams, grads):
+            p.grad = None if g is None else g.copy()
+            q.grad = None if g is None else cuda.to_device(g)
+        assert float(pair.ours.clip_grad_norm_(1.0)) == pytest.approx(float(dev.clip_grad_norm_(1.0)), rel=1e-6)
+        pair.ours.step()
+        dev.step()
+        for i, (p, q) in enumerate(zip(pair.params, dparams)):
+            _assert_same(f"step {t}: param {i}", q.data, p.data, SIMULATOR, case.tolerances)

@@ -95,6 +95,10 @@ class DistributedOptimizer(Optimizer):
 
     #: marks the optimizers that communicate themselves (not to be wrapped again)
     _distributed = True
+    _clip_refused = (
+        "the gradients are averaged across ranks inside step(), after which the norm would have to be "
+        "taken; clip the local gradients with numopt.utils.clip_grad_norm_ before step() instead"
+    )
 
     #: the wrapped optimizer's step runs the global step hooks; this one runs only its own
     _global_step_hooks = False

@@ -143,6 +143,10 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     #: marks the optimizers that communicate themselves (not to be wrapped again)
     _distributed = True
+    _clip_refused = (
+        "the gradients are averaged across ranks inside step(), after which the norm would have to be "
+        "taken; clip the local gradients with numopt.utils.clip_grad_norm_ before step() instead"
+    )
 
     #: the shards are cut from the groups at construction: build a new optimizer over other parameters
     _repackable = False

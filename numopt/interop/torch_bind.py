@@ -199,6 +199,13 @@ class _BoundOptimizer:
 
         return super().step(closure)  # type: ignore[misc]
 
+    def clip_grad_norm_(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`numopt.Optimizer.clip_grad_norm_` over the model's gradients: the drop-in for
+        ``torch.nn.utils.clip_grad_norm_(model.parameters(), ...)`` before ``step()``, with the clipping
+        applied inside the step (the ``.grad`` tensors keep their unclipped values until then)."""
+        self.binding.sync()  # gradients a backward created since the last step join the buffer first
+        return super().clip_grad_norm_(*args, **kwargs)  # type: ignore[misc]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the flat gradient buffer in place (one memset per buffer), keeping ``.grad`` bound.
 

@@ -19,7 +19,10 @@ signature ``(param, grad, <state>..., <scalars>...)``:
 * a CUDA grid-stride loop, built on first use by ``.rule.cuda()``.
 
 Each loop reads one element of every array, calls the body (inlined) and writes
-back what it updates: one pass over memory. State arrays named in ``optional``
+back what it updates: one pass over memory. An optimizer's loops (arrays
+``param, grad, ...``) take one more, optional scalar last, ``grad_scale``: the
+gradient is multiplied by it as it is read (clipping fused into the step;
+``Optimizer.clip_grad_norm_``). State arrays named in ``optional``
 may be empty (an option turns them off): the loop then neither reads nor writes
 them. The loops are Python source generated here and compiled by Numba from a
 file (so Numba's on-disk cache works for them); the file's name carries a hash
@@ -114,6 +117,11 @@ class Elementwise:
             raise TypeError(f"{constants.__name__}: the constants function takes (dt, <scalars>...)")
         self._const_params = list(const_sig.parameters.values())[1:]
         self.scalars: tuple[str, ...] = tuple(p.name for p in self._const_params)
+        #: an optimizer's rule (arrays ``param, grad, ...``): its loops take a last, optional scalar
+        #: ``grad_scale`` (float64, default 1), every gradient element multiplied by it (rounded to the
+        #: arrays' dtype, as a separate scaling pass would) before the body sees it: clipping by norm
+        #: fused into the step. Multiplying by exactly 1 changes no value.
+        self.scales_grad: bool = arrays[1:3] == ("param", "grad")
         self._cuda: Any = None
         self._module = sys.modules[body.__module__]
         self.parallel, serial = self._compile_cpu()
@@ -132,6 +140,8 @@ class Elementwise:
         params = [*self.arrays]
         for p in self._const_params:
             params.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
+        if self.scales_grad:
+            params.append("grad_scale=1.0")
         return ", ".join(params)
 
     def _loop(self, fname: str, loop: str, present: tuple[str, ...] | None) -> list[str]:
@@ -146,10 +156,20 @@ class Elementwise:
         absent = () if present is None else tuple(a for a in self.optional if a not in present)
         if dynamic or absent:
             lines.append(f"    zero = {self.arrays[0]}.dtype.type(0)")
+        if self.scales_grad:
+            lines.append(f"    gs = {self.arrays[0]}.dtype.type(grad_scale)")
         lines += [f"    use_{a} = {a}.size != 0" for a in dynamic]
         lines.append(f"    for i in {loop}:")
         lines += [f"        {a}_i = {a}[i] if use_{a} else zero" for a in dynamic]
-        args = ", ".join("zero" if a in absent else f"{a}_i" if a in dynamic else f"{a}[i]" for a in self.arrays)
+
+        def element(a: str) -> str:
+            if a in absent:
+                return "zero"
+            if a in dynamic:
+                return f"{a}_i"
+            return "grad[i] * gs" if a == "grad" and self.scales_grad else f"{a}[i]"
+
+        args = ", ".join(element(a) for a in self.arrays)
         outs = ", ".join("_" if a in absent else f"{a}_i" for a in self.updates)
         lines.append(f"        {outs} = body(c, {args})")
         for a in self.updates:
@@ -180,7 +200,7 @@ class Elementwise:
             for bits in combos:
                 present = tuple(a for a, on in zip(self.optional, bits) if on)
                 lines += [*self._loop(f"{self.name}_{tag}{_bits(bits)}", loop, present), ""]
-            call_args = ", ".join([*self.arrays, *self.scalars])
+            call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
             lines.append(f"def {public}({self._signature()}):")
             lines += [f"    use_{a} = {a}.size != 0" for a in self.optional]
             for k, bits in enumerate(combos):

@@ -279,6 +279,10 @@ class LBFGS(Optimizer):
     """
 
     _tracks_step = False
+    _clip_refused = (
+        "LBFGS's closure recomputes the gradients at every evaluation; clip inside the closure, after "
+        "backward, with numopt.utils.clip_grad_norm_"
+    )
     _repackable = False  # its history vectors are per group: build a new LBFGS over other parameters
     _state_keys = (
         "func_evals",
