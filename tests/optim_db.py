@@ -419,6 +419,50 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
+    out += _adopt_rows() + _ademamix_rows()
+    return out
+
+
+def _tight_clip(step: int) -> float:
+    """An ADOPT clip schedule that clips most normalized gradients (module level: optimizers with it pickle)."""
+    return 0.3
+
+
+def _adopt_rows() -> list[OptimCase]:
+    # numopt.ADOPT.reference: pytorch_optimizer.ADOPT. Its first step only records v; later steps clip
+    # g / max(sqrt(v), eps) to [-step**0.25, step**0.25] (a continuous clamp: elementwise comparison holds).
+    rows = [
+        ({}, "default"),
+        ({"lr": 3e-3, "betas": (0.8, 0.95), "eps": 1e-3}, "non-default lr, betas and eps"),
+        ({"lr": 1e-2, "weight_decay": 0.1}, "coupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.5, "weight_decouple": True}, "decoupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.05, "weight_decouple": True, "fixed_decay": True}, "fixed_decay"),
+        ({"lr": 1e-2, "maximize": True, "weight_decay": 0.1}, "maximize"),
+        ({"lr": 1e-2, "clip_lambda": None}, "no clipping"),
+        ({"lr": 1e-2, "clip_lambda": _tight_clip}, "tight clip"),
+    ]
+    out = [OptimCase("ADOPT", kw, desc, group2={"lr": 5e-3}) for kw, desc in rows]
+    out.append(OptimCase("ADOPT", {"lr": 1e-2, "weight_decay": 0.1}, "float64", dtype=np.float64))
+    out.append(OptimCase("ADOPT", {"lr": 1e-2, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
+    return out
+
+
+def _ademamix_rows() -> list[OptimCase]:
+    # numopt.AdEMAMix.reference: pytorch_optimizer.AdEMAMix
+    rows = [
+        ({}, "default"),
+        ({"lr": 3e-3, "betas": (0.8, 0.95, 0.99), "alpha": 2.0, "eps": 1e-6}, "non-default lr, betas, alpha, eps"),
+        ({"lr": 1e-2, "t_alpha_beta3": 20.0}, "alpha and beta3 warm-up"),
+        ({"lr": 1e-2, "t_alpha_beta3": 100, "betas": (0.9, 0.999, 1.0)}, "warm-up towards beta3 = 1"),
+        ({"lr": 1e-2, "weight_decay": 0.1}, "coupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.5, "weight_decouple": True}, "decoupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.05, "weight_decouple": True, "fixed_decay": True}, "fixed_decay"),
+        ({"lr": 1e-2, "maximize": True, "weight_decay": 0.1}, "maximize"),
+    ]
+    out = [OptimCase("AdEMAMix", kw, desc, group2={"lr": 5e-3, "alpha": 1.0}) for kw, desc in rows]
+    kw = {"lr": 1e-2, "weight_decay": 0.1, "t_alpha_beta3": 30.0}
+    out.append(OptimCase("AdEMAMix", kw, "float64", dtype=np.float64))
+    out.append(OptimCase("AdEMAMix", kw, "large", shapes=LARGE_SHAPES))
     return out
 
 
@@ -581,4 +625,31 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("SparseAdam", {"lr": 1e-2, "betas": (1.0, 0.0)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
     ErrorCase("SparseAdam", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
     ErrorCase("SparseAdam", {"betas": (0.9,)}, TypeError, "betas must be a pair of numbers"),
+    # Optimizers torch declines:
+    ErrorCase("ADOPT", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("ADOPT", {"betas": (1.0, 0.9)}, ValueError, r"Invalid beta parameter at index 0: 1.0 .*betas\[0\]"),
+    ErrorCase("ADOPT", {"betas": (0.9, 0.99, 0.999)}, TypeError, "betas must be a pair"),
+    ErrorCase("ADOPT", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06 .*eps must be"),
+    ErrorCase("ADOPT", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase("ADOPT", {"weight_decouple": 1}, TypeError, "weight_decouple must be True or False"),
+    ErrorCase("ADOPT", {"fixed_decay": "no"}, TypeError, "fixed_decay must be True or False"),
+    ErrorCase(
+        "ADOPT", {"clip_lambda": 2.0}, TypeError, r"clip_lambda must be a callable \(step -> clip value\) or None"
+    ),
+    ErrorCase("ADOPT", {"maximize": 1}, TypeError, "maximize must be True or False"),
+    ErrorCase("ADOPT", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("AdEMAMix", {"lr": float("nan")}, ValueError, "Invalid learning rate: nan"),
+    ErrorCase("AdEMAMix", {"betas": (0.9, 0.999)}, TypeError, r"betas must be three numbers \(beta1, beta2, beta3\)"),
+    ErrorCase("AdEMAMix", {"betas": (0.9, 1.0, 0.9999)}, ValueError, r"Invalid beta parameter at index 1: 1.0 .*< 1.0"),
+    ErrorCase("AdEMAMix", {"betas": (0.9, 0.999, 1.5)}, ValueError, r"Invalid beta parameter at index 2: 1.5 .*<= 1.0"),
+    ErrorCase("AdEMAMix", {"alpha": -1.0}, ValueError, "Invalid alpha value: -1.0 .*alpha must be"),
+    ErrorCase("AdEMAMix", {"t_alpha_beta3": 0}, ValueError, "Invalid t_alpha_beta3 value: 0 .*> 0.0"),
+    ErrorCase("AdEMAMix", {"t_alpha_beta3": "10"}, TypeError, "t_alpha_beta3 must be a real number"),
+    ErrorCase(
+        "AdEMAMix", {"t_alpha_beta3": 10, "betas": (0.0, 0.999, 0.9999)}, ValueError, "beta1 and beta3 must be > 0"
+    ),
+    ErrorCase("AdEMAMix", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
+    ErrorCase("AdEMAMix", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("AdEMAMix", {"weight_decouple": None}, TypeError, "weight_decouple must be True or False"),
+    ErrorCase("AdEMAMix", {"maximize": "no"}, TypeError, "maximize must be True or False"),
 ]

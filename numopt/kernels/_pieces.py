@@ -43,6 +43,7 @@ __all__ = [
     "moments",
     "moments_constants",
     "sign",
+    "square_ema",
     "weight_decay",
     "weight_decay_constants",
 ]
@@ -136,3 +137,13 @@ def moments(param, grad, m, v, maximize, c):
     m = lerp(m, g, c[4], c[5], c[6])
     v = fma(c[8] * g, g, v * c[7])
     return p, g, m, v
+
+
+@portable
+def square_ema(v, g, beta2, one_minus_beta2):
+    """``beta2 * v + (1 - beta2) * g * g``, rounded as torch's ``v.mul_(beta2).addcmul_(g, g, value=1 - beta2)``.
+
+    ``beta2, one_minus_beta2 = dt(beta2), dt(1 - beta2)`` (the second is formed in float64). The same
+    update :func:`moments` makes, for rules that need ``v`` apart from the rest of the Adam prelude.
+    """
+    return fma(one_minus_beta2 * g, g, v * beta2)

@@ -27,6 +27,8 @@ from .sparse_adam import SparseAdam
 
 # Optimizers torch.optim declines (each follows a pinned third-party reference):
 # isort: split
+from .ademamix import AdEMAMix
+from .adopt import ADOPT
 from .lion import Lion
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names

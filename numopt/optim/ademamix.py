@@ -1,0 +1,174 @@
+"""AdEMAMix (``pytorch_optimizer.AdEMAMix``): Adam with a mixture of a fast and a slow gradient EMA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number
+from ..flat import FlatBuffer, Run
+from ..kernels.ademamix import ademamix_scalars, ademamix_step
+from ..optimizer import Optimizer, StateTensor
+from ._group_step import GroupStepCount
+
+__all__ = ["AdEMAMix"]
+
+
+def _check_betas3(betas: Any) -> tuple[float, float, float]:
+    """Return ``betas`` as three floats: beta1, beta2 in ``[0, 1)``, beta3 in ``[0, 1]``."""
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 3:
+        raise TypeError(f"betas must be three numbers (beta1, beta2, beta3), got {betas!r}")
+    return tuple(  # type: ignore[return-value]
+        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
+        for i, b in enumerate(betas)
+    )
+
+
+class AdEMAMix(GroupStepCount, Optimizer):
+    r"""AdEMAMix: Adam whose numerator adds a slow gradient EMA to the fast one.
+
+    The update at step :math:`t` (counted per group from 1), for each parameter
+    :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)        (weight_decay != 0, weight_decouple;
+                                                        1 - weight_decay with fixed_decay)
+        g_t   = g_t + weight_decay * theta             (weight_decay != 0, not weight_decouple)
+        m_t   = beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+        s_t   = beta3_t * s_{t-1} + (1 - beta3_t) * g_t
+        theta = theta - lr * (m_t / (1 - beta1**t) + alpha_t * s_t) / (sqrt(v_t) / sqrt(1 - beta2**t) + eps)
+
+    Without ``t_alpha_beta3``, ``alpha_t = alpha`` and ``beta3_t = beta3``. With it (``T``),
+    both warm up over ``T`` steps::
+
+        alpha_t = min(t * alpha / T, alpha)
+        beta3_t = min(exp(log(beta1) * log(beta3) / ((1 - t/T) * log(beta3) + (t/T) * log(beta1))), beta3)
+
+    These scalars and the bias corrections are computed once per step in float64
+    (:func:`numopt.functional.ademamix_scalars`), then cast to the parameters' dtype.
+
+    Same names, defaults and arithmetic as ``pytorch_optimizer.AdEMAMix`` (pytorch-optimizer
+    4.1.0), its reference in the tests; its extra switches (``cautious``, ``stable_adamw``,
+    passed there through ``**kwargs``) are not taken, nor a tensor ``lr``. Where the reference
+    accepts values that fail at its first step (``t_alpha_beta3 = 0``: a division by zero;
+    ``beta1 = 0`` or ``beta3 = 0`` with ``t_alpha_beta3``: the logarithm of 0), numopt refuses
+    them at construction.
+
+    Parameters
+    ----------
+    %(params)s
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    betas : (float, float, float), default (0.9, 0.999, 0.9999)
+        Decay rates of the fast EMA and of the second moment, each in [0, 1), and of the
+        slow EMA, in [0, 1].
+    weight_decay : float, default 0
+        Weight decay (>= 0).
+    weight_decouple : bool, default False
+        Decay the parameters directly (as AdamW does) instead of through the gradient.
+    fixed_decay : bool, default False
+        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    alpha : float, default 5.0
+        Weight of the slow EMA (>= 0).
+    t_alpha_beta3 : float or None, default None
+        Warm-up length, in steps, of ``alpha`` and ``beta3`` (> 0); ``None``: no warm-up.
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability (>= 0).
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+    foreach : bool or None, default None
+        Accepted (numopt always runs one fused pass per buffer).
+
+    State
+    -----
+    ``'exp_avg'``, ``'exp_avg_sq'`` and ``'exp_avg_slow'`` per parameter once it has been
+    stepped. As in the reference, the step count is kept per group (``param_groups[i]['step']``,
+    one more at every ``step()`` call, gradients or not) and ``maximize`` on the optimizer.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.AdEMAMix([w], lr=0.1, alpha=0.0)
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()          # with alpha = 0, Adam's first step: lr against the gradient's sign
+    >>> w.data.round(6)
+    array([0.9, 0.9, 0.9], dtype=float32)
+
+    References
+    ----------
+    Pagliardini, Ablin and Grangier, "The AdEMAMix Optimizer: Better, Faster, Older", ICLR 2025.
+    """
+
+    rule = ademamix_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"), StateTensor("exp_avg_slow"))
+    bench_kwargs = {"lr": 1e-3}
+    reference = "pytorch_optimizer.AdEMAMix"
+    _tracks_step = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+        weight_decay: float = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        alpha: float = 5.0,
+        t_alpha_beta3: float | None = None,
+        eps: float = 1e-8,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        check_bool("maximize", maximize)
+        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
+        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        beta1, _, beta3 = _check_betas3(h["betas"])
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        check_number("alpha", h["alpha"], low=0.0, label="alpha value")
+        if h["t_alpha_beta3"] is not None:
+            check_number("t_alpha_beta3", h["t_alpha_beta3"], low=0.0, low_open=True, label="t_alpha_beta3 value")
+            if beta1 == 0.0 or beta3 == 0.0:
+                raise ValueError(
+                    f"Invalid betas for t_alpha_beta3: the warm-up of beta3 takes log(beta1) and log(beta3), "
+                    f"so beta1 and beta3 must be > 0 (got betas={tuple(h['betas'])!r})"
+                )
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        for name in ("weight_decouple", "fixed_decay"):
+            check_bool(name, h[name])
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        self._stepped.add(id(group))
+        beta1, beta2, beta3 = (float(b) for b in group["betas"])
+        t_alpha_beta3 = group["t_alpha_beta3"]
+        alpha = float(group["alpha"])
+        bc1, bc2_sqrt, alpha_t, beta3_t = ademamix_scalars(
+            beta1,
+            beta2,
+            beta3,
+            alpha,
+            0.0 if t_alpha_beta3 is None else float(t_alpha_beta3),
+            float(self._group_step(group)),
+        )
+        run.pick(ademamix_step)(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            run.state["exp_avg_sq"],
+            run.state["exp_avg_slow"],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            beta3_t,
+            alpha_t,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            bc1,
+            bc2_sqrt,
+            bool(group["weight_decouple"]),
+            bool(group["fixed_decay"]),
+            bool(self.maximize),
+        )

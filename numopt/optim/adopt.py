@@ -1,0 +1,156 @@
+"""ADOPT (``pytorch_optimizer.ADOPT``): Adam normalized by the previous second moment, with clipping."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .._validation import check_bool, check_number
+from ..flat import FlatBuffer, Run
+from ..kernels.adopt import adopt_step
+from ..optimizer import Optimizer, StateTensor
+from ._group_step import GroupStepCount
+from .adam import _check_betas
+
+__all__ = ["ADOPT"]
+
+
+def step_quarter_power(step: float) -> float:
+    """ADOPT's default clip schedule: ``step ** 0.25`` (a module-level function, so the optimizer pickles)."""
+    return math.pow(step, 0.25)
+
+
+class ADOPT(GroupStepCount, Optimizer):
+    r"""ADOPT: the gradient normalized by the previous second moment, clipped, then averaged.
+
+    The update at step :math:`t` (counted per group from 1), for each parameter
+    :math:`\theta` with gradient :math:`g_t`::
+
+        g_t   = -g_t if maximize
+        theta = theta * (1 - lr * weight_decay)        (weight_decay != 0, weight_decouple;
+                                                        1 - weight_decay with fixed_decay)
+        g_t   = g_t + weight_decay * theta             (weight_decay != 0, not weight_decouple)
+        t = 1:  v_1 = g_1**2                           (no parameter update on the first step)
+        t > 1:  n_t   = clip(g_t / max(sqrt(v_{t-1}), eps), -c_t, c_t)     c_t = clip_lambda(t)
+                m_t   = beta1 * m_{t-1} + (1 - beta1) * n_t
+                theta = theta - lr * m_t
+                v_t   = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+
+    As in the reference, "the first step" is the group's first ``step()`` call: a parameter
+    that gets its first gradient later starts from ``v = 0`` (so ``n_t = ±c_t`` there).
+
+    Same names, defaults and arithmetic as ``pytorch_optimizer.ADOPT`` (pytorch-optimizer
+    4.1.0), its reference in the tests; its extra switches (``cautious``, ``stable_adamw``,
+    passed there through ``**kwargs``) are not taken, nor complex parameters.
+
+    Parameters
+    ----------
+    %(params)s
+    lr : float, default 1e-3
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.9999)
+        Decay rates of the momentum of the normalized gradient and of the second moment, each in [0, 1).
+    clip_lambda : callable or None, default ``step ** 0.25``
+        ``clip_lambda(step) -> c`` gives the clip value of the normalized gradient at each
+        step (``step`` an int, from 2: the first step does not update); ``None``: no
+        clipping. Kept on the optimizer (``opt.clip_lambda``), not in the groups nor in the
+        state dict, as in the reference; a lambda makes the optimizer unpicklable (the
+        default, :func:`step_quarter_power`, pickles).
+    weight_decay : float, default 0
+        Weight decay (>= 0).
+    weight_decouple : bool, default False
+        Decay the parameters directly (as AdamW does) instead of through the gradient.
+    fixed_decay : bool, default False
+        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    foreach : bool or None, default None
+        Accepted (numopt always runs one fused pass per buffer).
+    eps : float, default 1e-6
+        Lower bound of the normalizing ``sqrt(v)`` (>= 0).
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+
+    State
+    -----
+    ``'exp_avg'`` and ``'exp_avg_sq'`` per parameter once it has been stepped. As in the
+    reference, the step count is kept per group (``param_groups[i]['step']``, one more at
+    every ``step()`` call, gradients or not), ``maximize`` and ``clip_lambda`` on the optimizer.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.ADOPT([w], lr=0.1)
+    >>> w.grad = np.array([1.0, -2.0, 0.5], np.float32)
+    >>> opt.step()          # the first step only records the second moment
+    >>> w.data
+    array([1., 1., 1.], dtype=float32)
+    >>> opt.step()          # then m = 0.1 * g / |g_1|: each element moves by lr * 0.1
+    >>> w.data
+    array([0.99, 1.01, 0.99], dtype=float32)
+
+    References
+    ----------
+    Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta2 with the Optimal Rate",
+    NeurIPS 2024.
+    """
+
+    rule = adopt_step
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    bench_kwargs = {"lr": 1e-3}
+    reference = "pytorch_optimizer.ADOPT"
+    _tracks_step = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.9999),
+        clip_lambda: Callable[[float], float] | None = step_quarter_power,
+        weight_decay: float = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        foreach: bool | None = None,
+        eps: float = 1e-6,
+        maximize: bool = False,
+    ) -> None:
+        check_bool("maximize", maximize)
+        if clip_lambda is not None and not callable(clip_lambda):
+            raise TypeError(f"clip_lambda must be a callable (step -> clip value) or None, got {clip_lambda!r}")
+        # on the optimizer, not in the groups, as in the reference
+        self.maximize = maximize
+        self.clip_lambda = clip_lambda
+        self._construct(
+            params, {k: v for k, v in locals().items() if k not in ("maximize", "clip_lambda")}, betas=tuple
+        )
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        _check_betas(h["betas"])
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        for name in ("weight_decouple", "fixed_decay"):
+            check_bool(name, h[name])
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        self._stepped.add(id(group))
+        step = self._group_step(group)
+        first = step == 1
+        clip = math.inf if first or self.clip_lambda is None else float(self.clip_lambda(step))
+        beta1, beta2 = (float(b) for b in group["betas"])
+        run.pick(adopt_step)(
+            run.data,
+            run.grad,
+            run.state["exp_avg"],
+            run.state["exp_avg_sq"],
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            clip,
+            float(group["weight_decay"]),
+            bool(group["weight_decouple"]),
+            bool(group["fixed_decay"]),
+            first,
+            bool(self.maximize),
+        )
