@@ -8,12 +8,13 @@ from typing import Any
 class GroupStepCount:
     """Mixin for an :class:`~numopt.optimizer.Optimizer` whose reference counts steps per group.
 
-    pytorch-optimizer's ``ADOPT`` and ``AdEMAMix`` keep no per-parameter ``'step'``: a ``step()``
+    pytorch-optimizer's ``Lion``, ``ADOPT`` and ``AdEMAMix`` keep no per-parameter ``'step'``: a ``step()``
     call adds one to ``param_groups[i]['step']`` (created at the first call) and the rule reads the
-    new count. ``_update`` reads it as :meth:`_group_step`; the counts move once every group has
+    new count. ``_update`` adds ``id(group)`` to ``self._stepped`` and reads the count as
+    :meth:`_group_step`; the counts move once every group has
     been updated, so a step that raises leaves them as they were.
 
-    One difference, numopt's rule for every optimizer (``Lion`` keeps it too): a ``step()`` in
+    One difference, numopt's rule for every optimizer: a ``step()`` in
     which a group has no gradient at all changes nothing, its count included; the reference counts
     that call for the group. The counts differ only after such a call.
     Classes using this set ``_tracks_step = False``.

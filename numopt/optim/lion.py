@@ -8,12 +8,13 @@ from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.lion import lion_step
 from ..optimizer import Optimizer, StateTensor
+from ._group_step import GroupStepCount
 from .adam import _check_betas
 
 __all__ = ["Lion"]
 
 
-class Lion(Optimizer):
+class Lion(GroupStepCount, Optimizer):
     r"""Lion (EvoLved Sign Momentum): the sign of an interpolation of momentum and gradient.
 
     The update, for each parameter :math:`\theta` with gradient :math:`g_t`::
@@ -95,7 +96,8 @@ class Lion(Optimizer):
         for name in ("weight_decouple", "fixed_decay"):
             check_bool(name, h[name])
 
-    def _update_rule(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        self._stepped.add(id(group))
         beta1, beta2 = (float(b) for b in group["betas"])
         run.pick(lion_step)(
             run.data,
@@ -109,19 +111,3 @@ class Lion(Optimizer):
             bool(group["fixed_decay"]),
             bool(self.maximize),
         )
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
-        self._update_rule(group, flat, run)
-
-    def _update_all(self) -> None:
-        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
-        # group's step when it updated something (a step without gradients changes nothing)
-        self._stepped: set[int] = set()
-        super()._update_all()
-        for group in self.param_groups:
-            if id(group) in self._stepped:
-                group["step"] = group.get("step", 0) + 1
-                checked = self._checked_hparams.get(id(group))
-                if checked is not None:  # a count, not an edit: no re-validation at the next step
-                    checked["step"] = group["step"]
