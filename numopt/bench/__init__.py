@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from ._cpu import bench_numopt, bench_row, cold_start, numopt_optimizer
+from ._cpu import CLIP_SUFFIX, bench_numopt, bench_row, cold_start, numopt_optimizer
 from ._report import (
     NOISE_IQR,
     ROOFLINE_MAX,
@@ -115,6 +115,10 @@ def run(argv: list[str] | None = None) -> dict:
         numopt.set_num_threads(args.threads)
     threads = numopt.get_num_threads()
     names = {a.lower(): a for a in algorithms() if hasattr(numopt, a)}
+    default = list(names.values())
+    if "AdamW" in default:
+        default.append("AdamW" + CLIP_SUFFIX)  # a transformer's step: clip_grad_norm_(1.0), then AdamW
+    names.update({f"{k}{CLIP_SUFFIX}": f"{a}{CLIP_SUFFIX}" for k, a in list(names.items())})
     if args.optimizers:
         wanted = [s.strip().lower() for s in args.optimizers.split(",") if s.strip()]
         unknown = [w for w in wanted if w not in names]
@@ -122,7 +126,7 @@ def run(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown optimizers {unknown}; available: {sorted(names.values())}")
         algos = [names[w] for w in wanted]
     else:
-        algos = list(names.values())
+        algos = default
     if args.sizes:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -49,6 +50,45 @@ def numopt_optimizer(
     return opt
 
 
+#: the suffix of a row that clips the gradient norm before each step (``"AdamW+clip"``)
+CLIP_SUFFIX = "+clip"
+#: the ``max_norm`` of those rows (transformer training's usual value)
+CLIP_NORM = 1.0
+
+
+def clip_row(algo: str) -> tuple[str, bool]:
+    """``("AdamW", True)`` for ``"AdamW+clip"``, ``(algo, False)`` otherwise."""
+    if algo.endswith(CLIP_SUFFIX):
+        return algo[: -len(CLIP_SUFFIX)], True
+    return algo, False
+
+
+def _clipped_step(opt: Any) -> None:
+    """numopt's clipped step: the norm pass, then the step applying the coefficient in its loop."""
+    opt.clip_grad_norm_(CLIP_NORM)
+    opt.step()
+
+
+class _SeparatelyClippedStep:
+    """The unfused way: ``numopt.utils.clip_grad_norm_`` (norm pass + scaling pass), then the step.
+
+    The gradients are not new at each call as in training: once scaled, their norm sits at
+    ``max_norm`` and the coefficient would round to exactly 1, which skips the scaling pass.
+    So ``max_norm`` shrinks by one part in a million per call: every call scales, as with fresh
+    gradients (torch's ``clip_grad_norm_`` multiplies even by 1, so it needs no such care).
+    """
+
+    def __init__(self, opt: Any) -> None:
+        self.opt, self.params, self.max_norm = opt, list(opt.parameters()), CLIP_NORM
+
+    def __call__(self) -> None:
+        from numopt.utils import clip_grad_norm_
+
+        self.max_norm *= 1 - 1e-6
+        clip_grad_norm_(self.params, self.max_norm)
+        self.opt.step()
+
+
 def bench_numopt(algo: str, work: Workload, **timing: Any) -> dict | None:
     """Time numopt's ``step()`` of ``algo`` on ``work`` alone (median/min seconds)."""
     opt = numopt_optimizer(algo, work)
@@ -90,11 +130,22 @@ def bench_row(
     range over the rounds, and :func:`add_ratio` marks it as noise when the rounds
     disagree, or the medians' ratio falls outside that range.)
     """
-    kwargs, rw, ro = algorithms()[algo]
-    opt = numopt_optimizer(algo, work, kwargs)
+    base, clipped = clip_row(algo)
+    kwargs, rw, ro = algorithms()[base]
+    opt = numopt_optimizer(base, work, kwargs)
     if opt is None:
         return None
-    opt.step()
+    step = opt.step
+    separate = None
+    if clipped:
+        # the clipped step: the norm pass, then the step applying the coefficient (+1 read of the
+        # gradients); its "reference" is numopt's own unfused way: utils.clip_grad_norm_ writing the
+        # scaled gradients, then the step
+        ro += 1
+        step = functools.partial(_clipped_step, opt)
+        other = numopt_optimizer(base, work, kwargs)
+        separate = _SeparatelyClippedStep(other)
+    step()
     roof = None
     if work.size >= 1_000_000:
         roofs = {} if roofs is None else roofs  # roofline arrays reused by the rows of a workload
@@ -102,16 +153,21 @@ def bench_row(
             roofs[rw, ro] = roofline_kernel(work.size, rw, ro)
         roof = roofs[rw, ro]
     if worker is not None:
-        worker.setup(algo, work.shapes, kwargs, type(opt).reference)
+        if clipped:  # torch: clip_grad_norm_(foreach=True), then the step, in every mode
+            worker.setup(base, work.shapes, kwargs, clip=CLIP_NORM)
+        else:
+            worker.setup(base, work.shapes, kwargs, type(opt).reference)
     samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
     for _ in range(rounds):
-        samples.setdefault("numopt", []).append(sample_times(opt.step, **timing))
+        samples.setdefault("numopt", []).append(sample_times(step, **timing))
+        if separate is not None:
+            samples.setdefault("reference", []).append(sample_times(separate, **timing))
         if roof is not None:
             samples.setdefault("roofline", []).append(sample_times(roof[0], **timing))
         if worker is not None:
             for mode, times in worker.time(**timing).items():
                 samples.setdefault(mode, []).append(times)
-    del opt, roof
+    del opt, roof, step, separate
 
     def pooled(name: str) -> float:
         return statistics.median([t for times in samples[name] for t in times])

@@ -109,11 +109,17 @@ class TorchWorker:
         return out
 
     def setup(
-        self, algo: str, shapes: list[tuple[int, ...]], kwargs: dict[str, Any], reference: str | None = None
+        self,
+        algo: str,
+        shapes: list[tuple[int, ...]],
+        kwargs: dict[str, Any],
+        reference: str | None = None,
+        clip: float | None = None,
     ) -> None:
         """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``, or, given
-        ``reference`` (an import path), that implementation instead (mode ``"reference"``)."""
-        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference)
+        ``reference`` (an import path), that implementation instead (mode ``"reference"``). ``clip``:
+        each step is ``torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)`` then ``step()``."""
+        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference, clip=clip)
         self.modes, self.errors = out["modes"], out["errors"]
 
     def time(self, **timing: Any) -> dict[str, list[float]]:

@@ -29,12 +29,13 @@ def reply(obj: Any) -> None:
 
 
 def build(
-    algo: str, shapes: list[list[int]], kwargs: dict[str, Any], reference: str | None = None
+    algo: str, shapes: list[list[int]], kwargs: dict[str, Any], reference: str | None = None, clip: float | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """One optimizer per mode over the same parameters (each stepped twice), and the modes torch refused.
+    """One step function per mode over the same parameters (each run twice), and the modes torch refused.
 
     ``reference``: for an optimizer torch.optim lacks, the import path of the implementation numopt
-    follows (``"pytorch_optimizer.Lion"``), built as the one mode ``"reference"``.
+    follows (``"pytorch_optimizer.Lion"``), built as the one mode ``"reference"``. ``clip``: each
+    step clips the gradient norm first (``torch.nn.utils.clip_grad_norm_``, ``foreach=True``).
     """
     opts: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -55,13 +56,22 @@ def build(
             prepare = getattr(opt, "train", None)  # schedule-free optimizers step in train mode only
             if callable(prepare):
                 prepare()
+            step = opt.step if clip is None else _clipped(opt, params, clip)
             with torch.no_grad():
                 for _ in range(2):
-                    opt.step()
-            opts[name] = opt
+                    step()
+            opts[name] = step
         except TORCH_ERRORS as e:
             errors[name] = error_text(e)
     return opts, errors
+
+
+def _clipped(opt: Any, params: list[Any], max_norm: float) -> Any:
+    def step() -> None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        opt.step()
+
+    return step
 
 
 def mixed(job: dict[str, Any]) -> dict | None:
@@ -84,11 +94,11 @@ def serve(threads: int, lines: Iterable[str]) -> None:
         job = json.loads(line)
         if job["cmd"] == "setup":
             opts = {}  # free the last row's optimizers before building this row's
-            opts, errors = build(job["algo"], job["shapes"], job["kwargs"], job.get("reference"))
+            opts, errors = build(job["algo"], job["shapes"], job["kwargs"], job.get("reference"), job.get("clip"))
             reply({"modes": sorted(opts), "errors": errors})
         elif job["cmd"] == "time":  # each mode in turn: one hand-over between the processes per round
             with torch.no_grad():
-                reply({m: sample_times(opts[m].step, **job["timing"]) for m in job["modes"]})
+                reply({m: sample_times(opts[m], **job["timing"]) for m in job["modes"]})
         elif job["cmd"] == "mixed":
             opts = {}
             reply(mixed(job))

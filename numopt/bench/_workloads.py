@@ -114,8 +114,18 @@ def _stream_4(ro, a, b, d, e):
 _STREAMS = {1: _stream_1, 2: _stream_2, 3: _stream_3, 4: _stream_4}
 
 
+@kernel
+def _read(ro):
+    """One read-only pass (a sum): the extra read of a clipped step's norm pass."""
+    s = 0.0
+    for i in prange(ro.size):
+        s += ro[i]
+    return s
+
+
 def roofline_kernel(n: int, rw: int, ro: int = 1) -> tuple[Callable[[], Any], int]:
-    """A no-math pass over ``rw`` read-write and ``ro`` (= 1) read-only float32 streams of ``n``, and its bytes.
+    """A no-math pass over ``rw`` read-write and ``ro`` (1, or 2: one more read pass before) read-only
+    float32 streams of ``n``, and its bytes.
 
     Every array is written before it is timed: an untouched ``np.zeros`` array
     reads from the kernel's shared zero page, which sits in cache, and a
@@ -125,4 +135,14 @@ def roofline_kernel(n: int, rw: int, ro: int = 1) -> tuple[Callable[[], Any], in
     arrays = [np.full(n, 1e-3 if i == 0 else 1.0, np.float32) for i in range(rw + 1)]
     fn = _STREAMS[rw]
     fn(*arrays)  # compile
-    return (lambda: fn(*arrays)), stream_bytes(n, rw, ro)
+    if ro == 1:
+        return (lambda: fn(*arrays)), stream_bytes(n, rw, ro)
+    if ro != 2:
+        raise ValueError(f"no roofline kernel for {ro} read-only streams")
+    _read(arrays[0])  # compile
+
+    def read_then_stream() -> None:  # a clipped step: the norm's read pass, then the step's streams
+        _read(arrays[0])
+        fn(*arrays)
+
+    return read_then_stream, stream_bytes(n, rw, ro)
