@@ -60,8 +60,9 @@ SINGLE_GROUP = {"LBFGS"}
 #: classes whose step mixes elements (norms, factored moments, line searches): a NaN may spread
 #: across a parameter
 REDUCING = {"Adafactor", "Muon", "LBFGS"}
-#: classes that record state (evaluation counts) at a step even without gradients, as torch does
-COUNTS_EVALUATIONS = {"LBFGS"}
+#: classes that record state (evaluation counts, a group's step count) at a step even without gradients,
+#: as their reference does
+COUNTS_EVALUATIONS = {"LBFGS", "Adan"}
 
 
 def _shapes(name: str) -> list[tuple[int, ...]]:

@@ -27,6 +27,7 @@ from .sparse_adam import SparseAdam
 
 # Optimizers torch.optim declines (each follows a pinned third-party reference):
 # isort: split
+from .adan import Adan
 from .lion import Lion
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
