@@ -29,6 +29,7 @@ from .sparse_adam import SparseAdam
 # isort: split
 from .adan import Adan
 from .lion import Lion
+from .lookahead import Lookahead
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
 # isort: split
