@@ -203,7 +203,8 @@ def test_packed_cuda_parameter_data_and_grad() -> None:
 
 def test_optimizers_without_cuda_kernels_refuse_cuda_parameters_before_packing() -> None:
     p = numopt.Parameter(cuda.to_device(np.ones((3, 2), np.float32)))
-    others = [getattr(numopt, name) for name in numopt.optim.__all__ if name not in ELEMENTWISE]
+    # (Lookahead wraps an optimizer: it updates CUDA parameters when the wrapped optimizer does)
+    others = [getattr(numopt, name) for name in numopt.optim.__all__ if name not in (*ELEMENTWISE, "Lookahead")]
     assert {"Adafactor", "SparseAdam"} <= {cls.__name__ for cls in others}
     for cls in others:
         # NotImplementedError from the device buffer, or the class's own refusal (LBFGS: TypeError)
@@ -574,3 +575,26 @@ def test_clipping_fused_into_the_step_matches_the_cpu(name: str) -> None:
         dev.step()
         for i, (p, q) in enumerate(zip(pair.params, dparams)):
             _assert_same(f"step {t}: param {i}", q.data, p.data, SIMULATOR, case.tolerances)
+
+
+def test_lookahead_on_the_device_matches_the_host() -> None:
+    rng = np.random.default_rng(0)
+    shapes = [(3, 2), (5,), ()]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    host = [numopt.Parameter(a.copy()) for a in init]
+    dev = [numopt.Parameter(cuda.to_device(a.copy())) for a in init]
+    opts = [
+        numopt.Lookahead(numopt.SGD(ps, lr=0.05, momentum=0.9), k=2, alpha=0.4, pullback_momentum="pullback")
+        for ps in (host, dev)
+    ]
+    for _ in range(5):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        for ps in (host, dev):
+            for p, g in zip(ps, grads):
+                p.grad = cuda.to_device(g) if p.is_cuda else g
+        for opt in opts:
+            opt.step()
+    for h, d in zip(host, dev):
+        np.testing.assert_allclose(_host(d.data), h.data, rtol=1e-6, atol=1e-7)
+        for key in ("slow_params", "slow_momentum"):
+            np.testing.assert_allclose(_host(opts[1].state[d][key]), opts[0].state[h][key], rtol=1e-6, atol=1e-7)

@@ -419,7 +419,7 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
-    out += _adopt_rows() + _ademamix_rows()
+    out += _adopt_rows() + _ademamix_rows() + _adan_rows()
     return out
 
 
@@ -463,6 +463,37 @@ def _ademamix_rows() -> list[OptimCase]:
     kw = {"lr": 1e-2, "weight_decay": 0.1, "t_alpha_beta3": 30.0}
     out.append(OptimCase("AdEMAMix", kw, "float64", dtype=np.float64))
     out.append(OptimCase("AdEMAMix", kw, "large", shapes=LARGE_SHAPES))
+    return out
+
+
+def _adan_rows() -> list[OptimCase]:
+    # numopt.Adan.reference: pytorch_optimizer.Adan
+    out: list[OptimCase] = []
+    # pytorch_optimizer.Adan cannot clip with a 0-d parameter (it multiplies a 0-d gradient in place by a
+    # 1-element norm tensor): its clipping rows take the usual shapes with a (1,) parameter in place of ().
+    clip_shapes = ((5, 3), (7,), (2, 3, 4), (1,), (4, 1), (0, 3), (6,))
+    large_clip_shapes = tuple((1,) if s == () else s for s in LARGE_SHAPES)
+    adan = [
+        ({}, "default", None),
+        ({"lr": 3e-3, "betas": (0.9, 0.8, 0.95), "eps": 1e-6}, "non-default lr betas eps", None),
+        ({"lr": 1e-2, "weight_decay": 0.5}, "proximal weight_decay", None),
+        ({"lr": 1e-2, "weight_decay": 0.5, "weight_decouple": True}, "decoupled weight_decay", None),
+        ({"lr": 1e-2, "maximize": True, "weight_decay": 0.1}, "maximize", None),
+        ({"lr": 1e-2, "max_grad_norm": 1.0}, "max_grad_norm clipping", clip_shapes),
+        ({"lr": 1e-2, "max_grad_norm": 1e3}, "max_grad_norm above the norm", clip_shapes),
+        (
+            {"lr": 1e-2, "maximize": True, "max_grad_norm": 0.5, "weight_decouple": True},
+            "maximize clipped",
+            clip_shapes,
+        ),
+    ]
+    g2 = {"lr": 5e-3, "betas": (0.95, 0.9, 0.999), "weight_decay": 0.05}
+    out += [OptimCase("Adan", kw, desc, group2=g2, shapes=shapes) for kw, desc, shapes in adan]
+    out.append(OptimCase("Adan", {"lr": 1e-2, "weight_decay": 0.1}, "float64", dtype=np.float64))
+    # (float64 with clipping is in tests/test_adan.py: the reference forms its clipping factor in float32)
+    out.append(OptimCase("Adan", {"lr": 1e-2, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
+    large = {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True, "max_grad_norm": 5.0}
+    out.append(OptimCase("Adan", large, "large clipped", shapes=large_clip_shapes))
     return out
 
 
@@ -652,4 +683,15 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("AdEMAMix", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
     ErrorCase("AdEMAMix", {"weight_decouple": None}, TypeError, "weight_decouple must be True or False"),
     ErrorCase("AdEMAMix", {"maximize": "no"}, TypeError, "maximize must be True or False"),
+    ErrorCase("Adan", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("Adan", {"betas": (1.0, 0.92, 0.99)}, ValueError, r"Invalid beta parameter at index 0: 1.0 .*< 1.0"),
+    ErrorCase("Adan", {"betas": (0.98, 1.0, 0.99)}, ValueError, r"Invalid beta parameter at index 1: 1.0"),
+    ErrorCase("Adan", {"betas": (0.98, 0.92, 1.5)}, ValueError, r"Invalid beta parameter at index 2: 1.5 .*<= 1.0"),
+    ErrorCase("Adan", {"betas": (0.9, 0.99)}, TypeError, r"betas must be three numbers"),
+    ErrorCase("Adan", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase("Adan", {"max_grad_norm": -1.0}, ValueError, "Invalid max_grad_norm value: -1.0"),
+    ErrorCase("Adan", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ErrorCase("Adan", {"weight_decouple": 1}, TypeError, "weight_decouple must be True or False"),
+    ErrorCase("Adan", {"maximize": None}, TypeError, "maximize must be True or False"),
+    ErrorCase("Adan", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
 ]

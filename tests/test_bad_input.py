@@ -45,9 +45,11 @@ from .test_load_state_dict import assert_same_snapshot, snapshot
 ROWS: dict[str, OptimCase] = {}
 for _case in OPTIM_DB:
     ROWS.setdefault(_case.name, _case)
+#: wrappers of another optimizer (Lookahead): not built from parameter groups, tested in their own files
+WRAPPERS = {"Lookahead"}
 for _name in numopt.optim.__all__:
     _cls = getattr(numopt.optim, _name)
-    if isinstance(_cls, type) and issubclass(_cls, numopt.Optimizer):
+    if isinstance(_cls, type) and issubclass(_cls, numopt.Optimizer) and _name not in WRAPPERS:
         ROWS.setdefault(_name, OptimCase(_name, {}, "default"))
 CLASSES = sorted(ROWS)
 
@@ -60,8 +62,9 @@ SINGLE_GROUP = {"LBFGS"}
 #: classes whose step mixes elements (norms, factored moments, line searches): a NaN may spread
 #: across a parameter
 REDUCING = {"Adafactor", "Muon", "LBFGS"}
-#: classes that record state (evaluation counts) at a step even without gradients, as torch does
-COUNTS_EVALUATIONS = {"LBFGS"}
+#: classes that record state (evaluation counts, a group's step count) at a step even without gradients,
+#: as their reference does
+COUNTS_EVALUATIONS = {"LBFGS", "Adan"}
 #: classes whose first step only records state (ADOPT's second moment): the parameters move from the second
 FIRST_STEP_RECORDS = {"ADOPT"}
 

@@ -27,9 +27,11 @@ from .sparse_adam import SparseAdam
 
 # Optimizers torch.optim declines (each follows a pinned third-party reference):
 # isort: split
+from .adan import Adan
 from .ademamix import AdEMAMix
 from .adopt import ADOPT
 from .lion import Lion
+from .lookahead import Lookahead
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
 # isort: split
