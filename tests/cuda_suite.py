@@ -27,7 +27,7 @@ from numopt.kernels import clip as cpu_clip
 from numopt.kernels import cuda as ncuda
 from numopt.optimizer import registered
 
-from .optim_db import OPTIM_DB, OptimCase
+from .optim_db import OPTIM_DB, OptimCase, prepared
 from .reference import SHAPES, SPLIT, _check, make_pair, random_grads
 
 SIMULATOR = ncuda.SIMULATOR
@@ -50,7 +50,7 @@ def _device_twin(case: OptimCase, pair) -> tuple[numopt.Optimizer, list[numopt.P
     opt = getattr(numopt, case.name)(
         [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
     )
-    return opt, params
+    return prepared(case, opt), params
 
 
 def _assert_same(what: str, ours, ref, exact: bool, tol: dict[str, float]) -> None:
@@ -96,6 +96,27 @@ def test_parity_on_cuda(case: OptimCase) -> None:
                 _assert_same(f"step {t}: param {i} state {key!r}", ours[key], v, SIMULATOR, tol)
                 if key in tstate and case.compare == "elementwise":
                     _check(f"step {t}: param {i} {key!r} vs torch", _host(ours[key]), tstate[key].numpy(), **tol)
+
+
+@pytest.mark.parametrize("name", ["SGDScheduleFree", "AdamWScheduleFree"])
+def test_schedulefree_train_eval_on_cuda(name: str) -> None:
+    """The Schedule-Free modes switch on the device as on the host (eval(), train(), eval() again)."""
+    case = next(c for c in CUDA_ROWS if c.name == name and c.group2)
+    pair = make_pair(case)
+    dev, dparams = _device_twin(case, pair)
+    rng = np.random.default_rng(3)
+    for t in range(4):
+        grads = random_grads(rng, t, pair.dtype, pair.shapes)
+        pair.set_grads(grads)
+        for p, g in zip(dparams, grads):
+            p.grad = None if g is None else cuda.to_device(g)
+        pair.ours.step()
+        dev.step()
+    for switch in ("eval", "train", "eval"):
+        getattr(pair.ours, switch)()
+        getattr(dev, switch)()
+        for i, (p, cp) in enumerate(zip(dparams, pair.params)):
+            _assert_same(f"{switch}: param {i}", p.data, cp.data, SIMULATOR, case.tolerances)
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "NAdam", "ASGD", "Rprop", "RMSprop"])

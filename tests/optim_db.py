@@ -110,6 +110,9 @@ class OptimCase:
     compare: str = field(default="elementwise", kw_only=True)
     #: the reference in messages (default: its import path or qualified name)
     reference_name: str = field(default="", kw_only=True, compare=False)
+    #: a method ``make_pair`` calls on both optimizers right after building them (None: none); the
+    #: Schedule-Free optimizers start in eval mode and step only after ``"train"``
+    prepare: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         ref = self.reference
@@ -135,6 +138,23 @@ class OptimCase:
     def reference_is_torch(self) -> bool:
         """Whether the reference is ``torch.optim``'s class of the same name (torch-interop tests need it)."""
         return isinstance(self.reference, Reference) and self.reference == torch_optim(self.name)
+
+
+def prepared(case: OptimCase | str, opt: Any) -> Any:
+    """``opt`` (numopt's or the reference's) after the call the row's ``prepare`` names, if any.
+
+    ``case`` may be a class name, for tests that build an optimizer outside the rows: the call its
+    OPTIM_DB rows name then (the Schedule-Free optimizers' ``train()``).
+    """
+    if isinstance(case, str):
+        calls = {c.prepare for c in OPTIM_DB if c.name == case}
+        assert len(calls) <= 1, f"the OPTIM_DB rows of {case} name different prepare calls: {calls}"
+        call = calls.pop() if calls else None
+    else:
+        call = case.prepare
+    if call is not None:
+        getattr(opt, call)()
+    return opt
 
 
 def reference_name(ref: Callable[..., Any]) -> str:
@@ -419,7 +439,7 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
-    out += _adopt_rows() + _ademamix_rows() + _adan_rows()
+    out += _adopt_rows() + _ademamix_rows() + _adan_rows() + _schedulefree_rows()
     return out
 
 
@@ -494,6 +514,43 @@ def _adan_rows() -> list[OptimCase]:
     out.append(OptimCase("Adan", {"lr": 1e-2, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
     large = {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True, "max_grad_norm": 5.0}
     out.append(OptimCase("Adan", large, "large clipped", shapes=large_clip_shapes))
+    return out
+
+
+def _schedulefree_rows() -> list[OptimCase]:
+    # schedulefree 1.4.1's SGDScheduleFree / AdamWScheduleFree (numopt's classes name them): both start
+    # in eval mode, so every row puts both sides in train mode first (tests/test_schedulefree.py
+    # switches between the modes).
+    sgd = [
+        ({}, "default"),
+        ({"lr": 0.1, "momentum": 0.8}, "non-default lr and momentum"),
+        ({"lr": 0.1, "weight_decay": 0.5}, "weight_decay"),
+        ({"lr": 0.1, "warmup_steps": 10}, "warmup_steps"),
+        ({"lr": 0.1, "r": 1.0, "weight_lr_power": 0.0}, "r and weight_lr_power"),
+        ({"lr": 0.1, "warmup_steps": 7, "r": 0.5, "weight_lr_power": 1.5, "weight_decay": 0.1}, "every option"),
+    ]
+    adamw = [
+        ({}, "default"),
+        ({"lr": 1e-2, "betas": (0.8, 0.95), "eps": 1e-6}, "non-default lr betas eps"),
+        ({"lr": 1e-2, "weight_decay": 0.5}, "weight_decay"),
+        ({"lr": 1e-2, "warmup_steps": 10}, "warmup_steps"),
+        ({"lr": 1e-2, "r": 1.0, "weight_lr_power": 0.0}, "r and weight_lr_power"),
+        ({"lr": 1e-2, "warmup_steps": 7, "r": 0.5, "weight_lr_power": 1.5, "weight_decay": 0.1}, "every option"),
+    ]
+    train = {"prepare": "train"}
+    f64 = np.float64
+    out = [OptimCase("SGDScheduleFree", kw, desc, {"lr": 0.05, "warmup_steps": 5}, **train) for kw, desc in sgd]
+    out += [
+        OptimCase("SGDScheduleFree", {"lr": 0.1, "weight_decay": 0.1}, "float64", {"momentum": 0.5}, f64, **train),
+        OptimCase("SGDScheduleFree", {"lr": 0.1, "warmup_steps": 5}, "large", shapes=LARGE_SHAPES, **train),
+    ]
+    out += [OptimCase("AdamWScheduleFree", kw, desc, {"lr": 5e-3, "warmup_steps": 5}, **train) for kw, desc in adamw]
+    out += [
+        OptimCase(
+            "AdamWScheduleFree", {"lr": 1e-2, "weight_decay": 0.1}, "float64", {"betas": (0.5, 0.9)}, f64, **train
+        ),
+        OptimCase("AdamWScheduleFree", {"lr": 1e-2, "warmup_steps": 5}, "large", shapes=LARGE_SHAPES, **train),
+    ]
     return out
 
 
@@ -694,4 +751,22 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("Adan", {"weight_decouple": 1}, TypeError, "weight_decouple must be True or False"),
     ErrorCase("Adan", {"maximize": None}, TypeError, "maximize must be True or False"),
     ErrorCase("Adan", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
+    # Optimizers torch declines, errors:
+    ErrorCase("SGDScheduleFree", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("SGDScheduleFree", {"momentum": 1.0}, ValueError, "Invalid momentum value: 1.0 .*> 0.0 and < 1.0"),
+    ErrorCase("SGDScheduleFree", {"momentum": 0}, ValueError, "Invalid momentum value: 0 "),
+    ErrorCase("SGDScheduleFree", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase("SGDScheduleFree", {"warmup_steps": -1}, ValueError, "Invalid warmup_steps value: -1 .*>= 0.0"),
+    ErrorCase("SGDScheduleFree", {"warmup_steps": "5"}, TypeError, "warmup_steps must be a real number"),
+    ErrorCase("SGDScheduleFree", {"r": float("nan")}, ValueError, "Invalid r value: nan"),
+    ErrorCase("SGDScheduleFree", {"weight_lr_power": -1.0}, ValueError, "Invalid weight_lr_power value: -1.0"),
+    ErrorCase("SGDScheduleFree", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("AdamWScheduleFree", {"lr": float("nan")}, ValueError, "Invalid learning rate: nan"),
+    ErrorCase("AdamWScheduleFree", {"betas": (0.0, 0.9)}, ValueError, r"betas\[0\] must be > 0: eval\(\) divides"),
+    ErrorCase("AdamWScheduleFree", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ErrorCase("AdamWScheduleFree", {"betas": 0.9}, TypeError, "betas must be a pair of numbers"),
+    ErrorCase("AdamWScheduleFree", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08 .*eps must be"),
+    ErrorCase("AdamWScheduleFree", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("AdamWScheduleFree", {"warmup_steps": -2}, ValueError, "Invalid warmup_steps value: -2"),
+    ErrorCase("AdamWScheduleFree", {"weight_lr_power": float("inf")}, ValueError, "Invalid weight_lr_power value"),
 ]

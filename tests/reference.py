@@ -15,7 +15,7 @@ import torch
 
 import numopt
 
-from .optim_db import OptimCase
+from .optim_db import OptimCase, prepared
 
 torch.set_num_threads(1)
 
@@ -74,6 +74,8 @@ def make_pair(case: OptimCase, seed: int = 0) -> Pair:
         [{"params": params[:SPLIT]}, {"params": params[SPLIT:], **case.group2}], **case.kwargs
     )
     ref = case.reference([{"params": ref_params[:SPLIT]}, {"params": ref_params[SPLIT:], **case.group2}], **case.kwargs)
+    prepared(case, ours)  # the row's prepare call, if any (the Schedule-Free optimizers' train())
+    prepared(case, ref)
     return Pair(ours, params, ref, ref_params, dtype, case.reference_name, shapes)
 
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 import numopt
 
-from .optim_db import OPTIM_DB, OptimCase, reference_signature
+from .optim_db import OPTIM_DB, OptimCase, prepared, reference_signature
 from .test_load_state_dict import assert_same_snapshot, snapshot
 
 # One row per optimizer class: its first OPTIM_DB row is the configuration (and reference) the
@@ -65,6 +65,8 @@ REDUCING = {"Adafactor", "Muon", "LBFGS"}
 #: classes that record state (evaluation counts, a group's step count) at a step even without gradients,
 #: as their reference does
 COUNTS_EVALUATIONS = {"LBFGS", "Adan"}
+#: the Schedule-Free optimizers count every step in their groups (k, weight_sum, ...), as the reference does
+COUNTS_EVALUATIONS |= {"SGDScheduleFree", "AdamWScheduleFree"}
 #: classes whose first step only records state (ADOPT's second moment): the parameters move from the second
 FIRST_STEP_RECORDS = {"ADOPT"}
 
@@ -81,7 +83,7 @@ def _grad(name: str, p: numopt.Parameter, g: np.ndarray):
 
 def _make(name: str, params, **over):
     case = ROWS[name]
-    return getattr(numopt, name)(params, **{**case.kwargs, **over})
+    return prepared(case, getattr(numopt, name)(params, **{**case.kwargs, **over}))
 
 
 def _params(name: str, dtype=None) -> list[numopt.Parameter]:
@@ -160,7 +162,7 @@ def _side_by_side(
 
     try:
         ref = run(
-            lambda ps: row.reference(ps, **row.kwargs),
+            lambda ps: prepared(row, row.reference(ps, **row.kwargs)),
             lambda a: torch.tensor(a, requires_grad=True),
             lambda p, g: setattr(p, "grad", _torch_grad(name, g)),
             lambda p: p.detach().numpy().copy(),
@@ -169,7 +171,7 @@ def _side_by_side(
         ref = e
     try:
         ours = run(
-            lambda ps: getattr(numopt, name)(ps, **row.kwargs),
+            lambda ps: prepared(row, getattr(numopt, name)(ps, **row.kwargs)),
             numopt.Parameter,
             lambda p, g: setattr(p, "grad", _grad(name, p, g.copy())),
             lambda p: p.data.copy(),
@@ -526,6 +528,16 @@ NUMOPT_ONLY_BOUNDS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "Muon": {"eps": lambda v: v >= 0.0},  # the floor of a norm; torch.optim.Muon does not check eps
     # torch accepts history_size=0 and then fails with IndexError at its second iteration
     "LBFGS": {"history_size": lambda v: v >= 1},
+    # schedulefree checks lr, weight_decay and momentum of SGD, nothing of AdamW; numopt checks each range
+    "SGDScheduleFree": {"warmup_steps": lambda v: v >= 0, "weight_lr_power": lambda v: v >= 0},
+    "AdamWScheduleFree": {
+        "lr": lambda v: v >= 0,
+        "eps": lambda v: v >= 0,
+        "weight_decay": lambda v: v >= 0,
+        "warmup_steps": lambda v: v >= 0,
+        "weight_lr_power": lambda v: v >= 0,
+        "betas": lambda v: 0 < v[0] < 1 and 0 <= v[1] < 1,
+    },
 }
 
 
@@ -574,7 +586,7 @@ def _run(case: OptimCase, threads: int) -> list[np.ndarray]:
         rng = np.random.default_rng(42)
         shapes = [(257, 300), (40, 33)] if name in MATRIX_ONLY else [(257, 300), (1000,)]  # several CHUNKs
         params = [numopt.Parameter(rng.standard_normal(s).astype(case.dtype)) for s in shapes]
-        opt = getattr(numopt, name)(params, **case.kwargs)
+        opt = prepared(case, getattr(numopt, name)(params, **case.kwargs))
         for t in range(5):
             _step(name, opt, params, seed=100 + t)
         return [p.data.copy() for p in params] + [

@@ -18,7 +18,7 @@ import numopt
 from numopt import lr_scheduler, swa_utils
 from numopt.optimizer import registered
 
-from .optim_db import OPTIM_DB
+from .optim_db import OPTIM_DB, prepared
 from .sched_db import SCHED_DB, group_values, make_optimizer, make_scheduler
 from .sched_db import step as sched_step
 
@@ -62,7 +62,7 @@ def make_opt(name: str, seed: int = 0) -> tuple[numopt.Optimizer, list[numopt.Pa
     rng = np.random.default_rng(seed)
     params = [numopt.Parameter(rng.standard_normal(s).astype(dtype), name=f"p{i}") for i, s in enumerate(_shapes(name))]
     groups = [{"params": [params[0]]}, {"params": [params[1]], **group2}]
-    return getattr(numopt, name)(groups, **kwargs), params
+    return prepared(name, getattr(numopt, name)(groups, **kwargs)), params
 
 
 def grads_for(name: str, params: list[numopt.Parameter], step: int) -> list[Any]:

@@ -18,6 +18,8 @@ import pytest
 import numopt
 from numopt.optimizer import registered
 
+from .optim_db import prepared
+
 #: every optimizer declared with an elementwise rule (derived from the registry)
 ELEMENTWISE = [c.__name__ for c in registered(elementwise=True)]
 KWARGS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adam": {"amsgrad": True}}
@@ -28,7 +30,7 @@ def test_step_allocates_nothing_proportional_to_the_parameters(name: str) -> Non
     """A step over 2M float32 parameters (8 MB per buffer) allocates well under one buffer."""
     rng = np.random.default_rng(0)
     params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32)) for s in [(1000, 1000), (1000, 1000), (7,)]]
-    opt = getattr(numopt, name)(params, **KWARGS.get(name, {}))
+    opt = prepared(name, getattr(numopt, name)(params, **KWARGS.get(name, {})))
     for p in params:
         p.grad = rng.standard_normal(p.shape).astype(np.float32)
     opt.step()

@@ -44,6 +44,8 @@ def numopt_optimizer(
 
     params = [numopt.Parameter(normal(s)) for s in work.shapes]
     opt = cls(params, **(algorithms()[algo][0] if kwargs is None else kwargs))
+    if callable(getattr(opt, "train", None)):  # the Schedule-Free optimizers step in train mode only
+        opt.train()
     for p in params:
         p.grad = normal(p.shape)
     opt.step()  # compile, pack grads, create state

@@ -1,0 +1,359 @@
+"""Schedule-Free SGD and AdamW (``schedulefree.SGDScheduleFree``, ``schedulefree.AdamWScheduleFree``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validation import check_bool, check_number
+from ..flat import FlatBuffer, Run
+from ..kernels.schedulefree import adamw_schedulefree_step, schedule_scalars, schedulefree_swap, sgd_schedulefree_step
+from ..optimizer import Optimizer, StateTensor
+from .adam import _check_betas
+
+__all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
+
+#: the per-group scalars the reference keeps in each group, with their initial values (its order)
+_GROUP_SCALARS = {"k": 0, "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0}
+
+
+class _ScheduleFree(Optimizer):
+    """What both Schedule-Free optimizers share: the group scalars, ``train()`` / ``eval()``, the step's schedule."""
+
+    _tracks_step = False
+
+    def _construct_schedule_free(self, arguments: dict[str, Any], **convert: Any) -> None:
+        arguments = dict(arguments)
+        foreach = arguments.pop("foreach")
+        self._construct(arguments.pop("params"), {**arguments, **_GROUP_SCALARS, "foreach": foreach}, **convert)
+
+    def _beta(self, group: dict[str, Any]) -> float:
+        """The interpolation constant of ``y`` between ``z`` and ``x`` (SGD's momentum, AdamW's beta1)."""
+        raise NotImplementedError
+
+    def _validate_schedule(self, h: dict[str, Any]) -> None:
+        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
+        check_number("warmup_steps", h["warmup_steps"], low=0.0, label="warmup_steps value")
+        check_number("r", h["r"], label="r value")
+        check_number("weight_lr_power", h["weight_lr_power"], low=0.0, label="weight_lr_power value")
+        check_bool("train_mode", h["train_mode"])
+
+    def _record(self, group: dict[str, Any], **values: Any) -> None:
+        """Set the group's own scalars (a count, not an edit: no re-validation at the next step)."""
+        group.update(values)
+        checked = self._checked_hparams.get(id(group))
+        if checked is not None:
+            checked.update(values)
+
+    # -- modes ------------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Put the parameters at ``y``, where gradients are taken; ``step()`` needs train mode.
+
+        Groups already in train mode are left as they are; parameters without state
+        (never stepped) do not move.
+        """
+        self._switch(True)
+
+    def eval(self) -> None:
+        """Put the parameters at the average ``x``, to evaluate or save the model.
+
+        Groups already in eval mode are left as they are; parameters without state
+        (never stepped) do not move.
+        """
+        self._switch(False)
+
+    def _switch(self, to_train: bool) -> None:
+        for group, flats in zip(self.param_groups, self._flats):
+            if bool(group["train_mode"]) == to_train:
+                continue
+            beta = self._beta(group)
+            weight = 1 - beta if to_train else 1 - 1 / beta
+            for flat in flats:
+                for run in _runs_with_state(flat):
+                    run.pick(schedulefree_swap)(run.data, run.state["z"], weight)
+            self._record(group, train_mode=to_train)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def _check_hparam_edits(self) -> None:
+        # the first thing a step does (before the closure): refuse a step in eval mode, as the reference does
+        # (which reads the first group's mode alone)
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError(
+                f"{type(self).__name__} was not in train mode when step() was called: call optimizer.train() "
+                "before training steps and optimizer.eval() before evaluating or saving"
+            )
+        super()._check_hparam_edits()
+
+    def _update_all(self) -> None:
+        # the schedule advances for every group at every step, with or without gradients (as the reference)
+        self._scalars: dict[int, tuple[float, ...]] = {}
+        for group in self.param_groups:
+            k = group["k"]
+            lr, lr_max, weight_sum, ckp1 = schedule_scalars(
+                float(group["lr"]),
+                k,
+                group["warmup_steps"],
+                group["r"],
+                group["weight_lr_power"],
+                group["lr_max"],
+                group["weight_sum"],
+            )
+            self._record(group, scheduled_lr=lr, lr_max=lr_max, weight_sum=weight_sum)
+            self._scalars[id(group)] = (lr, ckp1, *self._extra_scalars(group, k))
+        try:
+            super()._update_all()
+        finally:
+            del self._scalars
+        for group in self.param_groups:
+            self._record(group, k=group["k"] + 1)
+
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
+        return ()
+
+
+def _runs_with_state(flat: FlatBuffer) -> list[Run]:
+    """The ranges of ``flat``'s parameters that have state (stepped at least once, or loaded), as runs."""
+    if "z" not in flat.state:
+        return []
+    runs = []
+    n = len(flat.params)
+    i = 0
+    while i < n:
+        if not flat.stepped(i):
+            i += 1
+            continue
+        j = i + 1
+        while j < n and flat.stepped(j):
+            j += 1
+        runs.append(Run(flat, i, j))
+        i = j
+    return runs
+
+
+class SGDScheduleFree(_ScheduleFree):
+    r"""Schedule-Free SGD: no learning-rate schedule, an average of the iterates instead.
+
+    Two sequences per parameter: ``z`` (plain SGD steps) and ``x`` (a weighted average
+    of the ``z``\ s); gradients are taken at ``y = lerp(z, x, momentum)``, the value the
+    parameters hold in train mode. At step ``k`` (from 0), with gradient :math:`g` at ``y``::
+
+        lr_k   = lr * min(1, (k + 1) / warmup_steps)
+        lr_max = max(lr_max, lr_k)
+        w_k    = (k + 1)**r * lr_max**weight_lr_power;   ckp1 = w_k / sum(w_0..w_k)
+        g      = g + weight_decay * y                   (weight_decay != 0)
+        y      = lerp(y, z, ckp1) + lr_k * (momentum * (1 - ckp1) - 1) * g
+        z      = z - lr_k * g
+
+    ``eval()`` moves the parameters to ``x = lerp(y, z, 1 - 1/momentum)`` and ``train()``
+    back to ``y = lerp(x, z, 1 - momentum)``. As in the reference, the optimizer starts
+    in eval mode: call ``train()`` before the first ``step()`` (a step in eval mode
+    raises), and ``eval()`` before evaluating the model or saving a checkpoint.
+
+    Same names, defaults and arithmetic as ``schedulefree.SGDScheduleFree``
+    (schedulefree 1.4.1), its reference in the tests. Unlike the reference, the
+    gradients are left as they are (the reference adds the weight decay into them).
+
+    Parameters
+    ----------
+    %(params)s
+    lr : float, default 1.0
+        Learning rate (>= 0); Schedule-Free SGD takes larger ones than SGD (1-10x).
+    momentum : float, default 0.9
+        Interpolation constant of ``y`` between ``z`` and ``x``, in (0, 1).
+    weight_decay : float, default 0
+        L2 penalty, taken at ``y`` (>= 0).
+    warmup_steps : int, default 0
+        Linear warmup of the learning rate over this many steps (>= 0).
+    r : float, default 0
+        Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
+    weight_lr_power : float, default 2
+        The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
+    foreach : bool or None, default True
+        Accepted (numopt always runs one fused pass per buffer).
+
+    State
+    -----
+    ``'z'`` per parameter once it has been stepped. As in the reference, each group
+    keeps the schedule's scalars: ``k`` (steps taken), ``train_mode``, ``weight_sum``,
+    ``lr_max`` and ``scheduled_lr`` (the last step's learning rate, for logging), so
+    ``state_dict()`` and pickles carry them.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.SGDScheduleFree([w], lr=0.1)
+    >>> opt.train()         # steps are taken in train mode
+    >>> w.grad = np.ones(3, np.float32)
+    >>> opt.step()
+    >>> w.data.round(6)     # y moved by lr * (momentum * (1 - 1) - 1) = -0.1
+    array([0.9, 0.9, 0.9], dtype=float32)
+    >>> opt.eval()          # the average x (the first step's z) for evaluation
+    >>> w.data.round(6)
+    array([0.9, 0.9, 0.9], dtype=float32)
+
+    References
+    ----------
+    Defazio, Yang, Mehta, Mishchenko, Khaled and Cutkosky, "The Road Less Scheduled",
+    NeurIPS 2024.
+    """
+
+    rule = sgd_schedulefree_step
+    state_tensors = (StateTensor("z"),)
+    bench_kwargs = {"lr": 1e-3}
+    reference = "schedulefree.SGDScheduleFree"
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2,
+        foreach: bool | None = True,
+    ) -> None:
+        self._construct_schedule_free(locals())
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        self._validate_schedule(h)
+        check_number("momentum", h["momentum"], low=0.0, high=1.0, low_open=True, high_open=True)
+
+    def _beta(self, group: dict[str, Any]) -> float:
+        return float(group["momentum"])
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        lr, ckp1 = self._scalars[id(group)]
+        run.pick(sgd_schedulefree_step)(
+            run.data,
+            run.grad,
+            run.state["z"],
+            lr,
+            float(group["momentum"]),
+            float(group["weight_decay"]),
+            ckp1,
+            run.step == 0,
+        )
+
+
+class AdamWScheduleFree(_ScheduleFree):
+    r"""Schedule-Free AdamW: Adam-normalized steps, an average of the iterates instead of a schedule.
+
+    As :class:`SGDScheduleFree`, with the gradient normalized by Adam's second moment
+    and ``beta1`` as the interpolation constant. At step ``k`` (from 0)::
+
+        lr_k   = lr * min(1, (k + 1) / warmup_steps)
+        lr_max = max(lr_max, lr_k)
+        w_k    = (k + 1)**r * lr_max**weight_lr_power;   ckp1 = w_k / sum(w_0..w_k)
+        v      = beta2 * v + (1 - beta2) * g**2
+        g      = g / (sqrt(v / (1 - beta2**(k + 1))) + eps)
+        g      = g + weight_decay * y                   (weight_decay != 0: decay at y)
+        y      = lerp(y, z, ckp1) + lr_k * (beta1 * (1 - ckp1) - 1) * g
+        z      = z - lr_k * g
+
+    ``eval()`` moves the parameters to ``x = lerp(y, z, 1 - 1/beta1)`` and ``train()``
+    back to ``y = lerp(x, z, 1 - beta1)``. As in the reference, the optimizer starts
+    in eval mode: call ``train()`` before the first ``step()`` (a step in eval mode
+    raises), and ``eval()`` before evaluating the model or saving a checkpoint.
+
+    Same names, defaults and arithmetic as ``schedulefree.AdamWScheduleFree``
+    (schedulefree 1.4.1), its reference in the tests. Unlike the reference, the
+    gradients are left as they are (the reference normalizes them in place), and
+    ``betas[0] == 0`` is refused (the reference's ``eval()`` divides by it).
+
+    Parameters
+    ----------
+    %(params)s
+    lr : float, default 0.0025
+        Learning rate (>= 0).
+    betas : (float, float), default (0.9, 0.999)
+        ``beta1``, the interpolation constant of ``y`` between ``z`` and ``x``, in (0, 1);
+        ``beta2``, the decay rate of the second moment, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator (>= 0).
+    weight_decay : float, default 0
+        Weight decay, taken at ``y`` and added to the normalized gradient (>= 0).
+    warmup_steps : int, default 0
+        Linear warmup of the learning rate over this many steps (>= 0).
+    r : float, default 0
+        Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
+    weight_lr_power : float, default 2
+        The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
+    foreach : bool or None, default True
+        Accepted (numopt always runs one fused pass per buffer).
+
+    State
+    -----
+    ``'z'`` and ``'exp_avg_sq'`` per parameter once it has been stepped; each group
+    keeps ``k``, ``train_mode``, ``weight_sum``, ``lr_max`` and ``scheduled_lr``, as in
+    the reference.
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    >>> opt = numopt.AdamWScheduleFree([w], lr=0.1)
+    >>> opt.train()
+    >>> w.grad = np.array([1.0, -2.0, 0.0], np.float32)
+    >>> opt.step()          # the first step moves each element by lr against the gradient's sign
+    >>> w.data.round(6)
+    array([0.9, 1.1, 1. ], dtype=float32)
+
+    References
+    ----------
+    Defazio, Yang, Mehta, Mishchenko, Khaled and Cutkosky, "The Road Less Scheduled",
+    NeurIPS 2024.
+    """
+
+    rule = adamw_schedulefree_step
+    state_tensors = (StateTensor("z"), StateTensor("exp_avg_sq"))
+    bench_kwargs = {"lr": 1e-3}
+    reference = "schedulefree.AdamWScheduleFree"
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        foreach: bool | None = True,
+    ) -> None:
+        self._construct_schedule_free(locals(), betas=tuple)
+
+    def _validate_hparams(self, h: dict[str, Any]) -> None:
+        self._validate_schedule(h)
+        beta1, _ = _check_betas(h["betas"])
+        if beta1 == 0:
+            raise ValueError(
+                f"Invalid beta parameter at index 0: {h['betas'][0]!r} (betas[0] must be > 0: eval() divides by it)"
+            )
+        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+
+    def _beta(self, group: dict[str, Any]) -> float:
+        return float(group["betas"][0])
+
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
+        return (1 - float(group["betas"][1]) ** (k + 1),)
+
+    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        lr, ckp1, bias_correction2 = self._scalars[id(group)]
+        beta1, beta2 = (float(b) for b in group["betas"])
+        run.pick(adamw_schedulefree_step)(
+            run.data,
+            run.grad,
+            run.state["z"],
+            run.state["exp_avg_sq"],
+            lr,
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            ckp1,
+            bias_correction2,
+            run.step == 0,
+        )
