@@ -28,6 +28,7 @@ from .sparse_adam import SparseAdam
 # Optimizers torch.optim declines (each follows a pinned third-party reference):
 # isort: split
 from .lion import Lion
+from .prodigy import Prodigy
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
 # isort: split
