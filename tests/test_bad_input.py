@@ -59,9 +59,10 @@ SPARSE_ONLY = {"SparseAdam"}
 SINGLE_GROUP = {"LBFGS"}
 #: classes whose step mixes elements (norms, factored moments, line searches): a NaN may spread
 #: across a parameter
-REDUCING = {"Adafactor", "Muon", "LBFGS"}
+REDUCING = {"Adafactor", "Muon", "LBFGS", "Prodigy"}
 #: classes that record state (evaluation counts) at a step even without gradients, as torch does
-COUNTS_EVALUATIONS = {"LBFGS"}
+#: (Prodigy: its groups' step counts and d_numerator, as pytorch_optimizer.Prodigy)
+COUNTS_EVALUATIONS = {"LBFGS", "Prodigy"}
 
 
 def _shapes(name: str) -> list[tuple[int, ...]]:
@@ -520,6 +521,8 @@ NUMOPT_ONLY_BOUNDS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "Muon": {"eps": lambda v: v >= 0.0},  # the floor of a norm; torch.optim.Muon does not check eps
     # torch accepts history_size=0 and then fails with IndexError at its second iteration
     "LBFGS": {"history_size": lambda v: v >= 1},
+    # pytorch_optimizer.Prodigy checks neither: d0 divides, d_coef and growth_rate scale the estimate
+    "Prodigy": {"d0": lambda v: v > 0.0, "d_coef": lambda v: v > 0.0, "growth_rate": lambda v: v > 0.0},
 }
 
 
