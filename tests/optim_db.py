@@ -439,7 +439,7 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
-    out += _adopt_rows() + _ademamix_rows() + _adan_rows() + _schedulefree_rows()
+    out += _adopt_rows() + _ademamix_rows() + _adan_rows() + _schedulefree_rows() + _prodigy_rows()
     return out
 
 
@@ -550,6 +550,65 @@ def _schedulefree_rows() -> list[OptimCase]:
             "AdamWScheduleFree", {"lr": 1e-2, "weight_decay": 0.1}, "float64", {"betas": (0.5, 0.9)}, f64, **train
         ),
         OptimCase("AdamWScheduleFree", {"lr": 1e-2, "warmup_steps": 5}, "large", shapes=LARGE_SHAPES, **train),
+    ]
+    return out
+
+
+def _prodigy_rows() -> list[OptimCase]:
+    # numopt.Prodigy against pytorch_optimizer.Prodigy. The second group overrides only what the reference
+    # reads per group (eps, weight decay, safeguard_warmup): lr, betas, d, d0 come from the first group there.
+    f64 = np.float64
+    rows = [
+        ({}, "default", {"weight_decay": 0.1}),
+        ({"d0": 1e-2, "beta3": 0.9, "growth_rate": 1.05}, "growth_rate beta3", {"eps": None}),
+        (
+            {"lr": 0.5, "d0": 1e-2, "betas": (0.8, 0.99), "d_coef": 2.0, "weight_decay": 0.1},
+            "lr betas d_coef weight_decay",
+            {"eps": None, "safeguard_warmup": True},
+        ),
+        (
+            {"bias_correction": True, "d_coef": 5.0, "safeguard_warmup": True, "eps": None},
+            "bias_correction safeguard_warmup atan2",
+            {"safeguard_warmup": False, "eps": 1e-4},
+        ),
+        (
+            {"d0": 1e-3, "weight_decay": 0.1, "weight_decouple": False},
+            "coupled weight_decay",
+            {"weight_decouple": True},
+        ),
+    ]
+    out = [OptimCase("Prodigy", kw, desc, group2=g2) for kw, desc, g2 in rows]
+    # With maximize, d grows 1e5-fold in 60 steps. The reference reduces <g, p0 - p> and sum |s| in float32
+    # (numopt: float64, then rounded to float32) and its float32 sqrt (MKL) is 1 ulp off in 17% of elements;
+    # d then differs by up to 7.5e-7 relative, which cancellation in s (beta3 * s + (d / d0) * d_lr * g)
+    # lifts above rtol 1e-5 on single elements of s (measured: 1.3e-5 at step 19). Displacement, measured:
+    # at most 7.5e-6 Frobenius-relative (tolerance 1e-4).
+    out.append(
+        OptimCase(
+            "Prodigy",
+            {"maximize": True, "weight_decay": 0.1, "fixed_decay": True},
+            "maximize fixed_decay (displacement: see above)",
+            group2={"eps": 1e-6},
+            compare="displacement",
+        )
+    )
+    out += [
+        OptimCase("Prodigy", {"d0": 1e-3, "weight_decay": 0.1}, "float64", group2={"eps": None}, dtype=f64),
+        OptimCase(
+            "Prodigy",
+            {
+                "d0": 1e-2,
+                "bias_correction": True,
+                "growth_rate": 1.1,
+                "maximize": True,
+                "fixed_decay": True,
+                "weight_decay": 0.1,
+            },
+            "growth_rate maximize float64",
+            group2={"safeguard_warmup": True},
+            dtype=f64,
+        ),
+        OptimCase("Prodigy", {"d0": 1e-3}, "large", shapes=LARGE_SHAPES),
     ]
     return out
 
@@ -769,4 +828,20 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("AdamWScheduleFree", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
     ErrorCase("AdamWScheduleFree", {"warmup_steps": -2}, ValueError, "Invalid warmup_steps value: -2"),
     ErrorCase("AdamWScheduleFree", {"weight_lr_power": float("inf")}, ValueError, "Invalid weight_lr_power value"),
+    ErrorCase("Prodigy", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0 .*lr must be"),
+    ErrorCase("Prodigy", {"betas": (1.0, 0.999)}, ValueError, r"Invalid beta parameter at index 0: 1.0 .*betas\[0\]"),
+    ErrorCase("Prodigy", {"betas": 0.9}, TypeError, "betas must be a pair of numbers"),
+    ErrorCase("Prodigy", {"beta3": 1.5}, ValueError, "Invalid beta3 value: 1.5 .*beta3 must be .*<= 1.0"),
+    ErrorCase("Prodigy", {"d0": 0.0}, ValueError, "Invalid d0 value: 0.0 .*d0 must be .*> 0.0"),
+    ErrorCase("Prodigy", {"d_coef": -1.0}, ValueError, "Invalid d_coef value: -1.0 .*d_coef must be .*> 0.0"),
+    ErrorCase("Prodigy", {"growth_rate": 0.0}, ValueError, "Invalid growth_rate value: 0.0 .*growth_rate must be > 0"),
+    ErrorCase("Prodigy", {"growth_rate": float("nan")}, ValueError, "Invalid growth_rate value: nan"),
+    ErrorCase("Prodigy", {"growth_rate": "2"}, TypeError, "growth_rate must be a real number"),
+    ErrorCase("Prodigy", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ErrorCase("Prodigy", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08 .*eps must be"),
+    ErrorCase("Prodigy", {"weight_decouple": 1}, TypeError, "weight_decouple must be True or False"),
+    ErrorCase("Prodigy", {"safeguard_warmup": "yes"}, TypeError, "safeguard_warmup must be True or False"),
+    ErrorCase("Prodigy", {"bias_correction": None}, TypeError, "bias_correction must be True or False"),
+    ErrorCase("Prodigy", {"maximize": 0}, TypeError, "maximize must be True or False"),
+    ErrorCase("Prodigy", {"foreach": "no"}, TypeError, "foreach must be None, True or False"),
 ]

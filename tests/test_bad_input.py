@@ -61,10 +61,10 @@ SPARSE_ONLY = {"SparseAdam"}
 SINGLE_GROUP = {"LBFGS"}
 #: classes whose step mixes elements (norms, factored moments, line searches): a NaN may spread
 #: across a parameter
-REDUCING = {"Adafactor", "Muon", "LBFGS"}
+REDUCING = {"Adafactor", "Muon", "LBFGS", "Prodigy"}
 #: classes that record state (evaluation counts, a group's step count) at a step even without gradients,
-#: as their reference does
-COUNTS_EVALUATIONS = {"LBFGS", "Adan"}
+#: as their reference does (Prodigy: its groups' step counts and d_numerator)
+COUNTS_EVALUATIONS = {"LBFGS", "Adan", "Prodigy"}
 #: the Schedule-Free optimizers count every step in their groups (k, weight_sum, ...), as the reference does
 COUNTS_EVALUATIONS |= {"SGDScheduleFree", "AdamWScheduleFree"}
 #: classes whose first step only records state (ADOPT's second moment): the parameters move from the second
@@ -538,6 +538,8 @@ NUMOPT_ONLY_BOUNDS: dict[str, dict[str, Callable[[Any], bool]]] = {
         "weight_lr_power": lambda v: v >= 0,
         "betas": lambda v: 0 < v[0] < 1 and 0 <= v[1] < 1,
     },
+    # pytorch_optimizer.Prodigy checks neither: d0 divides, d_coef and growth_rate scale the estimate
+    "Prodigy": {"d0": lambda v: v > 0.0, "d_coef": lambda v: v > 0.0, "growth_rate": lambda v: v > 0.0},
 }
 
 

@@ -216,6 +216,11 @@ def test_zero_d_float64_state_is_exported_as_an_array() -> None:
 # -- loading by name ------------------------------------------------------------------
 
 
+#: classes whose step adds up terms from every parameter in their order (Prodigy's float32 sums, as its
+#: reference): with the groups swapped and the parameters reversed they round differently (~1e-6)
+ORDER_SENSITIVE = {"Prodigy"}
+
+
 def _named_pair(case: OptimCase):
     pair = stepped_pair(case)
     for i, p in enumerate(pair.params):
@@ -262,7 +267,10 @@ def test_load_by_name_whatever_the_group_order(case: OptimCase) -> None:
     _continue(pair.ours, pair.params, grads)
     _continue(opt, fresh, grads)
     for p, q in zip(pair.params, fresh):
-        np.testing.assert_array_equal(p.data, q.data, err_msg=p.name)
+        if case.name in ORDER_SENSITIVE:
+            np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6, err_msg=p.name)
+        else:
+            np.testing.assert_array_equal(p.data, q.data, err_msg=p.name)
 
 
 def test_position_loading_warns_when_names_disagree() -> None:

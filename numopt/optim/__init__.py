@@ -32,6 +32,7 @@ from .ademamix import AdEMAMix
 from .adopt import ADOPT
 from .lion import Lion
 from .lookahead import Lookahead
+from .prodigy import Prodigy
 from .schedulefree import AdamWScheduleFree, SGDScheduleFree
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names

@@ -1,0 +1,166 @@
+"""Prodigy: Adam whose step size ``d`` is estimated from sums over every parameter.
+
+A step is two passes over the flat buffers (``numopt.optim.Prodigy`` drives them):
+
+1. :func:`prodigy_reduce`, per run: updates the moments and ``s`` of each element and
+   reduces, per parameter, ``<g, p0 - p>`` and ``sum |s|``, in float64 partials over
+   blocks of at most ``CHUNK`` elements (never spanning two parameters), added in
+   block order: the same sums for any thread count. Each parameter's two sums then
+   enter the running float32 sums ``d_numerator`` and ``d_de_nom`` in parameter
+   order, as the reference adds each parameter's ``dot`` and ``sum`` into float32
+   tensors.
+2. :func:`prodigy_step`, the elementwise update once the new ``d`` is known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import CHUNK, kernel
+from ._generate import elementwise
+from ._pieces import fma, weight_decay, weight_decay_constants
+
+
+@kernel
+def prodigy_reduce(
+    param,
+    grad,
+    p0,
+    s,
+    exp_avg,
+    exp_avg_sq,
+    offsets,
+    q0,
+    q1,
+    numerator,
+    denominator,
+    alpha,
+    beta1,
+    m_scale,
+    beta2,
+    v_scale,
+    beta3,
+    s_scale,
+    maximize,
+):
+    r"""Pass 1 of a Prodigy step over one run, in place; returns the new ``(numerator, denominator)``.
+
+    For every element, with :math:`g` the gradient (negated if ``maximize``), ``d`` the
+    current step-size estimate and ``d_lr = d * lr / bias_correction``::
+
+        dot_j  += g * (p0 - p)                        (float64, per parameter j)
+        m      <- beta1 * m + d * (1 - beta1) * g      (m_scale = d * (1 - beta1))
+        v      <- beta2 * v + d^2 * (1 - beta2) * g^2  (v_scale = d * d * (1 - beta2))
+        s      <- beta3 * s + (d / d0) * d_lr * g      (s_scale; d instead of d_lr with safeguard_warmup)
+        abs_j  += |s|                                  (float64, per parameter j)
+
+    then, for each parameter ``j`` of the run in order, in float32 (the reference's
+    ``d_numerator`` and ``d_de_nom`` are float32 tensors whatever the parameters' dtype)::
+
+        numerator   <- fma(alpha, float32(dot_j), numerator)   (alpha = (d / d0) * d_lr)
+        denominator <- denominator + float32(abs_j)
+
+    Parameters
+    ----------
+    param, grad, p0, s, exp_avg, exp_avg_sq : 1-D arrays of one float dtype
+        The run's slices; ``param``, ``grad`` and ``p0`` are only read.
+    offsets : 1-D int64 array
+        The buffer's parameter offsets; the run holds parameters ``q0:q1`` and starts
+        at ``offsets[q0]``.
+    numerator, denominator, alpha : float32
+    beta1, m_scale, beta2, v_scale, beta3, s_scale : float
+        float64 scalars, each cast once to the arrays' dtype.
+    maximize : bool
+    """
+    dt = param.dtype.type
+    b1, ms, b2, vs, b3, ss = dt(beta1), dt(m_scale), dt(beta2), dt(v_scale), dt(beta3), dt(s_scale)
+    base = offsets[q0]
+    nblocks = 0
+    for j in range(q0, q1):
+        nblocks += (offsets[j + 1] - offsets[j] + CHUNK - 1) // CHUNK
+    lo = np.empty(nblocks, np.int64)
+    hi = np.empty(nblocks, np.int64)
+    b = 0
+    for j in range(q0, q1):
+        for start in range(offsets[j], offsets[j + 1], CHUNK):
+            lo[b] = start - base
+            hi[b] = min(start + CHUNK, offsets[j + 1]) - base
+            b += 1
+    dots = np.empty(nblocks, np.float64)
+    sums = np.empty(nblocks, np.float64)
+    for k in prange(nblocks):
+        acc_dot = np.float64(0)
+        acc_abs = np.float64(0)
+        for i in range(lo[k], hi[k]):
+            g = -grad[i] if maximize else grad[i]
+            acc_dot += np.float64(g) * np.float64(p0[i] - param[i])
+            exp_avg[i] = fma(ms, g, exp_avg[i] * b1)
+            exp_avg_sq[i] = fma(vs * g, g, exp_avg_sq[i] * b2)
+            si = fma(ss, g, s[i] * b3)
+            s[i] = si
+            acc_abs += np.float64(abs(si))
+        dots[k] = acc_dot
+        sums[k] = acc_abs
+    num = np.float32(numerator)
+    den = np.float32(denominator)
+    a32 = np.float32(alpha)
+    b = 0
+    for j in range(q0, q1):
+        acc_dot = np.float64(0)
+        acc_abs = np.float64(0)
+        for _ in range(offsets[j], offsets[j + 1], CHUNK):
+            acc_dot += dots[b]
+            acc_abs += sums[b]
+            b += 1
+        num = fma(a32, np.float32(acc_dot), num)
+        den = den + np.float32(acc_abs)
+    return num, den
+
+
+def prodigy_constants(dt, d_lr, d, eps, use_eps, weight_decay, weight_decouple, fixed_decay):
+    """The loop constants of :func:`prodigy_step`, each formed in float64 and cast once to ``dt``."""
+    decay_lr = 1.0 if fixed_decay else d_lr  # fixed_decay: the decoupled decay ignores the step size
+    return weight_decay_constants(dt, decay_lr, weight_decay, weight_decouple) + (
+        dt(d * eps),
+        dt(-d_lr),
+        use_eps,
+    )
+
+
+@elementwise(prodigy_constants, updates=("param",))
+def prodigy_step(c, param, grad, exp_avg, exp_avg_sq):
+    r"""Pass 2 of a Prodigy step over flat arrays: the parameter update, in place.
+
+    For every element, with ``d`` the new estimate and ``d_lr`` the step size formed
+    with the estimate the step started from (as ``pytorch_optimizer.Prodigy``)::
+
+        param <- param * (1 - d_lr * weight_decay)       (weight_decay != 0, weight_decouple;
+                                                          1 - weight_decay with fixed_decay)
+        param <- param - d_lr * m / (sqrt(v) + d * eps)  (eps given)
+        param <- param - d_lr * atan2(m, sqrt(v))        (eps None: ``use_eps`` False)
+
+    Coupled weight decay (``weight_decouple=False``) adds ``weight_decay * param`` to
+    the gradient after the moments were formed, as the reference does: it changes
+    nothing here (the gradient is only read).
+
+    Parameters
+    ----------
+    param, grad : 1-D arrays of one float dtype
+        ``param`` is updated in place; ``grad`` is only read.
+    exp_avg, exp_avg_sq : 1-D arrays
+        The moments pass 1 left, only read.
+    d_lr, d, eps, weight_decay : float
+        float64 scalars, each cast once to the arrays' dtype (``eps`` 0 when ``use_eps`` is False).
+    use_eps, weight_decouple, fixed_decay : bool
+
+    References
+    ----------
+    Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free Learner", ICML 2024.
+    """
+    wd, decay, coupled, decoupled, d_eps, neg_lr, use_eps = c
+    p, _ = weight_decay(param, grad, wd, decay, coupled, decoupled)
+    denom = np.sqrt(exp_avg_sq)
+    if use_eps:
+        return p + (neg_lr * exp_avg) / (denom + d_eps)
+    return fma(neg_lr, np.arctan2(exp_avg, denom), p)
