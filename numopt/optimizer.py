@@ -326,7 +326,9 @@ class Optimizer:
     #: whether the last ``step()`` was skipped for a non-finite gradient norm
     last_step_skipped: bool = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """Derive the class's declaration; ``register=False`` keeps a class of ``numopt.optim`` out of the
+        registry (a wrapper such as ``Lookahead``, which the registry's tables cannot build from parameters)."""
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if cls.__doc__ and "%(" in cls.__doc__:
@@ -344,7 +346,7 @@ class Optimizer:
             missing = set(cls.rule.rule.state) - {t.name for t in cls.state_tensors}
             if missing:
                 raise TypeError(f"{cls.__name__}: the rule's state {sorted(missing)} is not in state_tensors")
-        if cls.__module__.startswith("numopt.optim.") and not cls.__name__.startswith("_"):
+        if register and cls.__module__.startswith("numopt.optim.") and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
     def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:

@@ -12,7 +12,7 @@ import torch
 import numopt
 from numopt.optimizer import registered
 
-from .optim_db import LARGE_SHAPES, OPTIM_DB
+from .optim_db import LARGE_SHAPES, OPTIM_DB, prepared
 
 torch.set_num_threads(1)
 
@@ -85,8 +85,8 @@ def test_fused_clipping_equals_clipping_first_then_stepping_bit_for_bit(row, dty
     init = _params(dtype, shapes)
     a = [numopt.Parameter(x.copy()) for x in init]
     b = [numopt.Parameter(x.copy()) for x in init]
-    opt_a = getattr(numopt, row.name)(a, **row.kwargs)
-    opt_b = getattr(numopt, row.name)(b, **row.kwargs)
+    opt_a = prepared(row, getattr(numopt, row.name)(a, **row.kwargs))
+    opt_b = prepared(row, getattr(numopt, row.name)(b, **row.kwargs))
     rng = np.random.default_rng(3)
     for t in range(6):
         grads = _grads(rng, t, dtype, shapes)
@@ -304,3 +304,48 @@ def test_a_pending_coefficient_survives_pickling() -> None:
     opt2.step()
     w2 = opt2.param_groups[0]["params"][0]
     np.testing.assert_allclose(w2.data, [-0.6, -0.8], rtol=1e-6)
+
+
+def test_adan_takes_its_own_gradient_norm_over_the_clipped_gradients() -> None:
+    # Adan's max_grad_norm reduction reads the gradients before its fused pass: it must see them clipped
+    init = _params(shapes=[(5, 3), (7,), (20_000,)])
+    a = [numopt.Parameter(x.copy()) for x in init]
+    b = [numopt.Parameter(x.copy()) for x in init]
+    opt_a = numopt.Adan(a, lr=0.01, max_grad_norm=0.5)
+    opt_b = numopt.Adan(b, lr=0.01, max_grad_norm=0.5)
+    rng = np.random.default_rng(8)
+    for t in range(6):
+        for p, q, g in zip(a, b, _grads(rng, t, shapes=[(5, 3), (7,), (20_000,)])):
+            p.grad, q.grad = g.copy(), g.copy()
+        opt_a.clip_grad_norm_(2.0)
+        numopt.utils.clip_grad_norm_(b, 2.0)
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-6, atol=1e-7)
+
+
+def test_lookahead_clips_and_skips_like_any_optimizer() -> None:
+    init = _params(shapes=[(5, 3), (7,)])
+    a = [numopt.Parameter(x.copy()) for x in init]
+    b = [numopt.Parameter(x.copy()) for x in init]
+    opt_a = numopt.Lookahead(numopt.AdamW(a, lr=0.01), k=2)
+    opt_b = numopt.Lookahead(numopt.AdamW(b, lr=0.01), k=2)
+    rng = np.random.default_rng(9)
+    for t in range(5):
+        grads = _grads(rng, t, shapes=[(5, 3), (7,)])
+        for p, q, g in zip(a, b, grads):
+            p.grad, q.grad = g.copy() * 50, g.copy() * 50
+        if t == 2:
+            a[0].grad[0, 0] = np.nan
+            opt_a.clip_grad_norm_(1.0, skip_nonfinite=True)
+            opt_a.step()
+            assert opt_a.last_step_skipped and opt_a.skipped_steps == 1
+            for p, g in zip(a, grads):
+                p.grad = g.copy() * 50
+        opt_a.clip_grad_norm_(1.0, skip_nonfinite=True)
+        numopt.utils.clip_grad_norm_(b, 1.0)
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.data, q.data)

@@ -144,6 +144,7 @@ class Adan(Optimizer):
             return 1.0
         values = np.concatenate([np.empty(0, np.float64), *(_partials(run.grad, SUM_SQUARES, 2.0) for run in runs)])
         total = math.fsum(values.tolist()) if not np.isnan(values).any() else math.nan
+        total *= self._grad_scale**2  # the norm of the gradients as the update pass reads them (clip_grad_norm_)
         clip = max_norm / (math.sqrt(total) + float(self.defaults["eps"]))
         return clip if clip != clip else min(1.0, clip)  # NaN propagates, as torch.clamp's
 

@@ -12,7 +12,7 @@ import numpy as np
 from .._validation import check_number
 from ..flat import FlatBuffer
 from ..kernels.lookahead import lookahead_step
-from ..optimizer import _REGISTRY, Optimizer
+from ..optimizer import Optimizer
 
 __all__ = ["Lookahead"]
 
@@ -20,7 +20,7 @@ _PULLBACK = ("none", "reset", "pullback")
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-class Lookahead(Optimizer):
+class Lookahead(Optimizer, register=False):  # a wrapper: not in the registry's tables
     r"""Lookahead: every ``k`` steps of a wrapped optimizer, pull its weights back toward slow weights.
 
     For each group, after the wrapped optimizer's step, the group's counter advances; at
@@ -207,7 +207,9 @@ class Lookahead(Optimizer):
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """The wrapped optimizer's ``zero_grad``."""
+        """The wrapped optimizer's ``zero_grad`` (a clipping coefficient or skip left pending is dropped)."""
+        self._grad_scale = 1.0
+        self._skip_next = False
         self.optimizer.zero_grad(set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -338,8 +340,3 @@ class Lookahead(Optimizer):
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
         return f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r},\n{inner}\n)"
-
-
-# A wrapper, not an optimizer built from parameter groups: kept out of the registry, whose tables
-# (functional, bench, test rows) construct each class from parameters.
-_REGISTRY.pop("Lookahead", None)
