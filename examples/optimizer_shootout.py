@@ -86,6 +86,14 @@ def lr_of(name: str) -> float:
     return default_lr(cls)
 
 
+def label(name: str) -> str:
+    """The table's name for ``name``'s recipe."""
+    cls = getattr(numopt, name)
+    if "optimizer" in inspect.signature(cls.__init__).parameters:
+        return f"{name}(AdamW)"
+    return "Muon + AdamW" if name == "Muon" else name
+
+
 def set_mode(opt: Any, mode: str) -> None:
     """``opt.train()`` / ``opt.eval()`` for optimizers that have them (Schedule-Free), else nothing."""
     switch = getattr(opt, mode, None)
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in ranked:
         d, b = results[name]["default"], results[name]["best"]
         print(
-            f"{name:<18} {d['lr']:10.3g} {d['loss'][-1]:8.4f} {b['lr']:9.3g} {b['loss'][-1]:8.4f} "
+            f"{label(name):<18} {d['lr']:10.3g} {d['loss'][-1]:8.4f} {b['lr']:9.3g} {b['loss'][-1]:8.4f} "
             f"{b['acc']:9.2%} {b['step_us']:8.1f}"
         )
     print("left out: " + "; ".join(f"{k} ({v})" for k, v in LEFT_OUT.items()))
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> Path:
     epochs_axis = np.arange(1, epochs + 1)
     for name in ranked:
         b = results[name]["best"]
-        ax.semilogy(epochs_axis, b["loss"], marker="o", ms=2, lw=1.3, label=f"{name} (lr {b['lr']:.3g})")
+        ax.semilogy(epochs_axis, b["loss"], marker="o", ms=2, lw=1.3, label=f"{label(name)} (lr {b['lr']:.3g})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (cross-entropy, mean over the epoch)")
     ax.set_title("digits MLP: every numopt optimizer at its best learning rate of the sweep")
