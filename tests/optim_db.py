@@ -419,6 +419,57 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out = [OptimCase("Lion", kw, desc, group2={"lr": 5e-4}) for kw, desc in rows]
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
+    lamb = [
+        ({}, "default"),
+        ({"lr": 3e-3, "betas": (0.8, 0.95), "eps": 1e-5}, "non-default lr, betas and eps"),
+        ({"lr": 1e-2, "weight_decay": 0.5}, "decoupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.5, "fixed_decay": True}, "fixed_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False}, "coupled weight_decay"),
+        ({"lr": 1e-2, "grad_averaging": False}, "no grad_averaging"),
+        ({"lr": 1e-2, "adam": True, "weight_decay": 0.1}, "adam"),
+        ({"lr": 1e-2, "pre_norm": True}, "pre_norm"),
+        ({"lr": 1e-2, "pre_norm": True, "max_grad_norm": 0.0}, "pre_norm without clipping"),
+        ({"lr": 1e-2, "pre_norm": True, "max_grad_norm": 50.0}, "pre_norm under max_grad_norm"),
+        ({"lr": 1e-2, "foreach": False, "weight_decay": 0.1, "weight_decouple": False}, "per-parameter path"),
+        ({"lr": 1e-2, "foreach": False, "adam": True}, "per-parameter path adam"),
+        ({"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "betas": (0.9, 0.99)}, "rectify"),
+        (
+            {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "weight_decay": 0.1, "n_sma_threshold": 8},
+            "rectify with decay and threshold",
+        ),
+        ({"lr": 1e-2, "maximize": True, "weight_decay": 0.1}, "maximize"),
+    ]
+    out += [OptimCase("Lamb", kw, desc, group2={"lr": 5e-3}) for kw, desc in lamb]
+    # float64: no active clipping (its factor is float32, through torch's float32 sqrt, which is not always
+    # correctly rounded: one float32 ulp off is beyond float64 tolerances)
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "weight_decay": 0.1}, "float64", dtype=np.float64))
+    out.append(
+        OptimCase(
+            "Lamb", {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True}, "float64 rectify", dtype=np.float64
+        )
+    )
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "weight_decay": 0.1, "pre_norm": True}, "large", shapes=LARGE_SHAPES))
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "foreach": False}, "large per-parameter path", shapes=LARGE_SHAPES))
+    lars = [
+        ({}, "default"),
+        ({"lr": 0.1, "weight_decay": 0.1, "trust_coefficient": 0.02}, "weight_decay and trust_coefficient"),
+        ({"lr": 0.1, "momentum": 0.0, "trust_coefficient": 0.02}, "no momentum"),
+        ({"lr": 0.1, "momentum": 0.8, "dampening": 0.3, "trust_coefficient": 0.02}, "dampening"),
+        ({"lr": 0.1, "nesterov": True, "weight_decay": 0.01, "trust_coefficient": 0.02}, "nesterov"),
+        ({"lr": 0.1, "maximize": True, "weight_decay": 0.1, "trust_coefficient": 0.02}, "maximize"),
+    ]
+    out += [OptimCase("LARS", kw, desc, group2={"lr": 0.05, "momentum": 0.5}) for kw, desc in lars]
+    out.append(
+        OptimCase("LARS", {"lr": 0.1, "weight_decay": 0.1, "trust_coefficient": 0.02}, "float64", dtype=np.float64)
+    )
+    out.append(
+        OptimCase(
+            "LARS",
+            {"lr": 0.1, "weight_decay": 0.1, "nesterov": True, "trust_coefficient": 0.02},
+            "large",
+            shapes=LARGE_SHAPES,
+        )
+    )
     return out
 
 

@@ -27,6 +27,8 @@ from .sparse_adam import SparseAdam
 
 # Optimizers torch.optim declines (each follows a pinned third-party reference):
 # isort: split
+from .lamb import Lamb
+from .lars import LARS
 from .lion import Lion
 
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
