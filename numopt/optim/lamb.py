@@ -18,21 +18,6 @@ from .adam import _check_betas
 __all__ = ["Lamb"]
 
 
-def _float32_sum(x: np.ndarray) -> np.float32:
-    """``sum(x)`` of a float32 vector in the order torch's CPU ``sum`` adds a short one (four
-    interleaved partial sums, the tail into the first, then the partials in order); longer vectors
-    in NumPy's order (within a few float32 ulps of torch's)."""
-    if x.size >= 8:
-        return np.float32(x.sum(dtype=np.float32))
-    partial = [np.float32(v) for v in x[:4]] + [np.float32(0)] * (4 - min(4, x.size))
-    for v in x[4:]:
-        partial[0] = np.float32(partial[0] + v)
-    total = partial[0]
-    for v in partial[1:]:
-        total = np.float32(total + v)
-    return total
-
-
 class Lamb(Optimizer):
     r"""LAMB: Adam updates scaled, per parameter tensor, by the trust ratio ``||theta|| / ||update||``.
 
@@ -104,7 +89,9 @@ class Lamb(Optimizer):
     ``'exp_avg'``, ``'exp_avg_sq'`` per parameter once it has been stepped, and the last step's
     ``'weight_norm'`` (``min(||theta||, 10)``), ``'adam_norm'`` (``||u_t||``) and ``'trust_ratio'``
     (``r_t`` before ``adam`` replaces it) as scalars. As in the reference, the step count is kept per
-    group (``param_groups[i]['step']``, counted on every ``step()``) and ``maximize``, ``pre_norm``,
+    group (``param_groups[i]['step']``; numopt counts only the steps that update one of the group's
+    parameters, the reference every ``step()``: a step without gradients changes nothing, as elsewhere
+    in numopt) and ``maximize``, ``pre_norm``,
     ``degenerated_to_sgd`` and ``n_sma_threshold`` on the optimizer, not in the groups. With ``rectify``
     and no ``degenerated_to_sgd``, the reference creates the three scalars only at the first step it
     moves a parameter; numopt keeps them from the first step (0, 0 and 1 until then).
@@ -195,28 +182,33 @@ class Lamb(Optimizer):
                     out = np.empty(run.p1 - run.p0, np.float64)
                     segment_sum_squares(run.grad, seg.offs, seg.first, seg.start, seg.owner, seg.partials[0], out)
                     sums.update(zip(map(id, flat.params[run.p0 : run.p1]), out))
-        # float32 norms, squared, added in the groups' parameter order (the reference's)
-        order = [sums[id(p)] for group in self.param_groups for p in group["params"] if id(p) in sums]
-        squares = np.square(np.sqrt(np.array(order, np.float64)).astype(np.float32))
-        norm = np.float32(np.sqrt(_float32_sum(squares)))
+        # float32 norms, squared in float32 as the reference's, then added in float64 (exact for any
+        # realistic spread of magnitudes, so any order of the parameters gives the same sum) and
+        # rounded once: within a float32 ulp of the reference's float32 sum
+        squares = np.square(np.sqrt(np.fromiter(sums.values(), np.float64, len(sums))).astype(np.float32))
+        norm = np.float32(np.sqrt(np.float32(np.sum(squares, dtype=np.float64))))
         norm = norm + np.float32(self.defaults["eps"])
         scale = (np.float32(1) / norm) * np.float32(max_norm)  # torch's number / tensor: reciprocal, then product
         return 1.0 if scale > 1 else float(scale)  # torch.clamp(max=1): NaN stays NaN
 
     def _update_all(self) -> None:
-        # as the reference: every group counts every step, with or without gradients
-        for group in self.param_groups:
-            group["step"] = group.get("step", 0) + 1
-            checked = self._checked_hparams.get(id(group))
-            if checked is not None:  # a count, not an edit: no re-validation at the next step
-                checked["step"] = group["step"]
+        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
+        # group's step when it updated something (a step without gradients changes nothing)
+        self._stepped: set[int] = set()
         self._scale = self._grad_scale() if self.pre_norm else 1.0
         super()._update_all()
+        for group in self.param_groups:
+            if id(group) in self._stepped:
+                group["step"] = group.get("step", 0) + 1
+                checked = self._checked_hparams.get(id(group))
+                if checked is not None:  # a count, not an edit: no re-validation at the next step
+                    checked["step"] = group["step"]
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         beta1, beta2 = (float(b) for b in group["betas"])
         lr = float(group["lr"])
-        t = int(group["step"])
+        self._stepped.add(id(group))
+        t = int(group.get("step", 0)) + 1  # counted once the whole step is done
         step_size, mode = lr, ADAM
         if group["rectify"]:  # RAdam's rectified step size, as the reference forms it
             n_sma_max = 2.0 / (1.0 - beta2) - 1.0

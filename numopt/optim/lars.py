@@ -61,8 +61,9 @@ class LARS(Optimizer):
     State
     -----
     ``'momentum_buffer'`` per parameter once it has been stepped, when ``momentum > 0``. As in the
-    reference, the step count is kept per group (``param_groups[i]['step']``, counted on every ``step()``)
-    and ``maximize`` on the optimizer.
+    reference, the step count is kept per group (``param_groups[i]['step']``, counted when the step
+    updates one of the group's parameters; the reference counts every ``step()``) and ``maximize`` on
+    the optimizer.
 
     Examples
     --------
@@ -121,15 +122,19 @@ class LARS(Optimizer):
         return super().step(closure)
 
     def _update_all(self) -> None:
-        # as the reference: every group counts every step, with or without gradients
-        for group in self.param_groups:
-            group["step"] = group.get("step", 0) + 1
-            checked = self._checked_hparams.get(id(group))
-            if checked is not None:  # a count, not an edit: no re-validation at the next step
-                checked["step"] = group["step"]
+        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
+        # group's step when it updated something (a step without gradients changes nothing)
+        self._stepped: set[int] = set()
         super()._update_all()
+        for group in self.param_groups:
+            if id(group) in self._stepped:
+                group["step"] = group.get("step", 0) + 1
+                checked = self._checked_hparams.get(id(group))
+                if checked is not None:  # a count, not an edit: no re-validation at the next step
+                    checked["step"] = group["step"]
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+        self._stepped.add(id(group))
         seg = self._segments.get(flat, run)
         momentum = float(group["momentum"])
         run.pick(lars_update)(
