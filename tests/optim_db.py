@@ -440,6 +440,7 @@ def _beyond_torch_rows() -> list[OptimCase]:
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "float64", dtype=np.float64))
     out.append(OptimCase("Lion", {"lr": 1e-3, "weight_decay": 0.1}, "large", shapes=LARGE_SHAPES))
     out += _adopt_rows() + _ademamix_rows() + _adan_rows() + _schedulefree_rows() + _prodigy_rows()
+    out += _lamb_lars_rows()
     return out
 
 
@@ -610,6 +611,66 @@ def _prodigy_rows() -> list[OptimCase]:
         ),
         OptimCase("Prodigy", {"d0": 1e-3}, "large", shapes=LARGE_SHAPES),
     ]
+    return out
+
+
+def _lamb_lars_rows() -> list[OptimCase]:
+    # numopt.Lamb / numopt.LARS: pytorch_optimizer.Lamb / LARS
+    out: list[OptimCase] = []
+    lamb = [
+        ({}, "default"),
+        ({"lr": 3e-3, "betas": (0.8, 0.95), "eps": 1e-5}, "non-default lr, betas and eps"),
+        ({"lr": 1e-2, "weight_decay": 0.5}, "decoupled weight_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.5, "fixed_decay": True}, "fixed_decay"),
+        ({"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False}, "coupled weight_decay"),
+        ({"lr": 1e-2, "grad_averaging": False}, "no grad_averaging"),
+        ({"lr": 1e-2, "adam": True, "weight_decay": 0.1}, "adam"),
+        ({"lr": 1e-2, "pre_norm": True, "max_grad_norm": 0.0}, "pre_norm without clipping"),
+        ({"lr": 1e-2, "pre_norm": True, "max_grad_norm": 50.0}, "pre_norm under max_grad_norm"),
+        ({"lr": 1e-2, "foreach": False, "weight_decay": 0.1, "weight_decouple": False}, "per-parameter path"),
+        ({"lr": 1e-2, "foreach": False, "adam": True}, "per-parameter path adam"),
+        ({"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "betas": (0.9, 0.99)}, "rectify"),
+        (
+            {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "weight_decay": 0.1, "n_sma_threshold": 8},
+            "rectify with decay and threshold",
+        ),
+        ({"lr": 1e-2, "maximize": True, "weight_decay": 0.1}, "maximize"),
+    ]
+    out += [OptimCase("Lamb", kw, desc, group2={"lr": 5e-3}) for kw, desc in lamb]
+    # active clipping: numopt adds the squared norms exactly (the same factor for any parameter order),
+    # the reference in float32, so the factor can differ by a float32 ulp; the 0-d parameter's trust
+    # ratio |p| / |u| amplifies that when its momentum cancels (its step, |p| * step size, does not)
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "pre_norm": True}, "pre_norm clipping", compare="displacement"))
+    # float64: no active clipping (its factor is float32, through torch's float32 sqrt, which is not always
+    # correctly rounded: one float32 ulp off is beyond float64 tolerances)
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "weight_decay": 0.1}, "float64", dtype=np.float64))
+    out.append(
+        OptimCase(
+            "Lamb", {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True}, "float64 rectify", dtype=np.float64
+        )
+    )
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "weight_decay": 0.1, "pre_norm": True}, "large", shapes=LARGE_SHAPES))
+    out.append(OptimCase("Lamb", {"lr": 1e-2, "foreach": False}, "large per-parameter path", shapes=LARGE_SHAPES))
+    lars = [
+        ({}, "default"),
+        ({"lr": 0.1, "weight_decay": 0.1, "trust_coefficient": 0.02}, "weight_decay and trust_coefficient"),
+        ({"lr": 0.1, "momentum": 0.0, "trust_coefficient": 0.02}, "no momentum"),
+        ({"lr": 0.1, "momentum": 0.8, "dampening": 0.3, "trust_coefficient": 0.02}, "dampening"),
+        ({"lr": 0.1, "nesterov": True, "weight_decay": 0.01, "trust_coefficient": 0.02}, "nesterov"),
+        ({"lr": 0.1, "maximize": True, "weight_decay": 0.1, "trust_coefficient": 0.02}, "maximize"),
+    ]
+    out += [OptimCase("LARS", kw, desc, group2={"lr": 0.05, "momentum": 0.5}) for kw, desc in lars]
+    out.append(
+        OptimCase("LARS", {"lr": 0.1, "weight_decay": 0.1, "trust_coefficient": 0.02}, "float64", dtype=np.float64)
+    )
+    out.append(
+        OptimCase(
+            "LARS",
+            {"lr": 0.1, "weight_decay": 0.1, "nesterov": True, "trust_coefficient": 0.02},
+            "large",
+            shapes=LARGE_SHAPES,
+        )
+    )
     return out
 
 
@@ -844,4 +905,22 @@ ERROR_DB: list[ErrorCase] = [
     ErrorCase("Prodigy", {"bias_correction": None}, TypeError, "bias_correction must be True or False"),
     ErrorCase("Prodigy", {"maximize": 0}, TypeError, "maximize must be True or False"),
     ErrorCase("Prodigy", {"foreach": "no"}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("Lamb", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1 .*lr must be"),
+    ErrorCase("Lamb", {"betas": (1.0, 0.9)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ErrorCase("Lamb", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase("Lamb", {"max_grad_norm": -1.0}, ValueError, "Invalid max_grad_norm value: -1.0 .*max_grad_norm must"),
+    ErrorCase("Lamb", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06"),
+    ErrorCase("Lamb", {"n_sma_threshold": float("nan")}, ValueError, "Invalid n_sma_threshold value: nan"),
+    ErrorCase("Lamb", {"adam": 1}, TypeError, "adam must be True or False"),
+    ErrorCase("Lamb", {"rectify": "yes"}, TypeError, "rectify must be True or False"),
+    ErrorCase("Lamb", {"pre_norm": None}, TypeError, "pre_norm must be True or False"),
+    ErrorCase("Lamb", {"maximize": 0}, TypeError, "maximize must be True or False"),
+    ErrorCase("Lamb", {"foreach": "yes"}, TypeError, "foreach must be None, True or False"),
+    ErrorCase("LARS", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1"),
+    ErrorCase("LARS", {"momentum": 1.0}, ValueError, "Invalid momentum value: 1.0 .*momentum must be .*< 1.0"),
+    ErrorCase("LARS", {"dampening": -0.1}, ValueError, "Invalid dampening value: -0.1"),
+    ErrorCase("LARS", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ErrorCase("LARS", {"trust_coefficient": -1e-3}, ValueError, "Invalid trust_coefficient value: -0.001"),
+    ErrorCase("LARS", {"nesterov": 1}, TypeError, "nesterov must be True or False"),
+    ErrorCase("LARS", {"maximize": "no"}, TypeError, "maximize must be True or False"),
 ]

@@ -30,6 +30,8 @@ from .sparse_adam import SparseAdam
 from .adan import Adan
 from .ademamix import AdEMAMix
 from .adopt import ADOPT
+from .lamb import Lamb
+from .lars import LARS
 from .lion import Lion
 from .lookahead import Lookahead
 from .prodigy import Prodigy
