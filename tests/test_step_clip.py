@@ -215,6 +215,9 @@ def test_a_nonfinite_norm_without_the_guard_scales_by_nan_as_torch_does() -> Non
     [
         ("Adafactor", lambda ps: numopt.Adafactor(ps, lr=0.01)),
         ("Muon", lambda ps: numopt.Muon([p for p in ps if p.ndim == 2], lr=0.01)),
+        ("Lamb", lambda ps: numopt.Lamb(ps, lr=0.01)),
+        ("LARS", lambda ps: numopt.LARS(ps, lr=0.01)),
+        ("Prodigy", lambda ps: numopt.Prodigy(ps)),
     ],
 )
 def test_optimizers_without_a_generated_rule_clip_at_once(name, make) -> None:

@@ -12,13 +12,14 @@ from ..flat import FlatBuffer, Run
 from ..kernels.lamb import ADAM, MOMENTUM, RECTIFIED, SKIP, lamb_update
 from ..kernels.segments import segment_sum_squares
 from ..optimizer import Optimizer, StateTensor
+from ._group_step import GroupStepCount
 from ._trust import SegmentCache, refuse_device_params, refuse_sparse
 from .adam import _check_betas
 
 __all__ = ["Lamb"]
 
 
-class Lamb(Optimizer):
+class Lamb(GroupStepCount, Optimizer):
     r"""LAMB: Adam updates scaled, per parameter tensor, by the trust ratio ``||theta|| / ||update||``.
 
     At step :math:`t` (counted per group), for each parameter :math:`\theta` with gradient :math:`g_t`::
@@ -169,7 +170,7 @@ class Lamb(Optimizer):
         refuse_sparse("Lamb", self.parameters())
         return super().step(closure)
 
-    def _grad_scale(self) -> float:
+    def _pre_norm_factor(self) -> float:
         """The reference's global clipping factor ``min(max_grad_norm / (||g|| + eps), 1)``, a float32 value."""
         max_norm = float(self.defaults["max_grad_norm"])
         if max_norm == 0.0:
@@ -192,17 +193,9 @@ class Lamb(Optimizer):
         return 1.0 if scale > 1 else float(scale)  # torch.clamp(max=1): NaN stays NaN
 
     def _update_all(self) -> None:
-        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
-        # group's step when it updated something (a step without gradients changes nothing)
-        self._stepped: set[int] = set()
-        self._scale = self._grad_scale() if self.pre_norm else 1.0
+        # steps counted per group, as the reference (GroupStepCount), when the group updated something
+        self._scale = self._pre_norm_factor() if self.pre_norm else 1.0
         super()._update_all()
-        for group in self.param_groups:
-            if id(group) in self._stepped:
-                group["step"] = group.get("step", 0) + 1
-                checked = self._checked_hparams.get(id(group))
-                if checked is not None:  # a count, not an edit: no re-validation at the next step
-                    checked["step"] = group["step"]
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         beta1, beta2 = (float(b) for b in group["betas"])

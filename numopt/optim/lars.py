@@ -10,6 +10,7 @@ from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.lars import lars_update
 from ..optimizer import Optimizer, StateTensor
+from ._group_step import GroupStepCount
 from ._trust import SegmentCache, refuse_device_params, refuse_sparse
 
 __all__ = ["LARS"]
@@ -17,7 +18,7 @@ __all__ = ["LARS"]
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-class LARS(Optimizer):
+class LARS(GroupStepCount, Optimizer):
     r"""LARS: SGD whose gradient is scaled, per parameter tensor, by ``||theta|| / ||g||``.
 
     For each parameter :math:`\theta` of 2 or more dimensions, with gradient :math:`g_t`
@@ -120,18 +121,6 @@ class LARS(Optimizer):
         """Perform one optimization step (see :meth:`Optimizer.step`); sparse gradients are refused."""
         refuse_sparse("LARS", self.parameters())
         return super().step(closure)
-
-    def _update_all(self) -> None:
-        # the reference counts steps per group (and keeps no per-parameter step); numopt counts a
-        # group's step when it updated something (a step without gradients changes nothing)
-        self._stepped: set[int] = set()
-        super()._update_all()
-        for group in self.param_groups:
-            if id(group) in self._stepped:
-                group["step"] = group.get("step", 0) + 1
-                checked = self._checked_hparams.get(id(group))
-                if checked is not None:  # a count, not an edit: no re-validation at the next step
-                    checked["step"] = group["step"]
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         self._stepped.add(id(group))
