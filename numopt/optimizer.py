@@ -271,6 +271,25 @@ def registered(elementwise: bool = False) -> list[type]:
     return [c for c in classes if c.rule is not None] if elementwise else classes
 
 
+class WrapsOptimizer:
+    """Mixin of an optimizer that wraps another, ``self.optimizer`` (``Lookahead``, ``DistributedOptimizer``):
+    public attributes the wrapper lacks are read from the wrapped optimizer."""
+
+    optimizer: Any
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the wrapper does not have; private ones are never forwarded.
+        inner = self.__dict__.get("optimizer")
+        if inner is None or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def _repr_around(self, head: str) -> str:
+        """``head``, then the wrapped optimizer's repr indented, closed by ``)``."""
+        inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
+        return f"{head},\n{inner}\n)"
+
+
 class Optimizer:
     """Base class of numopt optimizers, mirroring ``torch.optim.Optimizer``.
 
@@ -390,17 +409,21 @@ class Optimizer:
     #: whether ``step`` reads ``SparseGrad`` gradients as they are (SparseAdam) instead of densifying them
     _sparse_grads: bool = False
 
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        self.defaults = defaults
-        self.state: defaultdict[Parameter, dict[str, Any]] = defaultdict(dict)
-        self.param_groups: list[dict[str, Any]] = []
-        self._flats: list[list[FlatBuffer]] = []
+    def _init_hooks(self) -> None:
+        """No step or state-dict hooks registered yet."""
         self._step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: defaultdict[Parameter, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        self._flats: list[list[FlatBuffer]] = []
+        self._init_hooks()
         #: id(group) -> the hyperparameters last validated (edits are re-validated at the next step)
         self._checked_hparams: dict[int, dict[str, Any]] = {}
         #: (weakref to the array that owned a packed parameter's memory, start, end): a later group

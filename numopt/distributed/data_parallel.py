@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import check_bool
 from ..flat import FlatBuffer
-from ..optimizer import Optimizer, RemovableHandle
+from ..optimizer import Optimizer, RemovableHandle, WrapsOptimizer
 from ..parameter import Parameter
 from ._comm import (
     MPI,
@@ -28,7 +28,7 @@ from ._comm import (
 __all__ = ["DistributedOptimizer", "broadcast_parameters"]
 
 
-class DistributedOptimizer(Optimizer):
+class DistributedOptimizer(WrapsOptimizer, Optimizer):
     """Data-parallel training over MPI: average the gradients across ranks, then step locally.
 
     Each rank computes gradients on its own share of the data; :meth:`step`
@@ -244,18 +244,9 @@ class DistributedOptimizer(Optimizer):
     def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
         return self.optimizer.register_load_state_dict_post_hook(hook, prepend)
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for public attributes this wrapper does not have (an optimizer's own extras).
-        inner = self.__dict__.get("optimizer")
-        if inner is None or name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(inner, name)
-
     def __repr__(self) -> str:
-        inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
-        return (
-            f"DistributedOptimizer(ranks={self.comm.size}, average={self.average}, "
-            f"bucket_mb={self.bucket_mb},\n{inner}\n)"
+        return self._repr_around(
+            f"DistributedOptimizer(ranks={self.comm.size}, average={self.average}, bucket_mb={self.bucket_mb}"
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
@@ -12,7 +12,7 @@ import numpy as np
 from .._validation import check_number
 from ..flat import FlatBuffer
 from ..kernels.lookahead import lookahead_step
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, WrapsOptimizer
 
 __all__ = ["Lookahead"]
 
@@ -20,7 +20,7 @@ _PULLBACK = ("none", "reset", "pullback")
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-class Lookahead(Optimizer, register=False):  # a wrapper: not in the registry's tables
+class Lookahead(WrapsOptimizer, Optimizer, register=False):  # a wrapper: not in the registry's tables
     r"""Lookahead: every ``k`` steps of a wrapped optimizer, pull its weights back toward slow weights.
 
     For each group, after the wrapped optimizer's step, the group's counter advances; at
@@ -115,12 +115,7 @@ class Lookahead(Optimizer, register=False):  # a wrapper: not in the registry's 
             **optimizer.defaults,
         }
         self.state: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
-        self._step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
-        self._step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
-        self._state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
-        self._state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
-        self._load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
-        self._load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._init_hooks()
         #: per group, per flat buffer of the wrapped optimizer: (the buffer, {name: array aligned with it})
         self._slow: list[list[tuple[FlatBuffer, dict[str, Any]]]] = []
         self._sync_buffers()
@@ -330,13 +325,7 @@ class Lookahead(Optimizer, register=False):  # a wrapper: not in the registry's 
         self._reserve_hook_ids()
 
     # -- misc -------------------------------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for public attributes this wrapper does not have (the wrapped optimizer's own).
-        inner = self.__dict__.get("optimizer")
-        if inner is None or name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(inner, name)
-
     def __repr__(self) -> str:
-        inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
-        return f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r},\n{inner}\n)"
+        return self._repr_around(
+            f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r}"
+        )
