@@ -148,20 +148,21 @@ def lbfgs_push(g, prev, d, t, y, s, parallel, partials):
     return a, b
 
 
-@njit(cache=CACHE, nogil=True)
-def _direction_chunk(d, g, x, coef, z, scale, h, from_g, use_axpy, use_dot, last, lo, hi):
+@njit(cache=CACHE, inline="always", **JIT_OPTIONS)
+def _direction_chunk(d, g, xs, xr, coef, zs, zr, scale, h, from_g, use_axpy, use_dot, last, lo, hi):
+    # x = xs[xr], z = zs[zr], indexed in place: a view per pass costs more than a pass on a small problem
     dot = np.float64(0)
     gd = np.float64(0)
     vmax = np.float64(0)
     for i in range(lo, hi):
         v = -g[i] if from_g else d[i]
         if use_axpy:
-            v = fma(x[i], coef, v)
+            v = fma(xs[xr, i], coef, v)
         if scale:
             v = v * h
         d[i] = v
         if use_dot:
-            dot += np.float64(z[i]) * np.float64(v)
+            dot += np.float64(zs[zr, i]) * np.float64(v)
         if last:
             gd += np.float64(g[i]) * np.float64(v)
             a = abs(np.float64(v))
@@ -218,44 +219,51 @@ def lbfgs_direction(g, d, dirs, stps, order, ro, al, h_diag, parallel, partials)
         use_axpy = j >= 1
         scale = j == k
         last = j == 2 * k
-        x = g
-        z = g
+        xs, xr = dirs, 0  # the vector added (a row of dirs or stps), when use_axpy
+        zs, zr = dirs, 0  # the vector dotted with the result, when use_dot
         coef = tp(0)
         use_dot = False
         if j <= k:
             if use_axpy:
-                x = dirs[order[k - j]]
+                xr = order[k - j]
                 coef = tp(-al[k - j])
             if j < k:
                 use_dot = True
-                z = stps[order[k - 1 - j]]
+                zs, zr = stps, order[k - 1 - j]
             elif k > 0:
                 use_dot = True
-                z = dirs[order[0]]
+                zr = order[0]
         else:
             p = j - k - 1
-            x = stps[order[p]]
+            xs, xr = stps, order[p]
             coef = tp(al[p] - be)
             if p + 1 < k:
                 use_dot = True
-                z = dirs[order[p + 1]]
-        if parallel:
+                zr = order[p + 1]
+        if nchunks == 1:
+            # one chunk: _finish's sums reduce to adding to 0.0, its max to the chunk's
+            r = _direction_chunk(d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last, 0, n)
+            dot, gd, dmax = 0.0 + r[0], 0.0 + r[1], r[2]
+        elif parallel:
             for c in prange(nchunks):
                 r = _direction_chunk(
-                    d, g, x, coef, z, scale, h_diag, from_g, use_axpy, use_dot, last, c * CHUNK, min(n, (c + 1) * CHUNK)
-                )
+                    d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last,
+                    c * CHUNK, min(n, (c + 1) * CHUNK),
+                )  # fmt: skip
                 partials[0, c] = r[0]
                 partials[1, c] = r[1]
                 partials[2, c] = r[2]
+            dot, gd, dmax = _finish(partials, nchunks)
         else:
             for c in range(nchunks):
                 r = _direction_chunk(
-                    d, g, x, coef, z, scale, h_diag, from_g, use_axpy, use_dot, last, c * CHUNK, min(n, (c + 1) * CHUNK)
-                )
+                    d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last,
+                    c * CHUNK, min(n, (c + 1) * CHUNK),
+                )  # fmt: skip
                 partials[0, c] = r[0]
                 partials[1, c] = r[1]
                 partials[2, c] = r[2]
-        dot, gd, dmax = _finish(partials, nchunks)
+            dot, gd, dmax = _finish(partials, nchunks)
         if j < k:
             al[k - 1 - j] = dot * ro[order[k - 1 - j]]
         elif j == k:
