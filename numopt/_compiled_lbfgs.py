@@ -29,7 +29,6 @@ from numba.extending import overload
 from ._jit import CHUNK, JIT_OPTIONS
 from .kernels.lbfgs import (
     POOL,
-    WOLFE_EVALS,
     lbfgs_axpy,
     lbfgs_direction,
     lbfgs_gather,
@@ -239,7 +238,7 @@ def lbfgs_minimize(
     gtol: float = 1e-5,
     ftol: float = 2.2e-9,
 ) -> tuple[float, int, int, int]:
-    r"""Minimize ``fg`` from ``x`` (in place) by L-BFGS, compiled whole: from Python or inside ``@njit``/``prange`` code.
+    r"""Minimize ``fg`` from ``x`` (in place) by L-BFGS compiled whole, from Python or inside ``@njit``/``prange``.
 
     The algorithm of ``numopt.minimize(fun, x)`` (``numopt.LBFGS`` with
     ``line_search_fn="strong_wolfe"`` and scipy's stopping rules), built from
