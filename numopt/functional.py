@@ -35,6 +35,11 @@ Each kernel's docstring gives its update rule. ``adafactor``, ``sparse_adam``,
 ``muon_momentum`` and ``lbfgs_direction`` are the building blocks of those
 optimizers (their state depends on shapes or history); use the classes for them.
 
+``lbfgs_minimize(fg, x, args)`` is a whole L-BFGS run (``numopt.minimize``'s
+algorithm) compiled into your code, for an ``@njit`` objective ``fg(x, g, args)``:
+callable inside ``prange`` to minimize many problems at once
+(``numopt.minimize_batch`` does that loop for you).
+
 Example: 10_000 Adam steps in one compiled loop
 -----------------------------------------------
 >>> import numpy as np
@@ -67,6 +72,7 @@ from ._state_arrays import _start_thread_pool, init_state
 
 # Building blocks of optimizers whose state depends on shapes or history (use their classes):
 # isort: split
+from ._compiled_lbfgs import lbfgs_minimize
 from .kernels.adafactor import adafactor_step as adafactor
 from .kernels.lbfgs import lbfgs_direction
 from .kernels.muon import muon_momentum

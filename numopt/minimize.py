@@ -22,10 +22,19 @@ from typing import Any
 
 import numpy as np
 
+from ._compiled_lbfgs import (
+    FG_HOWTO,
+    _check_counts,
+    _check_tols,
+    fg_parameters,
+    is_njit_function,
+    run_batch,
+    run_one,
+)
 from .optimizer import Optimizer
 from .parameter import Parameter
 
-__all__ = ["OptimizeResult", "minimize"]
+__all__ = ["OptimizeResult", "minimize", "minimize_batch"]
 
 #: scipy's L-BFGS-B defaults (maxiter, gtol = pgtol, ftol = factr * machine epsilon)
 _LBFGS_MAXITER = 15000
@@ -88,6 +97,19 @@ class OptimizeResult(dict):
         return "\n".join(lines)
 
 
+#: why a compiled run stopped, by status
+_MESSAGES = {
+    CONVERGED: "converged: max|grad| <= gtol or relative reduction of the loss <= ftol",
+    MAX_ITER: "maximum number of iterations or function evaluations reached",
+    NO_PROGRESS: "stopped: no further progress (the line search found no lower point)",
+    NOT_FINITE: "stopped: non-finite loss or gradient at an evaluated point; x is the last iterate with a finite loss",
+}
+#: the options a compiled run takes (numopt.minimize with an @njit fg and method "lbfgs")
+_COMPILED_OPTIONS = {"maxiter", "max_iter", "gtol", "ftol", "history_size", "line_search_fn"}
+#: names that mark the second parameter of an @njit fg(x, g, args)
+_GRAD_NAMES = ("g", "grad", "gradient", "out")
+
+
 class _NonFinite(Exception):
     def __init__(self, what: str, value: float) -> None:
         super().__init__(what)
@@ -110,6 +132,29 @@ def available_methods() -> dict[str, type[Optimizer]]:
     }
 
 
+#: scipy.optimize.minimize's methods numopt does not have, by normalized name: why, and the closest numopt method
+_SCIPY_REFUSED = {
+    "bfgs": "numopt has no dense BFGS; its limited-memory version is 'lbfgs' (scipy's 'L-BFGS-B' without bounds)",
+    "cg": "numopt has no nonlinear conjugate gradient; the closest gradient method is 'lbfgs'",
+    "newtoncg": "numopt uses gradients only, no Hessians; the closest is 'lbfgs'",
+    "dogleg": "numopt uses gradients only, no Hessians; the closest is 'lbfgs'",
+    "trustncg": "numopt uses gradients only, no Hessians; the closest is 'lbfgs'",
+    "trustkrylov": "numopt uses gradients only, no Hessians; the closest is 'lbfgs'",
+    "trustexact": "numopt uses gradients only, no Hessians; the closest is 'lbfgs'",
+    "tnc": "numopt has no bounded truncated Newton; the closest is 'lbfgs' (no bounds)",
+    "slsqp": "numopt has no constrained methods; the closest is 'lbfgs' (unconstrained)",
+    "trustconstr": "numopt has no constrained methods; the closest is 'lbfgs' (unconstrained)",
+    "cobyla": "numopt has no derivative-free methods (it needs gradients); the closest is 'lbfgs'",
+    "cobyqa": "numopt has no derivative-free methods (it needs gradients); the closest is 'lbfgs'",
+    "neldermead": "numopt has no derivative-free methods (it needs gradients); the closest is 'lbfgs'",
+    "powell": "numopt has no derivative-free methods (it needs gradients); the closest is 'lbfgs'",
+}
+#: scipy's names for numopt's methods (normalized: lower case, no '-' or '_')
+_SCIPY_ALIASES = {"lbfgsb": "lbfgs"}
+#: scipy's L-BFGS-B option names for LBFGS's
+_SCIPY_LBFGS_OPTIONS = {"maxcor": "history_size", "maxfun": "max_eval", "maxls": "max_ls"}
+
+
 def _resolve_method(method: Any) -> type[Optimizer]:
     if isinstance(method, type) and issubclass(method, Optimizer):
         return method
@@ -117,10 +162,37 @@ def _resolve_method(method: Any) -> type[Optimizer]:
     if not isinstance(method, str):
         raise TypeError(f"method must be an optimizer name or class, got {type(method).__name__} {method!r}")
     key = method.lower().replace("-", "").replace("_", "")
+    key = _SCIPY_ALIASES.get(key, key)
     aliases = {k.replace("_", ""): v for k, v in methods.items()}
+    if key in _SCIPY_REFUSED and key not in aliases:
+        raise ValueError(f"method {method!r} (scipy's) is not available: {_SCIPY_REFUSED[key]}")
     if key not in aliases:
         raise ValueError(f"unknown method {method!r}; numopt has: {', '.join(sorted(methods))}")
     return aliases[key]
+
+
+def _check_bounds(bounds: Any) -> None:
+    """Refuse bounds that bound anything (``None`` and all-``(None, None)`` or infinite bounds pass)."""
+    if bounds is None:
+        return
+    lb_ub = getattr(bounds, "lb", None), getattr(bounds, "ub", None)  # scipy.optimize.Bounds
+    if lb_ub != (None, None):
+        lows, highs = np.broadcast_arrays(np.asarray(lb_ub[0], float), np.asarray(lb_ub[1], float))
+        pairs: Any = list(zip(lows.ravel(), highs.ravel()))
+    else:
+        pairs = bounds
+    try:
+        free = all(
+            (lo is None or float(lo) == -math.inf) and (hi is None or float(hi) == math.inf) for lo, hi in pairs
+        )
+    except (TypeError, ValueError):
+        free = False
+    if not free:
+        raise ValueError(
+            "numopt.minimize does not take bounds: its L-BFGS is unconstrained (scipy's L-BFGS-B without bounds). "
+            "Reparametrize (e.g. x = lo + (hi - lo) / (1 + exp(-z)) and minimize over z) or use "
+            "scipy.optimize.minimize(method='L-BFGS-B', bounds=...)"
+        )
 
 
 def _wants_intermediate_result(callback: Callable) -> bool:
@@ -141,6 +213,7 @@ def minimize(
     options: dict[str, Any] | None = None,
     callback: Callable[..., Any] | None = None,
     progress: bool = False,
+    bounds: Any = None,
 ) -> OptimizeResult:
     r"""Minimize ``fun`` from ``x0`` with one of numopt's optimizers.
 
@@ -150,11 +223,24 @@ def minimize(
         ``fun(x, *args)`` returning ``(loss, grad)`` (``jac=True``) or the loss
         alone (``jac`` a callable). ``x`` is a read-only view of the current
         point with ``x0``'s shape; ``grad`` any array of that size.
+
+        Or a Numba ``@njit`` function ``fg(x, g, args)`` that writes the
+        gradient into ``g`` and returns the loss (taken to be of this form when
+        it has three parameters, unless ``args`` has two elements and its
+        second parameter is not named ``g``, ``grad`` or ``out``); it gets
+        ``args`` as one object, as given. With ``method="lbfgs"`` and no options
+        beyond ``maxiter``, ``gtol``, ``ftol``, ``history_size`` (and
+        ``line_search_fn="strong_wolfe"``), no callback and no progress bar,
+        the whole run is compiled (:func:`numopt.functional.lbfgs_minimize`:
+        the same iterates); otherwise ``fg`` is called from Python.
     x0 : array_like
         The starting point. float32 stays float32; anything else becomes float64.
     method : str or Optimizer subclass, default "lbfgs"
         Any optimizer numopt has, by name, case-insensitive (``"lbfgs"``,
         ``"adam"``, ``"sgd"``, ...; :func:`available_methods` lists them).
+        scipy's ``"L-BFGS-B"`` is ``"lbfgs"`` (with scipy's option names
+        ``maxcor``, ``maxfun``, ``maxls`` accepted); scipy's other methods are
+        refused with the closest numopt method in the message.
     jac : True or callable, default True
         True: ``fun`` returns the gradient too; a callable: ``jac(x, *args)``
         returns it. (numopt does not approximate gradients by finite differences.)
@@ -187,6 +273,8 @@ def minimize(
     progress : bool, default False
         Show a tqdm progress bar with the current loss (needs the optional
         ``tqdm`` package).
+    bounds : None
+        Refused unless it bounds nothing: numopt's methods are unconstrained.
 
     Returns
     -------
@@ -195,9 +283,20 @@ def minimize(
         A non-finite loss or gradient stops the run with ``success=False``,
         ``status=3`` and ``x`` the last iterate whose loss was finite.
     """
+    _check_bounds(bounds)
     cls = _resolve_method(method)
     is_lbfgs = cls.__name__ == "LBFGS"
     opts = dict(options or {})
+    if is_lbfgs:
+        for scipy_name, name in _SCIPY_LBFGS_OPTIONS.items():
+            if scipy_name in opts and name not in opts:
+                opts[name] = opts.pop(scipy_name)
+    if _is_fg(fun, args, jac):
+        if is_lbfgs and callback is None and not progress and set(opts) <= _COMPILED_OPTIONS:
+            if opts.get("line_search_fn", "strong_wolfe") == "strong_wolfe":
+                return _minimize_compiled(fun, x0, args, opts)
+        fun = _python_fun(fun, args)
+        args = ()
     if is_lbfgs and "maxiter" not in opts and "max_iter" in opts:
         opts["maxiter"] = opts.pop("max_iter")
     maxiter = opts.pop("maxiter", _LBFGS_MAXITER if is_lbfgs else _DEFAULT_MAXITER)
@@ -414,3 +513,172 @@ def _lbfgs_status(
     if st.get("func_evals", 0) >= group["max_eval"]:
         return MAX_ITER, "maximum number of function evaluations (max_eval) reached"
     return NO_PROGRESS, "stopped: no further progress (the line search found no lower point)"
+
+
+def _is_fg(fun: Any, args: Any, jac: Any) -> bool:
+    """Whether ``fun`` is an ``@njit`` ``fg(x, g, args)`` (see minimize's docstring for the rule)."""
+    if jac is not True or not is_njit_function(fun):
+        return False
+    names = fg_parameters(fun)
+    if names is None or len(names) != 3:
+        return False
+    return not (isinstance(args, (tuple, list)) and len(args) == 2 and names[1] not in _GRAD_NAMES)
+
+
+def _python_fun(fg: Any, args: Any) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """``fg(x, g, args)`` as minimize's ``fun(x) -> (loss, grad)``."""
+    args = tuple(args) if isinstance(args, list) else args
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        g = np.empty(x.size, x.dtype)
+        return fg(x.reshape(-1), g, args), g
+
+    return fun
+
+
+def _float_start(x0: Any, name: str) -> np.ndarray:
+    """A C-contiguous float64 (or float32) copy of ``x0``."""
+    try:
+        start = np.array(x0, copy=True)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be an array of numbers: {e}") from None
+    if not (np.issubdtype(start.dtype, np.number) or start.dtype == np.bool_) or np.iscomplexobj(start):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {start.dtype}")
+    if start.dtype != np.float32:
+        start = start.astype(np.float64)
+    return np.ascontiguousarray(start)
+
+
+def _compiled_settings(opts: dict[str, Any], where: str) -> tuple[int, int, float, float]:
+    """(history_size, maxiter, gtol, ftol) from minimize's options, checked."""
+    maxiter = opts.get("maxiter", opts.get("max_iter", _LBFGS_MAXITER))
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
+        raise ValueError(f"{where}['maxiter'] must be an int >= 0, got {maxiter!r}")
+    history_size, maxiter = _check_counts(opts.get("history_size", 10), maxiter)
+    gtol, ftol = _check_tols(opts.get("gtol", _DEFAULT_GTOL), opts.get("ftol", _LBFGS_FTOL))
+    return history_size, maxiter, gtol, ftol
+
+
+def _minimize_compiled(fg: Any, x0: Any, args: Any, opts: dict[str, Any]) -> OptimizeResult:
+    """minimize's L-BFGS run by ``functional.lbfgs_minimize``'s compiled loop."""
+    history_size, maxiter, gtol, ftol = _compiled_settings(opts, "options")
+    start = _float_start(x0, "x0")
+    x = start.reshape(-1)
+    jac = np.empty_like(x)
+    args = tuple(args) if isinstance(args, list) else args
+    f, nit, nfev, status = run_one(fg, x, args, jac, history_size, maxiter, gtol, ftol)
+    return OptimizeResult(
+        x=start,
+        fun=float(f),
+        jac=jac.reshape(start.shape),
+        nit=int(nit),
+        nfev=int(nfev),
+        njev=int(nfev),
+        success=status == CONVERGED,
+        status=int(status),
+        message=_MESSAGES[int(status)],
+        method="LBFGS",
+    )
+
+
+def minimize_batch(fg: Any, X0: Any, args: Any = None, **options: Any) -> OptimizeResult:
+    r"""Minimize many problems of one form at once: L-BFGS compiled whole, one problem per thread task.
+
+    Runs :func:`numopt.functional.lbfgs_minimize` from every row of ``X0`` in a
+    ``prange`` loop (Numba's threads: ``numopt.set_num_threads``). Each problem
+    stops on its own (a hard one does not hold the others back) and a
+    non-finite objective in one never affects the others. Given the same
+    objective, each problem takes the same steps as ``numopt.minimize``.
+
+    Parameters
+    ----------
+    fg : Numba ``@njit`` function
+        ``fg(x, g, args)``: writes the gradient at ``x`` (a 1-D row) into ``g``
+        and returns the objective.
+    X0 : array_like, shape ``(B, ...)``
+        ``B`` starting points; problem ``b`` starts from ``X0[b]``, flattened.
+    args : None, array or tuple of arrays, optional
+        Per-problem data with a leading batch axis of length ``B``: problem
+        ``b`` gets ``args[b]`` (for a tuple, the tuple of each array's row
+        ``b``); None passes None. Data shared by every problem can be a
+        broadcast view, ``np.broadcast_to(a, (B, *a.shape))``, or a global of
+        ``fg``.
+    **options
+        ``maxiter`` (default 15000), ``gtol`` (1e-5), ``ftol`` (2.2e-9),
+        ``history_size`` (10; scipy's ``maxcor`` also accepted): as for
+        :func:`numopt.minimize`.
+
+    Returns
+    -------
+    OptimizeResult
+        Arrays over the batch: ``x`` (``X0``'s shape; float32 stays float32,
+        anything else becomes float64), ``jac`` (the gradients at ``x``),
+        ``fun``, ``nit``, ``nfev``, ``status`` (as :func:`numopt.minimize`: 0
+        converged, 1 iteration or evaluation limit, 2 no further progress, 3
+        non-finite objective or gradient, ``x`` left at the last finite
+        iterate) and ``success`` (``status == 0``).
+
+    Examples
+    --------
+    >>> import numpy as np, numopt
+    >>> from numba import njit
+    >>> @njit
+    ... def fg(x, g, c):
+    ...     g[:] = 2 * (x - c)
+    ...     return ((x - c) ** 2).sum()
+    >>> c = np.arange(6.0).reshape(3, 2)
+    >>> res = numopt.minimize_batch(fg, np.zeros((3, 2)), c)
+    >>> bool(np.allclose(res.x, c)), res.status.tolist()
+    (True, [0, 0, 0])
+    """
+    if not is_njit_function(fg):
+        raise TypeError(f"minimize_batch: {FG_HOWTO}\ngot {type(fg).__name__} {fg!r}")
+    opts = dict(options)
+    if "maxcor" in opts and "history_size" not in opts:
+        opts["history_size"] = opts.pop("maxcor")
+    unknown = sorted(set(opts) - (_COMPILED_OPTIONS - {"line_search_fn"}))
+    if unknown:
+        raise TypeError(
+            f"minimize_batch: unknown options {unknown}; it takes maxiter, gtol, ftol and history_size "
+            "(its L-BFGS is numopt.minimize's, with the strong-Wolfe line search)"
+        )
+    history_size, maxiter, gtol, ftol = _compiled_settings(opts, "minimize_batch options")
+    X = _float_start(X0, "X0")
+    if X.ndim < 2:
+        raise ValueError(
+            f"X0 must have a leading batch axis, shape (B, n) (B problems of n variables), got shape {X.shape}"
+        )
+    batch = X.shape[0]
+    xs = X.reshape(batch, -1)
+    if isinstance(args, list):
+        args = tuple(args)
+    items = args if isinstance(args, tuple) else (args,) if args is not None else ()
+    for i, a in enumerate(items):
+        what = "args" if not isinstance(args, tuple) else f"args[{i}]"
+        if not isinstance(a, np.ndarray):
+            raise TypeError(
+                f"minimize_batch: {what} must be a NumPy array with a leading batch axis of length {batch} "
+                f"(problem b gets {what}[b]), got {type(a).__name__}"
+            )
+        if a.ndim == 0 or a.shape[0] != batch:
+            raise ValueError(
+                f"minimize_batch: {what} has shape {a.shape}, but its leading axis must be the batch size "
+                f"{batch} (X0 has shape {X.shape}): problem b gets {what}[b]"
+            )
+    grads = np.empty_like(xs)
+    fun = np.empty(batch)
+    nit = np.zeros(batch, np.int64)
+    nfev = np.zeros(batch, np.int64)
+    status = np.zeros(batch, np.int64)
+    if batch:
+        run_batch(fg, xs, args, grads, fun, nit, nfev, status, history_size, maxiter, gtol, ftol)
+    return OptimizeResult(
+        x=X,
+        fun=fun,
+        jac=grads.reshape(X.shape),
+        nit=nit,
+        nfev=nfev,
+        status=status,
+        success=status == CONVERGED,
+        method="LBFGS",
+    )

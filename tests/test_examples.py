@@ -19,6 +19,7 @@ EXPECT: dict[str, tuple[list[str], list[str]]] = {
     "torch_model": ([], ["bind + numopt.AdamW + OneCycleLR", "weights live in numopt's flat buffer: True"]),
     "checkpoint_resume": ([], ["resumed in a new process", "-> bit-identical"]),
     "lr_schedules": (["--steps", "40"], ["OneCycleLR"]),
+    "lj_clusters": (["--clusters", "20"], ["numopt.minimize_batch", "scipy L-BFGS-B loop", "speed-up"]),
     "optimizer_shootout": ([], ["AdamW", "Lion", "test acc", "step us", "left out: LBFGS"]),
 }
 

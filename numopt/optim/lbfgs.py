@@ -12,7 +12,17 @@ import numpy as np
 from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer
-from ..kernels.lbfgs import lbfgs_axpy, lbfgs_direction, lbfgs_gather, lbfgs_push
+from ..kernels.lbfgs import (
+    POOL,
+    WOLFE_EVALS,
+    lbfgs_axpy,
+    lbfgs_direction,
+    lbfgs_gather,
+    lbfgs_push,
+    new_wolfe_state,
+    wolfe_next,
+    wolfe_start,
+)
 from ..optimizer import LoadStateDictResult, Optimizer
 from ..parameter import Parameter
 
@@ -27,31 +37,6 @@ def _as_float(loss: Any) -> float:
 
 #: below this many elements the kernels loop over chunks without starting threads
 _PARALLEL_MIN = 1 << 17
-#: gradient buffers a step may hold at once (the line search keeps at most four alive)
-_POOL = 5
-#: torch's line search stops shrinking its bracket below this width (times max|d|); torch hard-codes it too
-_LS_TOLERANCE_CHANGE = 1e-9
-
-
-def _cubic_interpolate(
-    x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds: tuple[float, float] | None = None
-) -> float:
-    """Minimizer of the cubic through two points with values and slopes, clipped to ``bounds`` (torch's)."""
-    if bounds is not None:
-        xmin_bound, xmax_bound = bounds
-    else:
-        xmin_bound, xmax_bound = (x1, x2) if x1 <= x2 else (x2, x1)
-    # IEEE arithmetic throughout (inf/nan, never ZeroDivisionError or OverflowError), as torch's tensors
-    d1 = g1 + g2 - _safe_div(3 * (f1 - f2), x1 - x2)
-    d2_square = d1 * d1 - g1 * g2
-    if d2_square >= 0:
-        d2 = math.sqrt(d2_square)
-        if x1 <= x2:
-            min_pos = x2 - (x2 - x1) * _safe_div(g2 + d2 - d1, g2 - g1 + 2 * d2)
-        else:
-            min_pos = x1 - (x1 - x2) * _safe_div(g1 + d2 - d1, g1 - g2 + 2 * d2)
-        return min(max(min_pos, xmin_bound), xmax_bound)
-    return (xmin_bound + xmax_bound) / 2.0
 
 
 def _safe_div(a: float, b: float) -> float:
@@ -77,9 +62,9 @@ class _GroupState:
         self.dtype = dtype
         self.parallel = n >= _PARALLEL_MIN
         self.partials = np.zeros((3, max(1, (n + CHUNK - 1) // CHUNK)), np.float64)
-        self.pool: list[np.ndarray | None] = [None] * _POOL
-        self.gmax = [0.0] * _POOL
-        self.gsum = [0.0] * _POOL
+        self.pool: list[np.ndarray | None] = [None] * POOL
+        self.gmax = [0.0] * POOL
+        self.gsum = [0.0] * POOL
         self.d: np.ndarray | None = None
         self.prev: np.ndarray | None = None
         self.x0: np.ndarray | None = None
@@ -88,18 +73,17 @@ class _GroupState:
         self.ro = np.empty(0, np.float64)
         self.rows: list[int] = []
         self.al: np.ndarray | None = None
+        self.wolfe = new_wolfe_state()
         self.t: float | None = None
         self.h_diag: float | None = None
         self.prev_loss: float | None = None
 
     # -- gradient buffers ---------------------------------------------------
-    def free_slot(self, *live: int) -> int:
-        for i in range(_POOL):
-            if i not in live:
-                if self.pool[i] is None:
-                    self.pool[i] = np.empty(self.n, self.dtype)
-                return i
-        raise AssertionError("no free gradient buffer")  # pragma: no cover (at most 4 are ever live)
+    def buffer(self, slot: int) -> int:
+        """``slot``, its gradient buffer allocated on first use."""
+        if self.pool[slot] is None:
+            self.pool[slot] = np.empty(self.n, self.dtype)
+        return slot
 
     # -- history ------------------------------------------------------------
     def scratch_row(self, history_size: int) -> int:
@@ -439,7 +423,7 @@ class LBFGS(Optimizer):
         self._moved_since_eval = False
         current_evals = 1
         state["func_evals"] += 1
-        gi = gs.free_slot()
+        gi = gs.buffer(0)
         self._gather(flat, gs, gi, empty, maximize)
         if gs.gmax[gi] <= tolerance_grad:
             return orig_loss
@@ -548,95 +532,20 @@ class LBFGS(Optimizer):
         max_ls: int,
         sign: float,
     ) -> tuple[float, int, float, int]:
-        """torch's ``_strong_wolfe`` (from minFunc's lswolfe) on pool buffers; returns (f, slot, t, evals)."""
-        c1, c2 = float(group["c1"]), float(group["c2"])
+        """torch's ``_strong_wolfe`` on pool buffers (numopt.kernels.lbfgs's, shared with
+        ``functional.lbfgs_minimize``); this drives it with the closure. Returns (f, slot, t, evals)."""
         maximize = bool(group["maximize"])
         tp = flat.dtype.type
         d, x0 = gs.d, gs.x0
-
-        def evaluate(step: float, slot: int) -> tuple[float, float]:
-            lbfgs_axpy(flat.data, x0, d, tp(step), gs.parallel)
-            value = sign * _as_float(closure())
-            return value, self._gather(flat, gs, slot, d, maximize)
-
-        g_new = gs.free_slot(g0)
-        f_new, gtd_new = evaluate(t, g_new)
-        ls_func_evals = 1
-
-        t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g0, gtd
-        done = False
-        ls_iter = 0
-        bracket: list[float] = []
-        bracket_f: list[float] = []
-        bracket_g: list[int] = []
-        bracket_gtd: list[float] = []
-        while ls_iter < max_ls:
-            if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
-                bracket, bracket_f = [t_prev, t], [f_prev, f_new]
-                bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
-                break
-            if abs(gtd_new) <= -c2 * gtd:
-                bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
-                done = True
-                break
-            if gtd_new >= 0:
-                bracket, bracket_f = [t_prev, t], [f_prev, f_new]
-                bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
-                break
-            # extrapolate
-            min_step = t + 0.01 * (t - t_prev)
-            max_step = t * 10
-            tmp = t
-            t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
-            t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new, gtd_new
-            g_new = gs.free_slot(g0, g_prev)
-            f_new, gtd_new = evaluate(t, g_new)
-            ls_func_evals += 1
-            ls_iter += 1
-
-        if ls_iter == max_ls:
-            bracket, bracket_f, bracket_g = [0.0, t], [f, f_new], [g0, g_new]
-
-        # zoom: shrink the bracket until a point satisfies the strong Wolfe conditions
-        insuf_progress = False
-        low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
-        while not done and ls_iter < max_ls:
-            if abs(bracket[1] - bracket[0]) * d_norm < _LS_TOLERANCE_CHANGE:
-                break
-            t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1])
-            hi, lo = max(bracket), min(bracket)
-            eps = 0.1 * (hi - lo)
-            if min(hi - t, t - lo) < eps:
-                # close to a boundary: after insufficient progress (or outside), move 10% inside
-                if insuf_progress or t >= hi or t <= lo:
-                    t = hi - eps if abs(t - hi) < abs(t - lo) else lo + eps
-                    insuf_progress = False
-                else:
-                    insuf_progress = True
-            else:
-                insuf_progress = False
-
-            g_new = gs.free_slot(g0, *bracket_g)
-            f_new, gtd_new = evaluate(t, g_new)
-            ls_func_evals += 1
-            ls_iter += 1
-
-            if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
-                # Armijo fails or no lower than the lowest point: new high end
-                bracket[high_pos], bracket_f[high_pos] = t, f_new
-                bracket_g[high_pos], bracket_gtd[high_pos] = g_new, gtd_new
-                low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
-            else:
-                if abs(gtd_new) <= -c2 * gtd:
-                    done = True
-                elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
-                    # the old low end becomes the high end
-                    bracket[high_pos], bracket_f[high_pos] = bracket[low_pos], bracket_f[low_pos]
-                    bracket_g[high_pos], bracket_gtd[high_pos] = bracket_g[low_pos], bracket_gtd[low_pos]
-                bracket[low_pos], bracket_f[low_pos] = t, f_new
-                bracket_g[low_pos], bracket_gtd[low_pos] = g_new, gtd_new
-
-        return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
+        fs, ns = gs.wolfe
+        t, slot = wolfe_start(fs, ns, t, f, g0, gtd, d_norm, float(group["c1"]), float(group["c2"]), max_ls)
+        while True:
+            lbfgs_axpy(flat.data, x0, d, tp(t), gs.parallel)
+            f_new = sign * _as_float(closure())
+            gtd_new = self._gather(flat, gs, gs.buffer(slot), d, maximize)
+            more, t, f_end, slot = wolfe_next(fs, ns, f_new, gtd_new)
+            if not more:
+                return f_end, slot, t, int(ns[WOLFE_EVALS])
 
     # -- state dicts ------------------------------------------------------------
     def load_state_dict(
