@@ -11,7 +11,7 @@ import numpy as np
 from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
-from ..kernels.muon import muon_apply, muon_momentum, ns_combine, ns_scale, sum_squares
+from ..kernels.muon import muon_apply, muon_momentum, ns_matmul, ns_scale, sum_squares
 from ..optimizer import Optimizer
 from ..parameter import Parameter, SparseGrad
 
@@ -23,6 +23,8 @@ DEFAULT_EPS = 1e-7
 DEFAULT_NS_STEPS = 5
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 _NS_DTYPES = ("bfloat16", "float32")
+#: multiply-adds of a Newton–Schulz product under which it runs on one thread
+_PARALLEL_MATMUL_WORK = 1 << 20
 
 
 def _adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
@@ -48,6 +50,7 @@ class _NSWork:
     def __init__(self, m: int, n: int) -> None:
         self.x = np.empty((m, n), np.float32)
         self.t = np.empty((m, n), np.float32)
+        self.xt = np.empty((n, m), np.float32)
         self.a = np.empty((m, m), np.float32)
         self.b = np.empty((m, m), np.float32)
         self.partials = np.empty(max(1, (m * n + CHUNK - 1) // CHUNK), np.float64)
@@ -72,34 +75,38 @@ class Muon(Optimizer):
     and ``adjusted_lr = lr * sqrt(max(1, A / B))`` (``adjust_lr_fn=None`` or
     ``"original"``, Keller Jordan's) or ``0.2 * lr * sqrt(max(A, B))``
     (``"match_rms_adamw"``, Moonshot's, which lets Muon reuse AdamW's lr and
-    weight decay). The matrix products go through NumPy's BLAS: measured
-    here, ``np.matmul`` was 300x faster than a parallel Numba loop at
-    64 x 64 and 2x at 1024 x 1024 (Numba's own ``np.dot`` calls the same
-    BLAS); the element-wise work around them is one Numba pass each.
+    weight decay). The matrix products are Numba loops that add the
+    products in torch's order (below), one thread per output row; on this
+    2-core machine a 512 x 512 step takes about 2x, and 1024 x 1024 about
+    3-4x, the time NumPy's BLAS ``sgemm`` (which sums in its own order) took.
 
     **Precision.** torch 2.13 runs the iteration in bfloat16 on every device,
     CPU float32 and float64 parameters included (``grad.bfloat16()`` in
     ``_zeropower_via_newtonschulz``). NumPy has no bfloat16, so:
 
-    * ``ns_dtype='bfloat16'`` (default) computes each product in float32
-      (BLAS ``sgemm``) and rounds it to bfloat16 (nearest, ties to even), as
-      torch's bfloat16 ``matmul``/``addmm`` do; the momentum step reproduces
-      torch's fused ``lerp`` bit for bit. Measured against torch 2.13 (CPU,
-      Gaussian inputs): one Newton–Schulz call returns torch's result bit
-      for bit in 99% of calls up to 8 x 8, 96% at 16 x 16, 63% at 32 x 32,
-      40% at 64 x 64 and none from 256 x 256 (torch's oneDNN bfloat16 GEMM
-      sums in another order, a few entries round to the neighbouring
-      bfloat16 value and the iterations spread that); otherwise it is within
-      3% of the largest entry (relative Frobenius distance <= 1.4e-2, about
-      7e-3 from 256 x 256). After 20 steps of ``torch.optim.Muon(lr=0.02)``
-      on random gradients (float32): identical parameters at 8 x 8, and up
-      to 512 x 128 at most 1.3e-3 of the largest distance a parameter moved
-      (5e-5 of the largest parameter).
-    * ``ns_dtype='float32'`` runs the iteration in float32 (no rounding): a
-      more exact polynomial iteration, never bit-equal to torch: 2-7% of the
-      largest entry from torch's output per call (relative Frobenius
-      1.2e-2 to 5e-2), and after the same 20 steps 2e-3 to 9e-3 of the
-      largest distance moved (7e-4 of the largest parameter).
+    * ``ns_dtype='bfloat16'`` (default) computes each product in float32 and
+      rounds it to bfloat16 (nearest, ties to even), as torch's bfloat16
+      ``matmul``/``addmm`` do, adding the products in the order of torch's
+      CPU kernel (oneDNN with AVX512-BF16: one float32 accumulator per entry,
+      two products at a time, the odd ``k`` first; ``addmm``'s
+      ``beta * C`` added by one fused multiply-add, see
+      ``numopt.kernels.muon.ns_matmul``); the momentum step reproduces
+      torch's fused ``lerp`` bit for bit. Measured against torch 2.13 on an
+      AVX512-BF16 CPU (float32, Gaussian gradients, 10 steps, default and
+      other ``ns_steps``/``ns_coefficients``, 4 x 64 to 512 x 512):
+      bit-identical parameters. One remaining difference: products with
+      ``m * n * k <= 16**3`` (matrices up to 16 x 16, or thinner) go to
+      torch's own fallback GEMM, which sums in yet another order; there one
+      Newton–Schulz call in 100 differed at 16 x 16 (relative Frobenius
+      2e-3). On CPUs whose bfloat16 GEMM sums otherwise (AMX, no
+      AVX512-BF16) expect the earlier agreement: about 1e-4 of a product's
+      entries round to the neighbouring bfloat16 value, and after 10 steps
+      the displacement ``p_t - p_0`` differs by up to 3e-3 (relative
+      Frobenius).
+    * ``ns_dtype='float32'`` runs the same iteration in float32 (no
+      rounding): a more exact polynomial iteration, never bit-equal to
+      torch: 2-7% of the largest entry from torch's output per call
+      (relative Frobenius 1.2e-2 to 5e-2).
 
     Parameters
     ----------
@@ -272,7 +279,7 @@ class Muon(Optimizer):
         work = self._ns_work.get((m, n))
         if work is None:
             work = self._ns_work[(m, n)] = _NSWork(m, n)
-        x, s, p, tmp = work.x, work.a, work.b, work.t
+        x, tmp, xt, s, p = work.x, work.t, work.xt, work.a, work.b
         x[...] = u.T if tall else u
         xf = x.reshape(-1)
         norm = np.float32(math.sqrt(sum_squares(xf, work.partials)))
@@ -280,13 +287,12 @@ class Muon(Optimizer):
         if round_bf16:
             norm, floor = _bf16(norm), _bf16(floor)
         ns_scale(xf, np.float32(max(norm, floor)), round_bf16)
-        one = np.float32(1)
+        matmul = ns_matmul if m * m * n >= _PARALLEL_MATMUL_WORK else ns_matmul.serial
+        one, zero = np.float32(1), np.float32(0)
         for _ in range(steps):
-            np.matmul(x, x.T, out=s)  # S = X X^T
-            if round_bf16:
-                ns_scale(s.reshape(-1), one, True)
-            np.matmul(s, s, out=p)  # P = b S + c S S
-            ns_combine(p.reshape(-1), p.reshape(-1), s.reshape(-1), c, b, round_bf16)
-            np.matmul(p, x, out=tmp)  # X = a X + P X
-            ns_combine(xf, tmp.reshape(-1), xf, one, a, round_bf16)
+            xt[...] = x.T
+            matmul(x, xt, s, s, one, zero, round_bf16)  # S = X X^T
+            matmul(s, s, p, s, c, b, round_bf16)  # P = b S + c S S
+            matmul(p, x, tmp, x, one, a, round_bf16)  # X = a X + P X
+            x, tmp = tmp, x
         u[...] = x.T if tall else x
