@@ -18,7 +18,7 @@ from ._threads import threading_layer
 
 _choose_threading_layer()
 
-from . import interop, lr_scheduler, optim, swa_utils, utils  # noqa: E402
+from . import interop, lowbit, lr_scheduler, optim, swa_utils, utils  # noqa: E402
 from .minimize import minimize  # noqa: E402
 from .optim import *  # noqa: E402, F403  (every optimizer class, named as in torch.optim)
 from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook  # noqa: E402
@@ -35,6 +35,7 @@ __all__ = [
     "SparseGrad",
     "get_num_threads",
     "interop",
+    "lowbit",
     "load",
     "lr_scheduler",
     "minimize",
