@@ -35,10 +35,6 @@ from .lookahead import Lookahead
 from .prodigy import Prodigy
 from .schedulefree import AdamWScheduleFree, SGDScheduleFree
 
-# bitsandbytes' names for 8-bit state (state_dtype='int8'):
-# isort: split
-from .eightbit import Adam8bit, AdamW8bit, Lion8bit
-
 # torch.optim.lr_scheduler and torch.optim.swa_utils, under the same names
 # isort: split
 from .. import lr_scheduler, swa_utils
