@@ -207,6 +207,7 @@ def _store_compiled(a, i, v):
 _F1 = np.float32(1)
 _F0 = np.float32(0)
 _MASK = np.uint32(0x7FFF)
+_SIGN = np.uint32(31)
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
@@ -231,23 +232,12 @@ def inverse(scale):
 @numba.njit(cache=True, **JIT_OPTIONS)
 def quantize(v, inv, table, index):
     """The code of ``float32(v) * inv``: the number of thresholds (``table[256:]``) below it."""
-    x = np.float32(v) * inv
-    if x > _F1:
-        x = _F1
-    elif x < -_F1:
-        x = -_F1
+    # branch-free (the signs and the last comparison are data, unpredictable): min/max and arithmetic
+    x = min(max(np.float32(v) * inv, -_F1), _F1)
     bits = _f32_bits(x)
-    j = np.int64((bits >> _SHIFT) & _MASK) - _LO_TOP
-    if j < 0:
-        j = 0
-    elif j > _NMAG - 1:
-        j = _NMAG - 1
-    if bits >> np.uint32(31):
-        j += _NMAG
+    j = min(max(np.int64((bits >> _SHIFT) & _MASK) - _LO_TOP, 0), _NMAG - 1) + _NMAG * np.int64(bits >> _SIGN)
     k = np.int64(index[j])
-    if table[256 + k] < x:
-        k += 1
-    return np.uint8(k)
+    return np.uint8(k + np.int64(table[256 + k] < x))
 
 
 # -- the loops -------------------------------------------------------------------------------------
