@@ -87,7 +87,8 @@ def main() -> None:
             text=True,
             check=True,
         )
-        print(f"state bytes per parameter, Adam, {args.memory_size:.0e} elements, state_dtype={sd}: {res.stdout.strip()}")
+        size = f"{args.memory_size:.0e}"
+        print(f"state bytes per parameter, Adam, {size} elements, state_dtype={sd}: {res.stdout.strip()}")
     if args.sizes:
         import numopt
 
