@@ -18,9 +18,10 @@ from ._threads import threading_layer
 
 _choose_threading_layer()
 
-from . import interop, lr_scheduler, optim, swa_utils, utils  # noqa: E402
+from . import interop, lowbit, lr_scheduler, optim, swa_utils, utils  # noqa: E402
 from .minimize import minimize, minimize_batch  # noqa: E402
 from .optim import *  # noqa: E402, F403  (every optimizer class, named as in torch.optim)
+from .optim.eightbit import Adam8bit, AdamW8bit, Lion8bit  # noqa: E402  (bitsandbytes' names: state_dtype='int8')
 from .optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook  # noqa: E402
 from .parameter import Parameter, SparseGrad  # noqa: E402
 from .serialization import CheckpointError, load, save  # noqa: E402
@@ -29,12 +30,16 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     *optim.__all__,
+    "Adam8bit",
+    "AdamW8bit",
     "CheckpointError",
+    "Lion8bit",
     "Optimizer",
     "Parameter",
     "SparseGrad",
     "get_num_threads",
     "interop",
+    "lowbit",
     "load",
     "lr_scheduler",
     "minimize",

@@ -35,7 +35,23 @@ class Run:
     ``data``, ``grad`` and ``state[name]`` are cached slices of the buffer's arrays.
     """
 
-    __slots__ = ("p0", "p1", "lo", "hi", "step", "data", "grad", "state", "_steps", "small", "cuda", "scale")
+    __slots__ = (
+        "p0",
+        "p1",
+        "lo",
+        "hi",
+        "step",
+        "data",
+        "grad",
+        "state",
+        "_steps",
+        "small",
+        "cuda",
+        "scale",
+        "fmt",
+        "blocks",
+        "_flat",
+    )
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
         self._steps = flat.steps  # not the buffer itself: buffers cache their runs (no reference cycle)
@@ -49,12 +65,28 @@ class Run:
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
         #: the clipping coefficient this step's rule applies to the gradient (set by ``_update_all``)
         self.scale = 1.0
+        #: the compact form of the run's state ('bfloat16', 'int8'), or None (the buffer's dtype)
+        self.fmt = flat.param_format(p0)
+        #: for 'int8': the element offsets of the run's quantization blocks (see ``numopt.lowbit``)
+        self.blocks = None
+        self._flat = None
+        if self.fmt is not None:
+            from .lowbit import blocks_of
+
+            self._flat = weakref.ref(flat)
+            if self.fmt == "int8":
+                store = next(iter(flat.state.values()))
+                self.blocks = blocks_of(store, p0, p1)
 
     def pick(self, kernel: Any) -> Any:
         """The loop of ``kernel`` to run here: its CUDA loop for a device buffer, else ``kernel`` itself,
         or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements; with a pending
         clipping coefficient (``scale``), that loop with its ``grad_scale`` bound."""
-        if self.cuda:
+        if self.fmt is not None:
+            from .lowbit import pick
+
+            loop = pick(self, kernel)
+        elif self.cuda:
             loop = kernel.rule.cuda()  # a device buffer exists only for optimizers with a generated rule
         else:
             loop = getattr(kernel, "serial", kernel) if self.small else kernel
@@ -64,6 +96,10 @@ class Run:
         if rule is None or not rule.scales_grad:
             raise RuntimeError(f"{kernel!r} cannot apply a clipping coefficient: its class must not fuse clipping")
         return functools.partial(loop, grad_scale=self.scale)
+
+    def scratch(self, rows: int) -> np.ndarray:
+        """Per-thread scratch rows for the 8-bit loop (kept by the buffer, reused every step)."""
+        return self._flat().scratch(rows)
 
     def part(self, offsets: np.ndarray, a: int, b: int, *state: str) -> list[np.ndarray]:
         """``data``, ``grad`` and the named ``state`` arrays of the run's parameters ``p0 + a`` to ``p0 + b``.
@@ -114,6 +150,10 @@ class FlatBuffer:
         self._runs: list[Run] | None = None
         #: the optimizer's state spec the cached runs were built for
         self.spec: tuple[tuple[str, float], ...] | None = None
+        #: compact state: ``(state_dtype, min_8bit_size, signed)`` with ``signed`` the state names whose
+        #: values may be negative (see ``numopt.lowbit``); None: state in the buffer's dtype
+        self.state_format: tuple[str, int, frozenset[str]] | None = None
+        self._scratch: np.ndarray | None = None
         self._data_views = [self._view(self.data, i) for i in range(len(params))]
         self._grad_views = [self._view(self.grad, i) for i in range(len(params))]
         for i, p in enumerate(params):
@@ -229,6 +269,9 @@ class FlatBuffer:
         return self._grad_views[i]
 
     def state_view(self, name: str, i: int) -> np.ndarray:
+        arr = self.state[name]
+        if not isinstance(arr, np.ndarray):  # compact state: its readable view (numopt.lowbit)
+            return arr.view(i)
         layout = self.layouts.get(name)
         if layout is None:
             return self._view(self.state[name], i)
@@ -237,8 +280,43 @@ class FlatBuffer:
 
     def state_slice(self, name: str, p0: int, p1: int) -> np.ndarray:
         """The 1-D part of state array ``name`` that belongs to parameters ``p0:p1``."""
+        arr = self.state[name]
+        if not isinstance(arr, np.ndarray):  # compact state (numopt.lowbit)
+            return arr.slice(p0, p1)
         offsets = self.layouts[name][0] if name in self.layouts else self.offsets
-        return self.state[name][offsets[p0] : offsets[p1]]
+        return arr[offsets[p0] : offsets[p1]]
+
+    # -- compact state (numopt.lowbit) ------------------------------------------
+    def param_format(self, i: int) -> str | None:
+        """The compact form of parameter ``i``'s state ('bfloat16', 'int8'), or None (the buffer's dtype)."""
+        if self.state_format is None or not self.state:
+            return None
+        store = next(iter(self.state.values()))
+        return self.state_format[0] if store.quantized[i] else None
+
+    def reset_state(self, name: str, i: int, fill: float) -> None:
+        """Set parameter ``i``'s entry of state ``name`` to ``fill``."""
+        arr = self.state[name]
+        if isinstance(arr, np.ndarray):
+            self._fill(self.state_slice(name, i, i + 1), fill)
+        else:
+            arr.reset(i, fill)
+
+    def assign_state(self, name: str, i: int, value: Any) -> None:
+        """Set parameter ``i``'s entry of state ``name`` from ``value`` (converted to its storage)."""
+        arr = self.state[name]
+        if isinstance(arr, np.ndarray):
+            self._assign(self.state_view(name, i), value)
+        else:
+            arr.assign(i, value)
+
+    def scratch(self, rows: int) -> np.ndarray:
+        """Per-thread scratch rows for the 8-bit loop, allocated once."""
+        if self._scratch is None or self._scratch.shape[1] < rows:
+            from .lowbit import new_scratch
+
+            self._scratch = new_scratch(self.dtype, rows)
+        return self._scratch
 
     def step_view(self, i: int) -> np.ndarray:
         """Parameter ``i``'s step count as a writable 0-d view."""
@@ -266,7 +344,13 @@ class FlatBuffer:
                     offsets.append(offsets[-1] + (0 if shape is None else int(np.prod(shape, dtype=np.int64))))
                 self.layouts[name] = (offsets, list(shapes))
                 size = offsets[-1]
-            arr = self._new_array(size, fill)
+            if self.state_format is not None and shapes is None:
+                from .lowbit import StateStore
+
+                fmt, min_size, signed = self.state_format
+                arr = StateStore(self, name, fill, fmt, name in signed, min_size)
+            else:
+                arr = self._new_array(size, fill)
             self.state[name] = arr
             self._runs = None  # runs cache slices of the state arrays
         return arr
@@ -340,7 +424,8 @@ class FlatBuffer:
                 i += 1
                 continue
             j = i + 1
-            while j < n and has[j] and steps[j] == steps[i]:
+            fmt = self.param_format(i)  # compact state: a run's parameters share one form
+            while j < n and has[j] and steps[j] == steps[i] and (fmt is None) == (self.param_format(j) is None):
                 j += 1
             runs.append(Run(self, i, j))
             i = j

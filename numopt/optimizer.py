@@ -216,11 +216,15 @@ class StateTensor:
     when : str or None, default None
         The hyperparameter that turns this array on (when truthy), e.g.
         ``'amsgrad'``; ``None``: always there.
+    signed : bool, default True
+        Whether its values may be negative; ``False`` (``exp_avg_sq``) lets 8-bit state
+        (``state_dtype='int8'``) use the unsigned map, twice as fine.
     """
 
     name: str
     fill: float | str = 0.0
     when: str | None = None
+    signed: bool = True
 
     def wanted(self, hparams: dict[str, Any]) -> bool:
         """Whether a group with hyperparameters ``hparams`` keeps this array."""
@@ -376,6 +380,8 @@ class Optimizer:
         ``convert`` converted (Adam keeps ``betas`` as a tuple) before the groups are added.
         """
         defaults = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+        if "state_dtype" in defaults:  # compact state (numopt.lowbit): the optimizer's, not a group's
+            self._set_state_dtype(defaults.pop("state_dtype"), defaults.pop("min_8bit_size", 4096))
         check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})
         if defaults.get("fused") and defaults.get("foreach"):
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -383,6 +389,26 @@ class Optimizer:
         for k, f in convert.items():
             defaults[k] = f(defaults[k])
         Optimizer.__init__(self, params, defaults)
+
+    #: compact per-element state: 'bfloat16', 'int8', or None (the parameters' dtype); see ``numopt.lowbit``
+    state_dtype: str | None = None
+    #: with ``state_dtype='int8'``: parameters with fewer elements keep full-precision state
+    min_8bit_size: int = 4096
+
+    def _set_state_dtype(self, state_dtype: Any, min_8bit_size: Any) -> None:
+        """Check and set ``state_dtype`` and ``min_8bit_size`` (before any group is packed)."""
+        from .lowbit import check_state_dtype
+
+        check_state_dtype(type(self), state_dtype, min_8bit_size)
+        self.state_dtype = state_dtype
+        self.min_8bit_size = int(min_8bit_size)
+
+    def _state_format(self) -> tuple[str, int, frozenset[str]] | None:
+        """What ``FlatBuffer.state_format`` is for this optimizer's buffers."""
+        if self.state_dtype is None:
+            return None
+        signed = frozenset(t.name for t in self.state_tensors if t.signed)
+        return self.state_dtype, self.min_8bit_size, signed
 
     @classmethod
     def hyperparameter_defaults(cls) -> dict[str, Any]:
@@ -562,9 +588,15 @@ class Optimizer:
         group["params"] = params
         if names:
             group["param_names"] = names
+        if self.state_dtype is not None and any(p.is_cuda for p in params):
+            raise ValueError(
+                f"state_dtype={self.state_dtype!r} is not supported for CUDA parameters yet; "
+                "use state_dtype=None for them (or keep them on the host)"
+            )
         flats = []
         for key in dict.fromkeys((p.dtype, p.is_cuda) for p in params):
             flats.append(new_flat_buffer([p for p in params if (p.dtype, p.is_cuda) == key], self))
+            flats[-1].state_format = self._state_format()
         self.param_groups.append(group)
         self._flats.append(flats)
         self._checked_hparams[id(group)] = _hparam_snapshot(group)
@@ -787,7 +819,9 @@ class Optimizer:
         if not st:
             return None
         return {
-            k: float(np.asarray(v)) if k == "step" or k in self._scalar_keys else np.array(v, copy=True)
+            k: float(np.asarray(v))
+            if k == "step" or k in self._scalar_keys
+            else (v.copy() if hasattr(v, "dequantize") else np.array(v, copy=True))
             for k, v in st.items()
         }
 
@@ -909,6 +943,8 @@ class Optimizer:
     def _export_state_value(self, name: str, value: Any) -> Any:
         if hasattr(value, "copy_to_host"):  # state of a CUDA parameter: copied to host memory
             return value.copy_to_host()
+        if hasattr(value, "dequantize"):  # compact state (numopt.lowbit): a copy, still compact
+            return value.copy()
         if isinstance(value, np.ndarray):
             # 'step' and per-parameter scalar state are 0-d views: exported as Python floats;
             # tensor state stays an array even for a 0-d float64 parameter
@@ -1129,7 +1165,7 @@ class Optimizer:
         p = flat.params[i]
         flat.steps[i] = 0
         for name in flat.state:
-            flat._fill(flat.state_slice(name, i, i + 1), fills.get(name, 0.0))
+            flat.reset_state(name, i, fills.get(name, 0.0))
         for name, arr in flat.scalars.items():
             arr[i] = scalar_fills.get(name, 0.0)
         self.state.pop(p, None)
@@ -1145,9 +1181,8 @@ class Optimizer:
                 st[name] = flat.scalar_view(name, i)
             else:
                 flat.ensure_state(name, fills.get(name, 0.0), self._state_layout(flat, name))
-                view = flat.state_view(name, i)
-                flat._assign(view, v)
-                st[name] = view
+                flat.assign_state(name, i, v)
+                st[name] = flat.state_view(name, i)
         if "step" not in values:
             flat.steps[i] = 1.0  # state exists, so the parameter has been stepped
 
@@ -1283,6 +1318,8 @@ class Optimizer:
             raise ValueError(
                 f"{where}: unexpected state key for {type(self).__name__} (expected one of {list(self._state_keys)})"
             )
+        if hasattr(value, "dequantize") and hasattr(value, "state_dtype"):  # compact state (numopt.lowbit)
+            return self._import_compact(where, p, name, value)
         if not isinstance(value, (np.ndarray, np.generic)):
             hint = (
                 "; a torch.optim state dict converts with numopt.interop.torch.from_torch_state_dict(sd)"
@@ -1303,6 +1340,23 @@ class Optimizer:
                 + ("" if layout is None else f" (expected {expected})")
             )
         return arr.astype(p.dtype, copy=True)
+
+    def _import_compact(self, where: str, p: Parameter, name: str, value: Any) -> Any:
+        """A copy of the compact state ``value`` (``numopt.lowbit``), once its arrays fit ``p``."""
+        from .lowbit import BLOCK, BFloat16State, Int8State
+
+        if isinstance(value, BFloat16State):
+            arrays = [("bits", value.bits, np.uint16, p.shape)]
+        elif isinstance(value, Int8State):
+            blocks = (-(-p.size // BLOCK),)
+            arrays = [("codes", value.codes, np.uint8, p.shape), ("absmax", value.absmax, np.float32, blocks)]
+        else:
+            raise ValueError(f"{where}: unknown compact state {type(value).__name__}")
+        for field, arr, dtype, shape in arrays:
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
+                got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise ValueError(f"{where}.{field} must be a {np.dtype(dtype)} array of shape {shape}, got {got}")
+        return value.copy()
 
     # -- hooks ------------------------------------------------------------------
     def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
@@ -1404,6 +1458,8 @@ class Optimizer:
     @staticmethod
     def _flat_view_kind(flat: FlatBuffer | None, name: str, value: Any) -> str | None:
         """Which of ``flat``'s arrays the entry ``state[p][name]`` views: 'step', 'scalar', 'state', or None."""
+        if flat is not None and hasattr(flat.state.get(name), "owns"):  # compact state (numopt.lowbit)
+            return "state" if flat.state[name].owns(value) else None
         if flat is None or not isinstance(value, np.ndarray) or value.base is None:
             return None
         if name == "step" and isinstance(flat.steps, np.ndarray) and np.may_share_memory(value, flat.steps):

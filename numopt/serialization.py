@@ -135,6 +135,11 @@ class _Encoder:
             return {"c": [self.encode(obj.real, where), self.encode(obj.imag, where)]}
         if isinstance(obj, (bytes, bytearray)):
             return {"b": self._array(np.frombuffer(bytes(obj), np.uint8), where)}
+        if type(obj).__name__ in ("BFloat16State", "Int8State") and hasattr(obj, "dequantize"):
+            # compact optimizer state (numopt.lowbit): its arrays, bit for bit
+            if obj.state_dtype == "bfloat16":
+                return {"q": ["bfloat16", self._array(obj.bits, where)]}
+            return {"q": ["int8", self._array(obj.codes, where), self._array(obj.absmax, where), bool(obj.signed)]}
         if isinstance(obj, (dict, list, tuple)):
             if id(obj) in self._active:
                 raise ValueError(f"{where}: cannot save a structure that contains itself")
@@ -385,6 +390,14 @@ def _decode(path: str, node: Any, arrays: list[np.ndarray]) -> Any:
                 return complex(float(re), float(im))
             if tag == "b":
                 return arrays[v].tobytes()
+            if tag == "q":
+                from .lowbit import BFloat16State, Int8State
+
+                if v[0] == "bfloat16":
+                    return BFloat16State(arrays[v[1]])
+                if v[0] == "int8":
+                    return Int8State(arrays[v[1]], arrays[v[2]], bool(v[3]))
+                raise ValueError(f"unknown compact state {v[0]!r}")
         except (TypeError, ValueError, KeyError, IndexError) as e:
             raise CheckpointError(path, f"invalid structure: bad {tag!r} entry ({e})") from None
     raise CheckpointError(path, f"invalid structure: unexpected node {str(node)[:60]}")

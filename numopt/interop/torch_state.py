@@ -173,6 +173,8 @@ def to_torch_state_dict(state_dict: dict[str, Any], optimizer: Any = None) -> di
                     continue
                 dtype = scalar_dtype if name == "step" else torch.float64
                 converted[name] = torch.tensor(float(np.asarray(v)), dtype=dtype)
+            elif hasattr(v, "dequantize"):  # compact state (numopt.lowbit): full precision for torch
+                converted[name] = _to_torch(v.dequantize(), torch)
             else:
                 converted[name] = _to_torch(v, torch)
         state[k] = converted

@@ -144,14 +144,25 @@ class Elementwise:
             params.append("grad_scale=1.0")
         return ", ".join(params)
 
-    def _loop(self, fname: str, loop: str, present: tuple[str, ...] | None) -> list[str]:
+    def _loop(self, fname: str, loop: str, present: tuple[str, ...] | None, storage: bool = False) -> list[str]:
         """One loop function. ``present``: the optional arrays it reads and writes unconditionally
-        (the others are absent: read as zero, never written); ``None``: decide per array at run time."""
+        (the others are absent: read as zero, never written); ``None``: decide per array at run time.
+        ``storage``: every element goes through ``load(a, i)`` / ``store(a, i, v)``, which decode and
+        encode by the array's dtype (``numopt.kernels._lowbit``: bfloat16 state in uint16 arrays)."""
+
+        def get(a: str) -> str:
+            return f"dt(load({a}, i))" if storage else f"{a}[i]"
+
+        def put(a: str, v: str) -> str:
+            return f"store({a}, i, {v})" if storage else f"{a}[i] = {v}"
+
         lines = [
             f"def {fname}({self._signature()}):",
             f"    c = constants({self.arrays[0]}.dtype.type, {', '.join(self.scalars)})",
             f"    n = {self.arrays[0]}.size",
         ]
+        if storage:
+            lines.append(f"    dt = {self.arrays[0]}.dtype.type")
         dynamic = self.optional if present is None else ()
         absent = () if present is None else tuple(a for a in self.optional if a not in present)
         if dynamic or absent:
@@ -160,26 +171,26 @@ class Elementwise:
             lines.append(f"    gs = {self.arrays[0]}.dtype.type(grad_scale)")
         lines += [f"    use_{a} = {a}.size != 0" for a in dynamic]
         lines.append(f"    for i in {loop}:")
-        lines += [f"        {a}_i = {a}[i] if use_{a} else zero" for a in dynamic]
+        lines += [f"        {a}_i = {get(a)} if use_{a} else zero" for a in dynamic]
 
         def element(a: str) -> str:
             if a in absent:
                 return "zero"
             if a in dynamic:
                 return f"{a}_i"
-            return "grad[i] * gs" if a == "grad" and self.scales_grad else f"{a}[i]"
+            return f"{get('grad')} * gs" if a == "grad" and self.scales_grad else get(a)
 
         args = ", ".join(element(a) for a in self.arrays)
         outs = ", ".join("_" if a in absent else f"{a}_i" for a in self.updates)
         lines.append(f"        {outs} = body(c, {args})")
         for a in self.updates:
             if a in dynamic:
-                lines += [f"        if use_{a}:", f"            {a}[i] = {a}_i"]
+                lines += [f"        if use_{a}:", f"            {put(a, f'{a}_i')}"]
             elif a not in absent:
-                lines.append(f"        {a}[i] = {a}_i")
+                lines.append(f"        {put(a, f'{a}_i')}")
         return lines
 
-    def source(self, target: str = "cpu") -> str:
+    def source(self, target: str = "cpu", storage: bool = False) -> str:
         """The generated Python source of the rule's loops: ``'cpu'`` or ``'cuda'``.
 
         On the CPU, each loop (parallel ``<name>``, serial ``<name>_serial``) is generated
@@ -187,19 +198,20 @@ class Elementwise:
         each reading and writing its arrays unconditionally, and ``<name>`` / ``<name>_serial``
         pick one: a load or store under a condition kept LLVM from vectorizing the loop (10x
         slower in Numba's parallel loops, 3x in serial ones). The CUDA loop tests per optional
-        array whether it is there (a uniform branch costs a GPU nothing).
+        array whether it is there (a uniform branch costs a GPU nothing). ``storage``: the CPU loops
+        with every element read and written through ``load`` / ``store`` (see :meth:`_loop`).
         """
         if target == "cuda":
             return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
         lines: list[str] = []
         for public, tag, loop in ((f"{self.name}_serial", "s", "range(n)"), (self.name, "p", "prange(n)")):
             if not self.optional:
-                lines += [*self._loop(public, loop, ()), ""]
+                lines += [*self._loop(public, loop, (), storage), ""]
                 continue
             combos = list(itertools.product((False, True), repeat=len(self.optional)))
             for bits in combos:
                 present = tuple(a for a, on in zip(self.optional, bits) if on)
-                lines += [*self._loop(f"{self.name}_{tag}{_bits(bits)}", loop, present), ""]
+                lines += [*self._loop(f"{self.name}_{tag}{_bits(bits)}", loop, present, storage), ""]
             call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
             lines.append(f"def {public}({self._signature()}):")
             lines += [f"    use_{a} = {a}.size != 0" for a in self.optional]

@@ -58,7 +58,7 @@ class Adadelta(Optimizer):
     """
 
     rule = adadelta_step
-    state_tensors = (StateTensor("square_avg"), StateTensor("acc_delta"))
+    state_tensors = (StateTensor("square_avg", signed=False), StateTensor("acc_delta", signed=False))
     bench_kwargs = {"lr": 1.0}
 
     def __init__(

@@ -40,6 +40,7 @@ class Adagrad(Optimizer):
     eps : float, default 1e-10
         Added to the denominator (>= 0).
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -64,7 +65,7 @@ class Adagrad(Optimizer):
     """
 
     rule = adagrad_step
-    state_tensors = (StateTensor("sum", fill="initial_accumulator_value"),)
+    state_tensors = (StateTensor("sum", fill="initial_accumulator_value", signed=False),)
     bench_kwargs = {"lr": 1e-2}
 
     def __init__(
@@ -80,6 +81,8 @@ class Adagrad(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         self._construct(params, locals())
         # torch creates every parameter's state here, not at its first step.

@@ -68,6 +68,7 @@ class Adam(Optimizer):
         Decay the parameters directly instead of through the gradient; makes
         this optimizer equivalent to :class:`AdamW`.
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -91,7 +92,11 @@ class Adam(Optimizer):
     """
 
     rule = adam_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"), StateTensor("max_exp_avg_sq", when="amsgrad"))
+    state_tensors = (
+        StateTensor("exp_avg"),
+        StateTensor("exp_avg_sq", signed=False),
+        StateTensor("max_exp_avg_sq", when="amsgrad", signed=False),
+    )
     bench_kwargs = {"lr": 1e-3}
 
     def __init__(
@@ -109,6 +114,8 @@ class Adam(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         self._construct(params, locals(), betas=tuple)
 

@@ -57,7 +57,7 @@ class Adamax(Optimizer):
     """
 
     rule = adamax_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_inf"))
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_inf", signed=False))
     bench_kwargs = {"lr": 1e-3}
 
     def __init__(

@@ -39,6 +39,7 @@ class AdamW(Adam):
     amsgrad : bool, default False
         Use the AMSGrad variant (normalize by the running maximum of ``v``).
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -74,6 +75,8 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         super().__init__(
             params,
@@ -88,6 +91,8 @@ class AdamW(Adam):
             differentiable=differentiable,
             fused=fused,
             decoupled_weight_decay=True,
+            state_dtype=state_dtype,
+            min_8bit_size=min_8bit_size,
         )
 
     def load_state_dict(self, state_dict: dict[str, Any], match: str = "position", strict: bool = True) -> Any:

@@ -99,7 +99,7 @@ class Adan(Optimizer):
     rule = adan_step
     state_tensors = (
         StateTensor("exp_avg"),
-        StateTensor("exp_avg_sq"),
+        StateTensor("exp_avg_sq", signed=False),
         StateTensor("exp_avg_diff"),
         StateTensor("previous_grad"),
     )

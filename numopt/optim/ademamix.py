@@ -101,7 +101,7 @@ class AdEMAMix(GroupStepCount, Optimizer):
     """
 
     rule = ademamix_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"), StateTensor("exp_avg_slow"))
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False), StateTensor("exp_avg_slow"))
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.AdEMAMix"
     _tracks_step = False

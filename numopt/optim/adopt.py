@@ -96,7 +96,7 @@ class ADOPT(GroupStepCount, Optimizer):
     """
 
     rule = adopt_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.ADOPT"
     _tracks_step = False

@@ -46,6 +46,7 @@ class Lion(GroupStepCount, Optimizer):
     fixed_decay : bool, default False
         With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -84,6 +85,9 @@ class Lion(GroupStepCount, Optimizer):
         fixed_decay: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
+        *,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         check_bool("maximize", maximize)
         self.maximize = maximize  # on the optimizer, not in the groups, as in the reference

@@ -74,7 +74,7 @@ class NAdam(Optimizer):
     """
 
     rule = nadam_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     scalar_state = (("mu_product", 1.0),)
     bench_kwargs = {"lr": 1e-3}
 

@@ -67,7 +67,7 @@ class RAdam(Optimizer):
     """
 
     rule = radam_step
-    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
+    state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
 
     def __init__(

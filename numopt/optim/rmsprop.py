@@ -46,6 +46,7 @@ class RMSprop(Optimizer):
     centered : bool, default False
         Normalize by an estimate of the gradient's variance instead of its second moment.
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -70,7 +71,7 @@ class RMSprop(Optimizer):
 
     rule = rmsprop_step
     state_tensors = (
-        StateTensor("square_avg"),
+        StateTensor("square_avg", signed=False),
         StateTensor("momentum_buffer", when="momentum"),
         StateTensor("grad_avg", when="centered"),
     )
@@ -89,6 +90,9 @@ class RMSprop(Optimizer):
         foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
+        *,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         self._construct(params, locals())
 

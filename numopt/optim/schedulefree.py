@@ -307,7 +307,7 @@ class AdamWScheduleFree(_ScheduleFree):
     """
 
     rule = adamw_schedulefree_step
-    state_tensors = (StateTensor("z"), StateTensor("exp_avg_sq"))
+    state_tensors = (StateTensor("z"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
     reference = "schedulefree.AdamWScheduleFree"
 

@@ -42,6 +42,7 @@ class SGD(Optimizer):
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -76,6 +77,8 @@ class SGD(Optimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: str | None = None,
+        min_8bit_size: int = 4096,
     ) -> None:
         self._construct(params, locals())
 
