@@ -12,7 +12,9 @@ The optimizer classes are not aware of any of this: their ``_update`` calls
 ``run.pick(kernel)``, and a run of a device buffer picks the CUDA loop that
 :mod:`numopt.kernels._generate` builds from the same update rule. An optimizer
 can therefore run on the GPU exactly when it is declared with an elementwise
-``rule`` and does not override ``_step``.
+``rule`` (or, for one whose kernels are not elementwise, ``runs_on_cuda``: each
+kernel it picks has a CUDA twin registered in :data:`numopt.kernels.cuda.KERNELS`)
+and does not override ``_step``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class DeviceFlatBuffer(FlatBuffer):
             raise NotImplementedError(
                 f"{name} cannot update CUDA parameters: it has its own step(), which works on host arrays"
             )
-        if type(owner).rule is None:
+        if type(owner).rule is None and not type(owner).runs_on_cuda:
             raise NotImplementedError(
                 f"{name} cannot update CUDA parameters: its update is not an elementwise rule numopt runs on the GPU"
             )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._device import kernel_for
 from ._jit import CHUNK
 from .parameter import Parameter, SparseGrad
 
@@ -79,15 +80,16 @@ class Run:
                 self.blocks = blocks_of(store, p0, p1)
 
     def pick(self, kernel: Any) -> Any:
-        """The loop of ``kernel`` to run here: its CUDA loop for a device buffer, else ``kernel`` itself,
+        """The loop of ``kernel`` to run here: its CUDA loop for a device buffer (generated from its rule, or
+        its registered twin, :data:`numopt.kernels.cuda.KERNELS`), else ``kernel`` itself,
         or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements; with a pending
         clipping coefficient (``scale``), that loop with its ``grad_scale`` bound."""
         if self.fmt is not None:
             from .lowbit import pick
 
             loop = pick(self, kernel)
-        elif self.cuda:
-            loop = kernel.rule.cuda()  # a device buffer exists only for optimizers with a generated rule
+        elif self.cuda:  # a device buffer exists only for optimizers whose kernels have CUDA loops
+            loop = kernel_for(kernel, self.data)
         else:
             loop = getattr(kernel, "serial", kernel) if self.small else kernel
         if self.scale == 1.0:

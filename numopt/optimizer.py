@@ -6,7 +6,9 @@ optimizer"): ``rule`` (the kernel generated from its update rule in
 values and the hyperparameters that turn them on), ``scalar_state`` (per-parameter
 scalars), ``bench_kwargs`` (the settings ``python -m numopt bench`` times). Every list
 elsewhere (``numopt.functional``'s exports and ``init_state``, CUDA support, bench
-rows, interop keys, test tables) is derived from :func:`registered`.
+rows, interop keys, test tables) is derived from :func:`registered`. An optimizer
+without an elementwise rule runs on CUDA parameters when it declares ``runs_on_cuda``:
+every kernel its ``_update`` picks then has a CUDA twin (Lamb, LARS, Prodigy).
 
 Subclasses supply the algorithm through small methods:
 
@@ -315,6 +317,9 @@ class Optimizer:
     # -- the declaration (see the module docstring) ---------------------------------------------
     #: the kernel generated from the elementwise update rule (``numopt.kernels._generate``); None: none
     rule: Any = None
+    #: whether a class without a ``rule`` updates CUDA parameters: its ``_update`` (or ``_update_all``)
+    #: runs only kernels with a CUDA twin (``run.pick``; :data:`numopt.kernels.cuda.KERNELS`)
+    runs_on_cuda: bool = False
     #: the per-element state arrays, in the rule's argument order
     state_tensors: tuple[StateTensor, ...] = ()
     #: per-parameter scalar state, as ``(name, initial value)`` pairs (float64, e.g. NAdam's mu_product)

@@ -13,6 +13,7 @@ parity tolerances. Either way every step is also compared with torch.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import numpy as np
@@ -21,7 +22,9 @@ import torch
 from numba import cuda
 
 import numopt
+import numopt.kernels.segments
 import numopt.kernels.sgd
+from numopt._jit import CHUNK
 from numopt.kernels import averaging as cpu_averaging
 from numopt.kernels import clip as cpu_clip
 from numopt.kernels import cuda as ncuda
@@ -34,6 +37,9 @@ SIMULATOR = ncuda.SIMULATOR
 #: the optimizers whose update is elementwise, hence runs on the GPU
 #: every optimizer declared with an elementwise rule (derived from the registry)
 ELEMENTWISE = [c.__name__ for c in registered(elementwise=True)]
+#: the optimizers without an elementwise rule that run on the GPU: their reductions (trust ratios,
+#: Prodigy's sums) have CUDA twins (numopt.kernels.cuda.segments)
+REDUCING = ["Lamb", "LARS", "Prodigy"]
 #: steps per parity row: covers a parameter skipped now and then and one starting late (see reference.py)
 CUDA_STEPS = 8
 # rows on small parameters (the simulator runs each thread in Python: large rows would take minutes)
@@ -225,8 +231,10 @@ def test_packed_cuda_parameter_data_and_grad() -> None:
 def test_optimizers_without_cuda_kernels_refuse_cuda_parameters_before_packing() -> None:
     p = numopt.Parameter(cuda.to_device(np.ones((3, 2), np.float32)))
     # (Lookahead wraps an optimizer: it updates CUDA parameters when the wrapped optimizer does)
-    others = [getattr(numopt, name) for name in numopt.optim.__all__ if name not in (*ELEMENTWISE, "Lookahead")]
+    skip = (*ELEMENTWISE, *REDUCING, "Lookahead")
+    others = [getattr(numopt, name) for name in numopt.optim.__all__ if name not in skip]
     assert {"Adafactor", "SparseAdam"} <= {cls.__name__ for cls in others}
+    assert not any(cls.runs_on_cuda for cls in others)
     for cls in others:
         # NotImplementedError from the device buffer, or the class's own refusal (LBFGS: TypeError)
         with pytest.raises((NotImplementedError, TypeError), match=f"{cls.__name__}.*CUDA parameters"):
@@ -251,8 +259,14 @@ def _rules() -> list:
 
 
 def test_launchers_take_the_cpu_kernels_arguments() -> None:
-    # the CUDA loops are generated from the rules; only the norm reduction is written for CUDA by hand
-    assert {key.rsplit(".", 1)[1] for key in ncuda.KERNELS} == {"norm_partials"}
+    # the CUDA loops are generated from the rules; only the reductions are written for CUDA by hand
+    twins = {"norm_partials", "segment_sum_squares", "lamb_update", "lars_update", "prodigy_reduce"}
+    assert {key.rsplit(".", 1)[1] for key in ncuda.KERNELS} == twins
+    for key, twin in ncuda.KERNELS.items():
+        module, name = key.rsplit(".", 1)
+        cpu = getattr(importlib.import_module(module), name)
+        ours, theirs = inspect.signature(twin).parameters, inspect.signature(cpu.py_func).parameters
+        assert [(n, q.default) for n, q in ours.items()] == [(n, q.default) for n, q in theirs.items()], key
     for cpu in _rules():
         launcher = cpu.rule.cuda()
         ours, theirs = inspect.signature(launcher).parameters, inspect.signature(cpu.py_func).parameters
@@ -619,3 +633,194 @@ def test_lookahead_on_the_device_matches_the_host() -> None:
         np.testing.assert_allclose(_host(d.data), h.data, rtol=1e-6, atol=1e-7)
         for key in ("slow_params", "slow_momentum"):
             np.testing.assert_allclose(_host(opts[1].state[d][key]), opts[0].state[h][key], rtol=1e-6, atol=1e-7)
+
+
+# -- Lamb, LARS, Prodigy: reductions on the device, scalars on the host -----------------------------
+#: (class, constructor arguments, the second group's overrides)
+REDUCING_CASES = [
+    ("Lamb", {"lr": 1e-2}, {"lr": 5e-3}),
+    ("Lamb", {"lr": 1e-2, "pre_norm": True, "max_grad_norm": 0.5}, {"lr": 5e-3}),
+    ("Lamb", {"lr": 1e-2, "rectify": True}, {"weight_decay": 0.1}),  # no step until the threshold
+    ("Lamb", {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "n_sma_threshold": 7}, {}),
+    ("Lamb", {"lr": 1e-2, "adam": True, "weight_decay": 0.1}, {"weight_decouple": False}),
+    ("Lamb", {"lr": 1e-2, "foreach": False, "maximize": True}, {"fixed_decay": True, "weight_decay": 0.1}),
+    ("LARS", {"lr": 0.1, "momentum": 0.9, "nesterov": True}, {"lr": 0.05}),
+    ("LARS", {"lr": 0.1, "weight_decay": 0.1, "trust_coefficient": 0.02}, {"momentum": 0.0, "dampening": 0.1}),
+    ("Prodigy", {}, {"eps": None}),
+    ("Prodigy", {"safeguard_warmup": True, "bias_correction": True}, {"safeguard_warmup": False}),
+    ("Prodigy", {"growth_rate": 1.5, "d0": 1e-3, "weight_decay": 0.1}, {"fixed_decay": True}),
+]
+
+
+def _reducing_pair(name: str, kwargs: dict, group2: dict, values: list[np.ndarray], split: int = SPLIT):
+    """The optimizer over host parameters and over device copies of them (two groups each)."""
+    made = []
+    for on_device in (False, True):
+        params = [numopt.Parameter(cuda.to_device(v.copy()) if on_device else v.copy()) for v in values]
+        groups = [{"params": params[:split]}, {"params": params[split:], **group2}]
+        made.append((getattr(numopt, name)(groups, **kwargs), params))
+    return made
+
+
+def _assert_same_steps(host, dev, values, steps, seed, shapes=None) -> None:
+    """Step both optimizers with the same gradients; assert parameters, state and groups equal after each step.
+
+    Exactly for float32 in the simulator. The device adds a block's float64 terms in another order than
+    the CPU (threads' strided shares, then a tree), which float32 norms and sums round away; float64
+    ones keep it (last bits), and a GPU's fused multiply-adds differ in the last bits too.
+    """
+    (hopt, hparams), (dopt, dparams) = host, dev
+    dtype = values[0].dtype
+    exact = SIMULATOR and dtype == np.float32
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-14}
+
+    def same(a, b) -> bool:
+        return a == b if exact or not isinstance(b, float) else a == pytest.approx(b, rel=tol["rtol"], abs=tol["atol"])
+
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        grads = random_grads(rng, t, dtype, shapes)
+        for hp, dp, g in zip(hparams, dparams, grads):
+            hp.grad = None if g is None else g.copy()
+            dp.grad = None if g is None else cuda.to_device(g)
+        hopt.step()
+        dopt.step()
+        for i, (hp, dp) in enumerate(zip(hparams, dparams)):
+            _assert_same(f"step {t}: param {i}", dp.data, hp.data, exact, tol)
+            hs, ds = hopt.state.get(hp, {}), dopt.state.get(dp, {})
+            assert set(hs) == set(ds), (t, i, set(hs), set(ds))
+            for key, v in hs.items():
+                if key in type(dopt)._scalar_keys:  # per-parameter scalars stay on the host
+                    assert isinstance(ds[key], np.ndarray), (t, i, key)
+                    assert same(float(ds[key]), float(v)), (t, i, key, float(ds[key]), float(v))
+                else:
+                    _assert_same(f"step {t}: param {i} state {key!r}", ds[key], v, exact, tol)
+        for hg, dg in zip(hopt.param_groups, dopt.param_groups):
+            for key, v in hg.items():
+                if key != "params":
+                    assert same(dg[key], v), (t, key, dg[key], v)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "group2"), REDUCING_CASES, ids=lambda x: str(x))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reducing_optimizers_on_cuda_match_the_cpu(name: str, kwargs: dict, group2: dict, dtype) -> None:
+    """Each step on the device equals the same class's step on the host (exactly for float32, in the
+    simulator), with a parameter skipped now and then, one starting late, one never stepped, an empty one."""
+    rng = np.random.default_rng(11)
+    values = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    host, dev = _reducing_pair(name, kwargs, group2, values)
+    assert all(f.is_cuda for fl in dev[0]._flats for f in fl)
+    _assert_same_steps(host, dev, values, CUDA_STEPS, seed=12)
+
+
+@pytest.mark.parametrize("name", REDUCING)
+def test_reducing_optimizers_on_cuda_with_several_blocks_per_parameter(name: str, monkeypatch) -> None:
+    """A parameter over ``CHUNK`` elements spans several blocks (partials added on the host in block
+    order), and the grid is smaller than the block table (blocks loop): the same steps as the CPU's."""
+    monkeypatch.setattr(ncuda.segments, "MAX_BLOCKS", 2)
+    shapes = [(CHUNK + 5,), (3, 4), (2, 2)]
+    rng = np.random.default_rng(13)
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    kwargs = {"Lamb": {"lr": 1e-2, "pre_norm": True}, "LARS": {"lr": 0.1, "weight_decay": 0.1}, "Prodigy": {}}[name]
+    host, dev = _reducing_pair(name, kwargs, {}, values, split=2)
+    _assert_same_steps(host, dev, values, 2, seed=14, shapes=shapes)
+
+
+def test_reduction_partials_do_not_depend_on_the_grid(monkeypatch) -> None:
+    """One partial per block of the table, whatever the number of CUDA blocks launched."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal(CHUNK * 2 + 9).astype(np.float32)
+    offs = np.array([0, 3, CHUNK * 2 + 3, CHUNK * 2 + 9], np.int64)
+    first, start, owner = numopt.kernels.segments.block_table(offs, CHUNK)
+    outs = []
+    for blocks in (1, 2, 64):
+        monkeypatch.setattr(ncuda.segments, "MAX_BLOCKS", blocks)
+        partials = cuda.device_array(start.size, np.float64)
+        out = np.empty(offs.size - 1)
+        twin = ncuda.KERNELS["numopt.kernels.segments.segment_sum_squares"]
+        twin(
+            cuda.to_device(x), cuda.to_device(offs), first, cuda.to_device(start), cuda.to_device(owner), partials, out
+        )
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    expected = [np.sum(np.square(x[a:b], dtype=np.float64)) for a, b in zip(offs[:-1], offs[1:])]
+    np.testing.assert_allclose(outs[0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", REDUCING)
+def test_reducing_state_dict_is_host_numpy_and_resumes_exactly(name: str) -> None:
+    kwargs = {"Lamb": {"lr": 1e-2, "weight_decay": 0.1}, "LARS": {"lr": 0.1}, "Prodigy": {"d0": 1e-3}}[name]
+    rng = np.random.default_rng(16)
+    steps = 6
+    grads = [random_grads(rng, t, np.dtype(np.float32)) for t in range(steps)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+
+    def build(values):
+        params = [numopt.Parameter(cuda.to_device(v)) for v in values]
+        return getattr(numopt, name)([{"params": params[:SPLIT]}, {"params": params[SPLIT:]}], **kwargs), params
+
+    def run(split: int | None) -> list[np.ndarray]:
+        opt, params = build(init)
+        for t in range(steps):
+            if t == split:
+                sd = opt.state_dict()
+                for entry in sd["state"].values():
+                    for v in entry.values():
+                        assert isinstance(v, (float, np.ndarray)), type(v)
+                opt, params = build([p.data.copy_to_host() for p in params])
+                opt.load_state_dict(sd)
+            for p, g in zip(params, grads[t]):
+                p.grad = None if g is None else g.copy()  # host gradients: copied to the device at the step
+            opt.step()
+        return [p.data.copy_to_host() for p in params]
+
+    for a, b in zip(run(None), run(steps // 2)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", REDUCING)
+def test_reducing_step_copies_only_partials_and_scalars(name: str, monkeypatch) -> None:
+    """With gradients written in place, a step copies two float64 per block back to the host and, for
+    Lamb and LARS, one number per parameter to the device: never a parameter-sized array."""
+    params = [numopt.Parameter(cuda.to_device(np.full(s, 0.5, np.float32))) for s in SHAPES]
+    opt = getattr(numopt, name)(params)
+    for p in params:
+        p.zero_grad_()
+        ncuda.memory.fill_(p.grad, 0.25)
+    opt.step()  # first step: state and block tables are allocated
+    copies = []
+    cls = type(params[0].data)
+    for meth in ("copy_to_host", "copy_to_device"):
+        orig = getattr(cls, meth)
+        monkeypatch.setattr(
+            cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append((_m, self.size)) or _o(self, *a, **k)
+        )
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append(("to_device", 0)))
+    for _ in range(2):
+        opt.step()
+    blocks = sum(p.size > 0 for p in params)  # one block per (small) parameter, in one run
+    expected = [("copy_to_host", 2 * blocks)] + ([("copy_to_device", len(params))] if name != "Prodigy" else [])
+    assert copies == expected * 2, copies
+
+
+def test_prodigy_sums_host_and_device_parameters_of_one_group() -> None:
+    """A group mixing host and device parameters: the device buffer's sums join the host's in order."""
+    rng = np.random.default_rng(17)
+    values = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    made = []
+    for mixed in (False, True):
+        params = [
+            numopt.Parameter(cuda.to_device(v.copy()) if mixed and i >= 3 else v.copy()) for i, v in enumerate(values)
+        ]
+        made.append((numopt.Prodigy(params, d0=1e-3), params))
+    (hopt, hp), (mopt, mp) = made
+    for t in range(4):
+        for a, b, g in zip(hp, mp, random_grads(rng, t, np.dtype(np.float32))):
+            a.grad = None if g is None else g.copy()
+            b.grad = None if g is None else g.copy()
+        hopt.step()
+        mopt.step()
+        for a, b in zip(hp, mp):
+            _assert_same(f"step {t}", b.data, a.data, SIMULATOR, {"rtol": 1e-5, "atol": 1e-6})
+        assert mopt.param_groups[0]["d"] == hopt.param_groups[0]["d"] or not SIMULATOR

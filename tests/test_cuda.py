@@ -95,18 +95,38 @@ def _loop_calls(src: str) -> dict[str, list[str]]:
     return out
 
 
+def _calls(tree: ast.AST) -> set[str]:
+    """The names of the plain functions called anywhere in ``tree``."""
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
 def test_cuda_loops_are_generated_from_the_same_rule_bodies() -> None:
     """No elementwise kernel is written twice: its CUDA loop is generated from the body its CPU loops use.
 
-    The only hand-written CUDA kernel left is the gradient-norm reduction (``clip.norm_partials``,
-    a different reduction on purpose: one block per chunk), compared by value in the simulator suite.
+    The only hand-written CUDA kernels left are reductions (a different reduction on purpose: one
+    block per chunk), compared by value in the simulator suite: the gradient norm (``clip.norm_partials``)
+    and the per-block partials of Lamb, LARS and Prodigy (``segments``), whose per-element work calls
+    the same pieces as their CPU kernels.
     """
     hand_written = sorted(p.name for p in (KERNELS / "cuda").glob("*.py"))
-    assert hand_written == ["__init__.py", "_launch.py", "clip.py", "memory.py", "stream.py"], hand_written
+    assert hand_written == ["__init__.py", "_launch.py", "clip.py", "memory.py", "segments.py", "stream.py"]
     clip_cuda = ast.parse((KERNELS / "cuda" / "clip.py").read_text())
     assert [f.name for f in clip_cuda.body if isinstance(f, ast.FunctionDef) and not f.name.startswith("_")] == [
         "norm_partials"
     ]
+    seg_cuda = ast.parse((KERNELS / "cuda" / "segments.py").read_text())
+    public = [f.name for f in seg_cuda.body if isinstance(f, ast.FunctionDef) and not f.name.startswith("_")]
+    assert public == ["segment_sum_squares", "lamb_update", "lars_update", "prodigy_reduce"]
+    gpu_calls = _calls(seg_cuda)
+    pieces = {
+        "lamb": ["lamb_moments", "lamb_direction", "lamb_apply"],
+        "lars": ["lars_step"],
+        "prodigy": ["prodigy_moments"],
+    }
+    for module, names in pieces.items():
+        cpu_calls = _calls(ast.parse((KERNELS / f"{module}.py").read_text()))
+        for name in (*names, f"{module}_constants" if module != "prodigy" else "prodigy_reduce_constants"):
+            assert name in cpu_calls and name in gpu_calls, name
     from numopt.kernels import averaging, clip
     from numopt.optimizer import registered
 

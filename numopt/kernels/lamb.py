@@ -17,7 +17,7 @@ from .._jit import CHUNK, kernel
 from ._generate import portable
 from ._pieces import fma, weight_decay_constants
 
-__all__ = ["lamb_update"]
+__all__ = ["lamb_ratios", "lamb_update"]
 
 #: the reference's upper bound on a parameter's norm in the trust ratio (``pytorch_optimizer.Lamb.clamp``)
 CLAMP = 10.0
@@ -100,6 +100,45 @@ def lamb_apply(c, mode, reciprocal, p, m, v, f):
     return fma(f, u, p)
 
 
+@kernel(parallel=False)
+def lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, step_size, eps, reciprocal, adam):
+    r"""Each parameter's trust ratio from its blocks' partial sums (the middle of :func:`lamb_update`).
+
+    For parameter ``i`` (blocks ``first[i]:first[i + 1]``), the float64 partials added in block
+    order, then, in the dtype of ``factor`` (the arrays' dtype), as the reference forms them::
+
+        wn = min(sqrt(sum partials[0]), 10)      pn = sqrt(sum partials[1])
+        ratio = wn / (pn + eps)                  (1 if wn == 0 or pn == 0)
+
+    ``weight_norm``, ``adam_norm``, ``trust_ratio`` (float64) receive ``wn``, ``pn``, ``ratio``;
+    ``factor`` the factor :func:`lamb_apply` takes: ``r`` with ``reciprocal``, else
+    ``-step_size * r`` (``r``: 1 with ``adam``, else ``ratio``). The CPU kernel calls it between its
+    two passes; the CUDA twin calls it on the host with the partials copied back.
+    """
+    dt = factor.dtype.type
+    zero = dt(0)
+    one = dt(1)
+    eps_t = dt(eps)
+    clamp = dt(CLAMP)
+    neg_step = dt(-step_size)
+    for i in range(first.size - 1):
+        sw = np.float64(0)
+        su = np.float64(0)
+        for b in range(first[i], first[i + 1]):
+            sw += partials[0, b]
+            su += partials[1, b]
+        wn = dt(np.sqrt(sw))
+        if wn > clamp:
+            wn = clamp
+        pn = dt(np.sqrt(su))
+        ratio = one if wn == zero or pn == zero else wn / (pn + eps_t)
+        weight_norm[i] = wn
+        adam_norm[i] = pn
+        trust_ratio[i] = ratio
+        r = one if adam else ratio
+        factor[i] = r if reciprocal else neg_step * r
+
+
 @kernel
 def lamb_update(
     param,
@@ -177,27 +216,7 @@ def lamb_update(
         partials[1, b] = su
     if mode == SKIP:
         return
-    zero = dt(0)
-    one = dt(1)
-    eps_t = dt(eps)
-    clamp = dt(CLAMP)
-    neg_step = dt(-step_size)
-    for i in range(offs.size - 1):
-        sw = np.float64(0)
-        su = np.float64(0)
-        for b in range(first[i], first[i + 1]):
-            sw += partials[0, b]
-            su += partials[1, b]
-        wn = dt(np.sqrt(sw))
-        if wn > clamp:
-            wn = clamp
-        pn = dt(np.sqrt(su))
-        ratio = one if wn == zero or pn == zero else wn / (pn + eps_t)
-        weight_norm[i] = wn
-        adam_norm[i] = pn
-        trust_ratio[i] = ratio
-        r = one if adam else ratio
-        factor[i] = r if reciprocal else neg_step * r
+    lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, step_size, eps, reciprocal, adam)
     for b in prange(nb):
         f = factor[owner[b]]
         hi = min(start[b] + CHUNK, offs[owner[b] + 1])

@@ -14,7 +14,7 @@ from .._jit import CHUNK, kernel
 from ._generate import portable
 from ._pieces import fma
 
-__all__ = ["lars_update"]
+__all__ = ["lars_ratios", "lars_update"]
 
 
 @portable
@@ -44,6 +44,38 @@ def lars_step(c, param, grad, momentum_buffer, matrix, ratio):
         b = fma(keep, g, b * momentum)
         g = fma(momentum, b, g) if nesterov else b
     return fma(neg_lr, g, param), b
+
+
+@kernel(parallel=False)
+def lars_ratios(partials, first, ratio, weight_decay, trust_coefficient):
+    r"""Each parameter's trust ratio from its blocks' partial sums (the middle of :func:`lars_update`).
+
+    For parameter ``i`` (blocks ``first[i]:first[i + 1]``), the float64 partials ``||p||**2`` and
+    ``||g||**2`` added in block order, then, in the dtype of ``ratio`` (the arrays' dtype)::
+
+        pn = sqrt(sum partials[0])     d = sqrt(sum partials[1]) + weight_decay * pn
+        ratio[i] = trust_coefficient * pn / d     if pn > 0 and d > 0, else 1
+
+    The CPU kernel calls it between its two passes; the CUDA twin calls it on the host with the
+    partials copied back.
+    """
+    dt = ratio.dtype.type
+    zero = dt(0)
+    one = dt(1)
+    wd = dt(weight_decay)
+    tc = dt(trust_coefficient)
+    for i in range(first.size - 1):
+        sp = np.float64(0)
+        sg = np.float64(0)
+        for b in range(first[i], first[i + 1]):
+            sp += partials[0, b]
+            sg += partials[1, b]
+        pn = dt(np.sqrt(sp))
+        d = dt(np.sqrt(sg)) + wd * pn
+        r = one
+        if pn > zero and d > zero:
+            r = tc * pn / d
+        ratio[i] = r
 
 
 @kernel
@@ -97,22 +129,8 @@ def lars_update(
                 sg += g * g
         partials[0, b] = sp
         partials[1, b] = sg
+    lars_ratios(partials, first, ratio, weight_decay, trust_coefficient)
     zero = dt(0)
-    one = dt(1)
-    wd = dt(weight_decay)
-    tc = dt(trust_coefficient)
-    for i in range(offs.size - 1):
-        sp = np.float64(0)
-        sg = np.float64(0)
-        for b in range(first[i], first[i + 1]):
-            sp += partials[0, b]
-            sg += partials[1, b]
-        pn = dt(np.sqrt(sp))
-        d = dt(np.sqrt(sg)) + wd * pn
-        r = one
-        if pn > zero and d > zero:
-            r = tc * pn / d
-        ratio[i] = r
     use_momentum = momentum_buffer.size != 0
     for b in prange(nb):
         i = owner[b]

@@ -18,8 +18,59 @@ import numpy as np
 from numba import prange
 
 from .._jit import CHUNK, kernel
-from ._generate import elementwise
+from ._generate import elementwise, portable
 from ._pieces import fma, weight_decay, weight_decay_constants
+
+
+@portable
+def prodigy_reduce_constants(dt, beta1, m_scale, beta2, v_scale, beta3, s_scale, maximize):
+    """The loop constants of :func:`prodigy_moments`, each cast once to ``dt``."""
+    return dt(beta1), dt(m_scale), dt(beta2), dt(v_scale), dt(beta3), dt(s_scale), maximize
+
+
+@portable
+def prodigy_moments(c, param, grad, p0, s, m, v):
+    r"""Pass 1 of a Prodigy step for one element: returns ``(s, m, v, dot, abs_s)``.
+
+    With :math:`g` the gradient (negated if ``maximize``) and ``c = prodigy_reduce_constants(...)``::
+
+        dot   = g * (p0 - p)                           (float64)
+        m    <- beta1 * m + d * (1 - beta1) * g        (m_scale = d * (1 - beta1))
+        v    <- beta2 * v + d^2 * (1 - beta2) * g^2    (v_scale = d * d * (1 - beta2))
+        s    <- beta3 * s + (d / d0) * d_lr * g        (s_scale; d instead of d_lr with safeguard_warmup)
+        abs_s = |s|                                    (float64)
+    """
+    b1, ms, b2, vs, b3, ss, maximize = c
+    g = -grad if maximize else grad
+    dot = np.float64(g) * np.float64(p0 - param)
+    s = fma(ss, g, s * b3)
+    return s, fma(ms, g, m * b1), fma(vs * g, g, v * b2), dot, np.float64(abs(s))
+
+
+@kernel(parallel=False)
+def prodigy_totals(partials, first, numerator, denominator, alpha):
+    r"""The running float32 sums after a run's parameters: returns ``(numerator, denominator)``.
+
+    For each parameter ``j`` (blocks ``first[j]:first[j + 1]``) in order, its float64 partials
+    (``partials[0]``: ``<g, p0 - p>``, ``partials[1]``: ``sum |s|``) added in block order, then::
+
+        numerator   <- fma(alpha, float32(dot_j), numerator)
+        denominator <- denominator + float32(abs_j)
+
+    The end of :func:`prodigy_reduce`; its CUDA twin runs it on the host, on the partials copied back.
+    """
+    num = np.float32(numerator)
+    den = np.float32(denominator)
+    a32 = np.float32(alpha)
+    for j in range(first.size - 1):
+        acc_dot = np.float64(0)
+        acc_abs = np.float64(0)
+        for b in range(first[j], first[j + 1]):
+            acc_dot += partials[0, b]
+            acc_abs += partials[1, b]
+        num = fma(a32, np.float32(acc_dot), num)
+        den = den + np.float32(acc_abs)
+    return num, den
 
 
 @kernel
@@ -30,9 +81,11 @@ def prodigy_reduce(
     s,
     exp_avg,
     exp_avg_sq,
-    offsets,
-    q0,
-    q1,
+    offs,
+    first,
+    start,
+    owner,
+    partials,
     numerator,
     denominator,
     alpha,
@@ -46,17 +99,10 @@ def prodigy_reduce(
 ):
     r"""Pass 1 of a Prodigy step over one run, in place; returns the new ``(numerator, denominator)``.
 
-    For every element, with :math:`g` the gradient (negated if ``maximize``), ``d`` the
-    current step-size estimate and ``d_lr = d * lr / bias_correction``::
-
-        dot_j  += g * (p0 - p)                        (float64, per parameter j)
-        m      <- beta1 * m + d * (1 - beta1) * g      (m_scale = d * (1 - beta1))
-        v      <- beta2 * v + d^2 * (1 - beta2) * g^2  (v_scale = d * d * (1 - beta2))
-        s      <- beta3 * s + (d / d0) * d_lr * g      (s_scale; d instead of d_lr with safeguard_warmup)
-        abs_j  += |s|                                  (float64, per parameter j)
-
-    then, for each parameter ``j`` of the run in order, in float32 (the reference's
-    ``d_numerator`` and ``d_de_nom`` are float32 tensors whatever the parameters' dtype)::
+    :func:`prodigy_moments` on every element, its ``dot`` and ``abs_s`` summed in float64 per block
+    of the run's block table (:mod:`numopt.kernels.segments`), then :func:`prodigy_totals`: for each
+    parameter ``j`` of the run in order, in float32 (the reference's ``d_numerator`` and
+    ``d_de_nom`` are float32 tensors whatever the parameters' dtype)::
 
         numerator   <- fma(alpha, float32(dot_j), numerator)   (alpha = (d / d0) * d_lr)
         denominator <- denominator + float32(abs_j)
@@ -65,57 +111,30 @@ def prodigy_reduce(
     ----------
     param, grad, p0, s, exp_avg, exp_avg_sq : 1-D arrays of one float dtype
         The run's slices; ``param``, ``grad`` and ``p0`` are only read.
-    offsets : 1-D int64 array
-        The buffer's parameter offsets; the run holds parameters ``q0:q1`` and starts
-        at ``offsets[q0]``.
+    offs, first, start, owner : 1-D int64 arrays
+        The run's block table (:func:`numopt.kernels.segments.block_table`; ``offs`` relative to the run).
+    partials : float64 array of shape ``(2, blocks)``
+        Scratch.
     numerator, denominator, alpha : float32
     beta1, m_scale, beta2, v_scale, beta3, s_scale : float
         float64 scalars, each cast once to the arrays' dtype.
     maximize : bool
     """
-    dt = param.dtype.type
-    b1, ms, b2, vs, b3, ss = dt(beta1), dt(m_scale), dt(beta2), dt(v_scale), dt(beta3), dt(s_scale)
-    base = offsets[q0]
-    nblocks = 0
-    for j in range(q0, q1):
-        nblocks += (offsets[j + 1] - offsets[j] + CHUNK - 1) // CHUNK
-    lo = np.empty(nblocks, np.int64)
-    hi = np.empty(nblocks, np.int64)
-    b = 0
-    for j in range(q0, q1):
-        for start in range(offsets[j], offsets[j + 1], CHUNK):
-            lo[b] = start - base
-            hi[b] = min(start + CHUNK, offsets[j + 1]) - base
-            b += 1
-    dots = np.empty(nblocks, np.float64)
-    sums = np.empty(nblocks, np.float64)
-    for k in prange(nblocks):
+    c = prodigy_reduce_constants(param.dtype.type, beta1, m_scale, beta2, v_scale, beta3, s_scale, maximize)
+    for k in prange(start.size):
+        hi = min(start[k] + CHUNK, offs[owner[k] + 1])
         acc_dot = np.float64(0)
         acc_abs = np.float64(0)
-        for i in range(lo[k], hi[k]):
-            g = -grad[i] if maximize else grad[i]
-            acc_dot += np.float64(g) * np.float64(p0[i] - param[i])
-            exp_avg[i] = fma(ms, g, exp_avg[i] * b1)
-            exp_avg_sq[i] = fma(vs * g, g, exp_avg_sq[i] * b2)
-            si = fma(ss, g, s[i] * b3)
+        for i in range(start[k], hi):
+            si, mi, vi, dot, a = prodigy_moments(c, param[i], grad[i], p0[i], s[i], exp_avg[i], exp_avg_sq[i])
             s[i] = si
-            acc_abs += np.float64(abs(si))
-        dots[k] = acc_dot
-        sums[k] = acc_abs
-    num = np.float32(numerator)
-    den = np.float32(denominator)
-    a32 = np.float32(alpha)
-    b = 0
-    for j in range(q0, q1):
-        acc_dot = np.float64(0)
-        acc_abs = np.float64(0)
-        for _ in range(offsets[j], offsets[j + 1], CHUNK):
-            acc_dot += dots[b]
-            acc_abs += sums[b]
-            b += 1
-        num = fma(a32, np.float32(acc_dot), num)
-        den = den + np.float32(acc_abs)
-    return num, den
+            exp_avg[i] = mi
+            exp_avg_sq[i] = vi
+            acc_dot += dot
+            acc_abs += a
+        partials[0, k] = acc_dot
+        partials[1, k] = acc_abs
+    return prodigy_totals(partials, first, numerator, denominator, alpha)
 
 
 def prodigy_constants(dt, d_lr, d, eps, use_eps, weight_decay, weight_decouple, fixed_decay):

@@ -15,7 +15,7 @@ from numba import prange
 
 from .._jit import CHUNK, kernel
 
-__all__ = ["block_table", "segment_sum_squares"]
+__all__ = ["block_table", "segment_sum_squares", "segment_totals"]
 
 
 @kernel(parallel=False)
@@ -57,7 +57,17 @@ def segment_sum_squares(x, offs, first, start, owner, partials, out):
             v = np.float64(x[j])
             acc += v * v
         partials[b] = acc
-    for i in range(offs.size - 1):
+    segment_totals(partials, first, out)
+
+
+@kernel(parallel=False)
+def segment_totals(partials, first, out):
+    r"""``out[i] = sum(partials[first[i]:first[i + 1]])`` for every parameter ``i``, added in block order.
+
+    The second half of :func:`segment_sum_squares` (its CUDA twin runs it on the host, on the partials
+    copied back).
+    """
+    for i in range(first.size - 1):
         total = np.float64(0)
         for b in range(first[i], first[i + 1]):
             total += partials[b]

@@ -1,4 +1,5 @@
-"""What the trust-ratio optimizers (Lamb, LARS) share: the block tables of their runs, the CUDA refusal."""
+"""What the optimizers with per-parameter or global reductions (Lamb, LARS, Prodigy) share: the block tables of
+their runs (on the device for a device buffer), the refusal of sparse gradients."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from .._device import cuda_backend
 from .._jit import CHUNK
 from ..flat import FlatBuffer, Run
 from ..kernels.segments import block_table
-from ..parameter import Parameter, SparseGrad
+from ..parameter import SparseGrad
 
 
 class Segments:
-    """A run's block table (:func:`numopt.kernels.segments.block_table`) and the per-step scratch its kernels take."""
+    """A run's block table (:func:`numopt.kernels.segments.block_table`) and the per-step scratch its kernels take.
+
+    For a run of a device buffer, what the CUDA kernels read (``offs``, ``start``, ``owner``, ``matrix``)
+    and the scratch (``partials``, ``factor``) live in GPU memory, copied there once; ``first``, which
+    only the host reads (to add each parameter's partials), stays on the host.
+    """
 
     __slots__ = ("offsets", "offs", "first", "start", "owner", "matrix", "partials", "factor")
 
@@ -25,6 +32,13 @@ class Segments:
         self.matrix = np.array([flat.params[i].ndim > 1 for i in range(run.p0, run.p1)], np.bool_)
         self.partials = np.empty((2, self.start.size), np.float64)
         self.factor = np.empty(run.p1 - run.p0, flat.dtype)
+        if flat.is_cuda:
+            mem = cuda_backend().memory
+            self.offs, self.start, self.owner, self.matrix = (
+                mem.to_device(x) for x in (self.offs, self.start, self.owner, self.matrix)
+            )
+            self.partials = mem.empty(self.partials.shape, np.float64)
+            self.factor = mem.empty(self.factor.shape, flat.dtype)
 
 
 class SegmentCache:
@@ -48,17 +62,8 @@ class SegmentCache:
         return (SegmentCache, ())  # scratch: pickles and copies start empty
 
 
-def refuse_device_params(name: str, param_group: Any) -> None:
-    """Raise if ``param_group`` holds a CUDA parameter: these optimizers' kernels run on the host only."""
-    raw = param_group.get("params", ()) if isinstance(param_group, dict) else ()
-    items = [raw] if isinstance(raw, Parameter) else raw if isinstance(raw, (list, tuple)) else ()
-    for item in items:
-        p = item[1] if isinstance(item, tuple) and len(item) == 2 else item
-        if isinstance(p, Parameter) and getattr(p, "is_cuda", False):
-            raise TypeError(f"{name} works on host (NumPy) parameters; CUDA parameters are not supported")
-
-
 def refuse_sparse(name: str, params: Any) -> None:
+    """Raise if a parameter of ``params`` has a sparse gradient (these optimizers reduce dense ones)."""
     for p in params:
         if isinstance(p.grad, SparseGrad):
             raise RuntimeError(f"{name} does not support sparse gradients")

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from .._device import kernel_for
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.lamb import ADAM, MOMENTUM, RECTIFIED, SKIP, lamb_update
 from ..kernels.segments import segment_sum_squares
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from ._trust import SegmentCache, refuse_device_params, refuse_sparse
+from ._trust import SegmentCache, refuse_sparse
 from .adam import _check_betas
 
 __all__ = ["Lamb"]
@@ -46,7 +47,8 @@ class Lamb(GroupStepCount, Optimizer):
     ``r_t``; its per-parameter path (``foreach=False``, and always with ``rectify``) divides and
     scales the step size. Its extra switches (``adanorm``, ``adam_debias``, other ``**kwargs``) are
     not taken. Unlike the reference, gradients are only read (it scales and negates ``p.grad`` in place).
-    Parameters stored on a GPU are refused.
+    CUDA parameters are updated on the device (the norms from per-block partials reduced there; only
+    a few numbers per parameter cross to the host and back).
 
     Parameters
     ----------
@@ -117,6 +119,7 @@ class Lamb(GroupStepCount, Optimizer):
     scalar_state = (("weight_norm", 0.0), ("adam_norm", 0.0), ("trust_ratio", 1.0))
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.Lamb"
+    runs_on_cuda = True
     _tracks_step = False
 
     def __init__(
@@ -160,11 +163,6 @@ class Lamb(GroupStepCount, Optimizer):
         for name in ("weight_decouple", "fixed_decay", "rectify", "grad_averaging", "adam"):
             check_bool(name, h[name])
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of host parameters (a CUDA parameter raises ``TypeError``)."""
-        refuse_device_params("Lamb", param_group)
-        super().add_param_group(param_group)
-
     def step(self, closure: Any = None) -> Any:
         """Perform one optimization step (see :meth:`Optimizer.step`); sparse gradients are refused."""
         refuse_sparse("Lamb", self.parameters())
@@ -181,7 +179,9 @@ class Lamb(GroupStepCount, Optimizer):
                 for run in self._prepare(group, flat):
                     seg = self._segments.get(flat, run)
                     out = np.empty(run.p1 - run.p0, np.float64)
-                    segment_sum_squares(run.grad, seg.offs, seg.first, seg.start, seg.owner, seg.partials[0], out)
+                    kernel_for(segment_sum_squares, run.grad)(
+                        run.grad, seg.offs, seg.first, seg.start, seg.owner, seg.partials[0], out
+                    )
                     sums.update(zip(map(id, flat.params[run.p0 : run.p1]), out))
         # float32 norms, squared in float32 as the reference's, then added in float64 (exact for any
         # realistic spread of magnitudes, so any order of the parameters gives the same sum) and

@@ -11,7 +11,7 @@ from ..flat import FlatBuffer, Run
 from ..kernels.lars import lars_update
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from ._trust import SegmentCache, refuse_device_params, refuse_sparse
+from ._trust import SegmentCache, refuse_sparse
 
 __all__ = ["LARS"]
 
@@ -37,7 +37,8 @@ class LARS(GroupStepCount, Optimizer):
     Same names, defaults and arithmetic as ``pytorch_optimizer.LARS`` (pytorch-optimizer 4.1.0),
     its reference in the tests (its batched and per-parameter paths compute the same). Unlike the
     reference, gradients are only read (it rewrites ``p.grad`` in place). Norms are reduced in a
-    fixed order, so steps do not depend on the thread count. Parameters stored on a GPU are refused.
+    fixed order, so steps do not depend on the thread count. CUDA parameters are updated on the
+    device (the norms from per-block partials reduced there; one ratio per parameter crosses back).
 
     Parameters
     ----------
@@ -85,6 +86,7 @@ class LARS(GroupStepCount, Optimizer):
     state_tensors = (StateTensor("momentum_buffer", when="momentum"),)
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.LARS"
+    runs_on_cuda = True
     _tracks_step = False
 
     def __init__(
@@ -111,11 +113,6 @@ class LARS(GroupStepCount, Optimizer):
         check_number("dampening", h["dampening"], low=0.0, high=1.0, high_open=True, label="dampening value")
         check_number("trust_coefficient", h["trust_coefficient"], low=0.0, label="trust_coefficient value")
         check_bool("nesterov", h["nesterov"])
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of host parameters (a CUDA parameter raises ``TypeError``)."""
-        refuse_device_params("LARS", param_group)
-        super().add_param_group(param_group)
 
     def step(self, closure: Any = None) -> Any:
         """Perform one optimization step (see :meth:`Optimizer.step`); sparse gradients are refused."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import weakref
 from numbers import Real
 from typing import Any
 
@@ -13,7 +12,8 @@ from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.prodigy import prodigy_reduce, prodigy_step
 from ..optimizer import Optimizer, StateTensor
-from ..parameter import Parameter, SparseGrad
+from ..parameter import SparseGrad
+from ._trust import SegmentCache
 from .adam import _check_betas
 
 __all__ = ["Prodigy"]
@@ -54,8 +54,9 @@ class Prodigy(Optimizer):
     float64 ones if it mixes dtypes). Like the reference, coupled weight decay
     (``weight_decouple=False``) only adds ``weight_decay * p`` to the gradient after the
     moments were formed, so it changes nothing; numopt reads gradients only (the reference
-    also negates them in place with ``maximize``). Sparse gradients and CUDA parameters are
-    refused.
+    also negates them in place with ``maximize``). Sparse gradients are refused. CUDA parameters
+    are updated on the device, where the two sums are reduced into the same per-block partials;
+    only those cross to the host, where they are added as above.
 
     Parameters
     ----------
@@ -118,6 +119,7 @@ class Prodigy(Optimizer):
     state_tensors = (StateTensor("s"), StateTensor("p0"), StateTensor("exp_avg"), StateTensor("exp_avg_sq"))
     bench_kwargs = {"lr": 1.0}
     reference = "pytorch_optimizer.Prodigy"
+    runs_on_cuda = True
     _tracks_step = False
 
     def __init__(
@@ -140,7 +142,7 @@ class Prodigy(Optimizer):
     ) -> None:
         check_bool("maximize", maximize)
         self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._offsets: weakref.WeakKeyDictionary[FlatBuffer, np.ndarray] = weakref.WeakKeyDictionary()
+        self._segments = SegmentCache()
         defaults = {  # the reference's group keys, in its order
             "lr": lr,
             "betas": betas,
@@ -192,31 +194,12 @@ class Prodigy(Optimizer):
             if isinstance(v, bool) or not isinstance(v, Real):
                 raise TypeError(f"Invalid {name} value: {name} must be a real number, got {type(v).__name__} {v!r}")
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of host (NumPy) parameters; CUDA parameters raise ``TypeError``."""
-        raw = param_group.get("params", ()) if isinstance(param_group, dict) else ()
-        items = [raw] if isinstance(raw, Parameter) else raw if isinstance(raw, (list, tuple)) else ()
-        for item in items:
-            p = item[1] if isinstance(item, tuple) and len(item) == 2 else item
-            if isinstance(p, Parameter) and p.is_cuda:
-                raise TypeError(
-                    "Prodigy works on host (NumPy) parameters; CUDA parameters are not supported "
-                    "(its step size comes from sums over every parameter, reduced on the host)"
-                )
-        super().add_param_group(param_group)
-
     def step(self, closure: Any = None) -> Any:
         """Perform one optimization step (see :meth:`Optimizer.step`); sparse gradients are refused."""
         for p in self.parameters():
             if isinstance(p.grad, SparseGrad):
                 raise RuntimeError("Prodigy does not support sparse gradients")
         return super().step(closure)
-
-    def _offsets_of(self, flat: FlatBuffer) -> np.ndarray:
-        offsets = self._offsets.get(flat)
-        if offsets is None:
-            offsets = self._offsets[flat] = np.asarray(flat.offsets, np.int64)
-        return offsets
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         raise NotImplementedError("Prodigy updates every group at once (_update_all)")
@@ -245,12 +228,12 @@ class Prodigy(Optimizer):
             s_scale = (d / d0) * (d if group["safeguard_warmup"] else d_lr)
             for flat in flats:
                 runs = self._prepare(group, flat)
-                offsets = self._offsets_of(flat)
                 for run in runs:
                     st = run.state
                     if run.step == 0:  # state created now: p0 is the parameter as it is
-                        np.copyto(st["p0"], run.data)
+                        flat._assign(st["p0"], run.data)
                         run.advance()
+                    seg = self._segments.get(flat, run)
                     numerator, denominator = run.pick(prodigy_reduce)(
                         run.data,
                         run.grad,
@@ -258,9 +241,11 @@ class Prodigy(Optimizer):
                         st["s"],
                         st["exp_avg"],
                         st["exp_avg_sq"],
-                        offsets,
-                        run.p0,
-                        run.p1,
+                        seg.offs,
+                        seg.first,
+                        seg.start,
+                        seg.owner,
+                        seg.partials,
                         numerator,
                         denominator,
                         alpha,

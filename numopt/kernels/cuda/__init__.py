@@ -4,8 +4,9 @@ The optimizers' update rules need nothing here: their CUDA loops are generated
 from the same rule bodies as the CPU loops (``numopt.kernels._generate``;
 ``kernel.rule.cuda()``). This package holds the launch machinery those loops
 use (:mod:`._launch`), device-memory helpers (:mod:`.memory`) and the CUDA
-versions of the kernels that are not update rules (gradient-norm clipping and
-weight averaging), registered in :data:`KERNELS` by their CPU twin's name.
+versions of the kernels that are not elementwise update rules (gradient norms,
+:mod:`.clip`; the per-parameter and global reductions of Lamb, LARS and Prodigy,
+:mod:`.segments`), registered in :data:`KERNELS` by their CPU twin's name.
 
 Importing this package imports ``numba.cuda`` (provided by the ``numba-cuda``
 package, or the CUDA target still built into Numba); numopt imports it only
@@ -20,7 +21,7 @@ tolerances; the simulator runs the Python body and matches the CPU exactly.
 
 from __future__ import annotations
 
-from . import clip, memory
+from . import clip, memory, segments
 from ._launch import KERNELS, SIMULATOR, Launcher, kernel_key, launch_config
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "kernel_key",
     "launch_config",
     "memory",
+    "segments",
 ]

@@ -16,7 +16,18 @@ from numba import cuda
 from ..._device import is_cuda_array as is_device
 from ._launch import jit, launch_config
 
-__all__ = ["as_device", "copy_into", "detached", "empty", "fill_", "full", "is_device", "to_host", "zeros_like"]
+__all__ = [
+    "as_device",
+    "copy_into",
+    "detached",
+    "empty",
+    "fill_",
+    "full",
+    "is_device",
+    "to_device",
+    "to_host",
+    "zeros_like",
+]
 
 
 def as_device(x: Any) -> Any:
@@ -82,6 +93,11 @@ def copy_into(dst: Any, src: Any) -> None:
         raise ValueError(f"cannot copy a {src.dtype} array of shape {src.shape} into {dst.dtype} {dst.shape}")
     if dst.size:
         dst.copy_to_device(src)
+
+
+def to_device(x: np.ndarray) -> Any:
+    """A new device array holding a copy of the host array ``x`` (host to device)."""
+    return cuda.to_device(np.ascontiguousarray(x))
 
 
 def detached(arr: Any) -> Any:
