@@ -272,7 +272,7 @@ class FlatBuffer:
 
     def state_view(self, name: str, i: int) -> np.ndarray:
         arr = self.state[name]
-        if not isinstance(arr, np.ndarray):  # compact state: its readable view (numopt.lowbit)
+        if _is_compact(arr):  # compact state: its readable view (numopt.lowbit)
             return arr.view(i)
         layout = self.layouts.get(name)
         if layout is None:
@@ -283,7 +283,7 @@ class FlatBuffer:
     def state_slice(self, name: str, p0: int, p1: int) -> np.ndarray:
         """The 1-D part of state array ``name`` that belongs to parameters ``p0:p1``."""
         arr = self.state[name]
-        if not isinstance(arr, np.ndarray):  # compact state (numopt.lowbit)
+        if _is_compact(arr):  # compact state (numopt.lowbit)
             return arr.slice(p0, p1)
         offsets = self.layouts[name][0] if name in self.layouts else self.offsets
         return arr[offsets[p0] : offsets[p1]]
@@ -299,7 +299,7 @@ class FlatBuffer:
     def reset_state(self, name: str, i: int, fill: float) -> None:
         """Set parameter ``i``'s entry of state ``name`` to ``fill``."""
         arr = self.state[name]
-        if isinstance(arr, np.ndarray):
+        if not _is_compact(arr):
             self._fill(self.state_slice(name, i, i + 1), fill)
         else:
             arr.reset(i, fill)
@@ -307,7 +307,7 @@ class FlatBuffer:
     def assign_state(self, name: str, i: int, value: Any) -> None:
         """Set parameter ``i``'s entry of state ``name`` from ``value`` (converted to its storage)."""
         arr = self.state[name]
-        if isinstance(arr, np.ndarray):
+        if not _is_compact(arr):
             self._assign(self.state_view(name, i), value)
         else:
             arr.assign(i, value)
@@ -436,6 +436,11 @@ class FlatBuffer:
 
     def stepped(self, i: int) -> bool:
         return bool(self.steps[i] > 0)
+
+
+def _is_compact(arr: Any) -> bool:
+    """Whether a state entry is compact state (a ``numopt.lowbit.StateStore``), not a host or device array."""
+    return getattr(arr, "is_compact_state", False)
 
 
 def _no_owner() -> None:
