@@ -184,12 +184,15 @@ def quantize_blocks(values: np.ndarray, signed: bool) -> tuple[np.ndarray, np.nd
 
 # -- the storage ----------------------------------------------------------------------------------
 class Q8Slice(NamedTuple):
-    """The 8-bit state of a run of parameters, as the 8-bit loop takes it."""
+    """The 8-bit state of a run of parameters, as the 8-bit loop takes it.
+
+    ``table`` and ``packed`` are its map's (:class:`~numopt.kernels._lowbit.QuantMap`).
+    """
 
     codes: np.ndarray
     absmax: np.ndarray
     table: np.ndarray
-    index: np.ndarray
+    packed: np.ndarray
 
 
 class StateStore:
@@ -225,7 +228,7 @@ class StateStore:
             self.absmax = np.empty(block_first[-1], np.float32)
             self.full = np.empty(full_first[-1], flat.dtype)
             qmap = quant_map(self.signed)
-            self.table, self.index = qmap.table, qmap.index
+            self.table, self.packed = qmap.table, qmap.packed
         for i in range(n):
             self.reset(i, fill)
 
@@ -237,7 +240,7 @@ class StateStore:
             return self.bits[lo:hi]
         if self.quantized[p0]:
             return Q8Slice(
-                self.codes[lo:hi], self.absmax[self.block_first[p0] : self.block_first[p1]], self.table, self.index
+                self.codes[lo:hi], self.absmax[self.block_first[p0] : self.block_first[p1]], self.table, self.packed
             )
         return self.full[self.full_first[p0] : self.full_first[p1]]
 
@@ -325,9 +328,9 @@ def pick(run: Any, kernel: Any) -> Any:
         args: list[Any] = [param, grad]
         for a in rest[:nstate]:
             if isinstance(a, Q8Slice):
-                args += [a.codes, a.absmax, a.table, a.index]
+                args += [a.codes, a.absmax, a.table, a.packed]
             else:  # an optional array turned off (empty)
-                args += [_EMPTY_CODES, _EMPTY_SCALES, qmap.table, qmap.index]
+                args += [_EMPTY_CODES, _EMPTY_SCALES, qmap.table, qmap.packed]
         return loop(*args, blocks, scratch, *rest[nstate:], **kw)
 
     return call

@@ -18,10 +18,11 @@ int8 (``state_dtype="int8"``)
     element a ``uint8`` code into a 256-entry dynamic map (:func:`dynamic_map`, signed for state
     such as ``exp_avg``, unsigned for non-negative state such as ``exp_avg_sq``). The loop
     (:func:`blocked_source`) runs over blocks in parallel; for each block it dequantizes every
-    state element, calls the rule's body, writes the parameter, keeps the new state values in a
-    per-thread scratch row and their largest magnitude, then quantizes them to the nearest map
-    entry: one pass over memory. A block belongs to one thread, so the result does not depend
-    on the thread count.
+    state element, calls the rule's body, writes the parameter and keeps the new state values in a
+    per-thread scratch row (in L1), then finds each row's largest magnitude and quantizes the row
+    to the nearest map entries: one pass over memory. A block belongs to one thread, so the result
+    does not depend on the thread count. Each of these inner loops vectorizes (table look-ups
+    become gathers); see :func:`blocked_source` for what that takes.
 
 Quantization, exactly (what the NumPy reference in the tests does)::
 
@@ -35,12 +36,14 @@ Quantization, exactly (what the NumPy reference in the tests does)::
 ``code`` is found in constant time: a table indexed by the sign, exponent and top 7 mantissa bits
 of ``x`` gives the count for the smallest value of that bucket, and one comparison with the next
 threshold corrects it (each bucket holds at most one threshold; checked when the table is built).
+The loop reads both from one 64-bit entry per bucket (:attr:`QuantMap.packed`): one gather.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from typing import Any
 
 import numba
@@ -49,7 +52,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .._jit import JIT_OPTIONS, kernel
-from ._generate import Elementwise, _file_digest, _source_file
+from ._generate import Elementwise, _bits, _file_digest, _source_file
 from ._intrinsics import _bits_f32, _f32_bits, bf16_round
 
 __all__ = [
@@ -111,6 +114,9 @@ class QuantMap:
     index : uint8 array (2 * 3329,)
         For each bucket (sign, exponent, top 7 mantissa bits of a float32 in [-1, 1]) the number
         of thresholds below the bucket's smallest value.
+    packed : uint64 array (2 * 3329,)
+        ``index`` with the threshold above it: ``float32 bits of thresholds[index] << 32 | index``
+        (what the loops read: one look-up per element).
     signed : bool
     """
 
@@ -132,6 +138,8 @@ class QuantMap:
         if np.any(pos_hi - pos_lo > 1) or np.any(neg_hi - neg_lo > 1):  # pragma: no cover  (a map change)
             raise AssertionError("quantization buckets hold more than one threshold")
         self.index = np.concatenate([pos_lo, neg_lo]).astype(np.uint8)
+        above = self.thresholds[self.index.astype(np.intp)].view(np.uint32).astype(np.uint64)
+        self.packed = (above << np.uint64(32)) | self.index.astype(np.uint64)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Codes of the float32 values ``x`` (already divided by their scale): ``searchsorted`` on the thresholds."""
@@ -210,17 +218,30 @@ _MASK = np.uint32(0x7FFF)
 _SIGN = np.uint32(31)
 
 
-@numba.njit(cache=True, **JIT_OPTIONS)
-def dequantize(code, table, scale):
-    """``map[code] * scale`` in float32 (``table[:256]`` is the map)."""
-    return table[code] * scale
+_ABS = np.uint32(0x7FFFFFFF)
+_INF = np.uint32(0x7F800000)
+_U0 = np.uint32(0)
+_I32 = np.int32
+_LO32, _Z32, _TOP32, _NMAG32 = _I32(_LO_TOP), _I32(0), _I32(_NMAG - 1), _I32(_NMAG)
+_HI = np.uint64(32)
+_LOW = np.uint64(0xFF)
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
-def grow_absmax(m, v):
-    """``max(m, |v|)`` in float32 (a NaN ``v`` is ignored)."""
-    a = abs(np.float32(v))
-    return a if a > m else m
+def magnitude_bits(v):
+    """The bits of ``|float32(v)|`` as a ``uint32``, 0 for NaN: they order like the magnitudes.
+
+    The block's scale is the largest of them (:func:`scale_of`): an integer maximum, which LLVM
+    vectorizes (a float maximum that skips NaN it does not, without fast-math flags).
+    """
+    b = _f32_bits(np.float32(v)) & _ABS
+    return b if b <= _INF else _U0
+
+
+@numba.njit(cache=True, **JIT_OPTIONS)
+def scale_of(m):
+    """The float32 whose bits are the largest :func:`magnitude_bits` ``m``: ``max |v|`` (NaN ignored)."""
+    return _bits_f32(np.uint32(m))
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
@@ -230,14 +251,16 @@ def inverse(scale):
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
-def quantize(v, inv, table, index):
-    """The code of ``float32(v) * inv``: the number of thresholds (``table[256:]``) below it."""
-    # branch-free (the signs and the last comparison are data, unpredictable): min/max and arithmetic
+def quantize(v, inv, packed):
+    """The code of ``float32(v) * inv``: the number of thresholds below it (:attr:`QuantMap.packed`)."""
+    # branch-free, in 32-bit integers (so the look-up is a gather with 32-bit indices)
     x = min(max(np.float32(v) * inv, -_F1), _F1)
     bits = _f32_bits(x)
-    j = min(max(np.int64((bits >> _SHIFT) & _MASK) - _LO_TOP, 0), _NMAG - 1) + _NMAG * np.int64(bits >> _SIGN)
-    k = np.int64(index[j])
-    return np.uint8(k + np.int64(table[256 + k] < x))
+    bucket = _I32(_I32(np.uint32(bits >> _SHIFT) & _MASK) - _LO32)
+    j = _I32(min(max(bucket, _Z32), _TOP32) + _I32(_I32(bits >> _SIGN) * _NMAG32))
+    entry = packed[j]
+    above = _bits_f32(np.uint32(entry >> _HI))
+    return np.uint8((entry & _LOW) + np.uint64(above < x))
 
 
 # -- the loops -------------------------------------------------------------------------------------
@@ -269,7 +292,7 @@ def blocked_signature(rule: Elementwise) -> list[str]:
     """The 8-bit loop's arguments: ``param, grad``, four per state array, ``blocks, scratch``, the scalars."""
     args = [*rule.arrays[:2]]
     for a in rule.state:
-        args += [a, f"{a}_absmax", f"{a}_qtable", f"{a}_qindex"]
+        args += [a, f"{a}_absmax", f"{a}_qtable", f"{a}_qpacked"]
     args += ["blocks", "scratch"]
     for p in rule._const_params:
         args.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
@@ -277,46 +300,88 @@ def blocked_signature(rule: Elementwise) -> list[str]:
     return args
 
 
+def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...]) -> list[str]:
+    """The 8-bit loop with the optional state arrays ``present`` (the others absent: zero, never written)."""
+    state = [a for a in rule.state if a not in rule.optional or a in present]
+    updated = [a for a in updated_state(rule) if a in state]
+    row = {a: k for k, a in enumerate(updated_state(rule))}
+
+    def element(a: str) -> str:
+        if a == "param":
+            return "param[i]"
+        if a == "grad":
+            return "grad[i] * gs"
+        return f"dt({a}_qtable[{a}[i]] * scale_{a})" if a in state else "zero"
+
+    outs = ", ".join(f"{a}_i" if a == "param" or a in updated else "_" for a in rule.updates)
+    lines = [
+        f"def {fname}({', '.join(blocked_signature(rule))}):",
+        f"    c = constants(param.dtype.type, {', '.join(rule.scalars)})",
+        "    dt = param.dtype.type",
+        "    zero = dt(0)",
+        "    gs = dt(grad_scale)",
+        "    base = blocks[0]",
+        "    for b in prange(blocks.size - 1):",
+        "        lo = u64(blocks[b] - base)",
+        "        n = blocks[b + 1] - blocks[b]",
+        "        t = get_thread_id()",
+        *[f"        scale_{a} = {a}_absmax[b]" for a in state],
+        "        for j in range(n):",
+        "            i = lo + u64(j)",
+        f"            {outs} = body(c, {', '.join(element(a) for a in rule.arrays)})",
+        "            param[i] = param_i",
+        *[f"            scratch[t, {row[a]}, j] = {a}_i" for a in updated],
+    ]
+    for a in updated:
+        lines += [
+            "        m = u0",
+            "        for j in range(n):",
+            f"            m = max(m, magnitude_bits(scratch[t, {row[a]}, j]))",
+            "        scale = scale_of(m)",
+            f"        {a}_absmax[b] = scale",
+            "        inv = inverse(scale)",
+            "        for j in range(n):",
+            f"            {a}[lo + u64(j)] = quantize(scratch[t, {row[a]}, j], inv, {a}_qpacked)",
+        ]
+    return lines
+
+
 def blocked_source(rule: Elementwise) -> str:
     """The 8-bit loop of an optimizer's rule (arrays ``param, grad, <state>...``), as Python source.
 
     ``blocks`` holds the start of every block (element offsets, plus the end of the last); a
     state array is its ``uint8`` codes, one float32 scale per block (``<a>_absmax``), its map's
-    ``table`` and ``index`` (:class:`QuantMap`); an empty state array is absent (read as zero,
-    never written). ``scratch[t, k]`` holds block values of the ``k``-th updated state for thread ``t``.
+    ``table`` and ``packed`` (:class:`QuantMap`); an empty state array is absent (read as zero,
+    never written). ``scratch[t, k, j]`` holds element ``j`` of the block's ``k``-th updated state
+    for thread ``t``.
+
+    Per block, three kinds of inner loop, each vectorized by LLVM: dequantize (a gather from the
+    map), body, write the parameter and the new state into the scratch rows; the largest
+    magnitude of each row (an integer maximum of :func:`magnitude_bits`); quantize each row
+    (:func:`quantize`, a gather from the packed table). What that takes: element offsets are
+    unsigned (a signed index gets Numba's negative-index wrap-around, which stops vectorization),
+    arrays are indexed directly (a view such as ``scratch[t]`` inside the parallel loop makes Numba
+    drop the ``noalias`` of the loop's arrays, and without it LLVM cannot vectorize a loop that
+    reads a table at computed indices while it writes), and, as for the ordinary loops, every
+    combination of optional state arrays present gets a loop of its own (``<name>_q8_<bits>``),
+    with ``<name>_q8`` picking one.
     """
-    name, state = rule.name, rule.state
-    updated = [a for a in rule.updates if a in state]
-    lines = [
-        f"def {name}_q8({', '.join(blocked_signature(rule))}):",
-        f"    c = constants(param.dtype.type, {', '.join(rule.scalars)})",
-        "    dt = param.dtype.type",
-        "    zero = dt(0)",
-        "    gs = dt(grad_scale)",
-        *[f"    use_{a} = {a}.size != 0" for a in state],
-        "    base = blocks[0]",
-        "    for b in prange(blocks.size - 1):",
-        "        lo = blocks[b] - base",
-        "        hi = blocks[b + 1] - base",
-        "        s = scratch[get_thread_id()]",
-        *[f"        scale_{a} = {a}_absmax[b] if use_{a} else f0" for a in state],
-        *[f"        m_{a} = f0" for a in updated],
-        "        for i in range(lo, hi):",
-        *[f"            {a}_i = dt(dequantize({a}[i], {a}_qtable, scale_{a})) if use_{a} else zero" for a in state],
-        f"            {', '.join(f'{a}_i' for a in rule.updates)} = body(c, param[i], grad[i] * gs, "
-        f"{', '.join(f'{a}_i' for a in state)})",
-        "            param[i] = param_i",
-    ]
-    for k, a in enumerate(updated):
-        lines += [f"            s[{k}, i - lo] = {a}_i", f"            m_{a} = grow_absmax(m_{a}, {a}_i)"]
-    for k, a in enumerate(updated):
-        lines += [
-            f"        if use_{a}:",
-            f"            {a}_absmax[b] = m_{a}",
-            f"            inv = inverse(m_{a})",
-            "            for i in range(lo, hi):",
-            f"                {a}[i] = quantize(s[{k}, i - lo], inv, {a}_qtable, {a}_qindex)",
-        ]
+    name = rule.name
+    fname = f"{name}_q8"
+    if not rule.optional:
+        return "\n".join(_blocked_variant(rule, fname, ())) + "\n"
+    lines: list[str] = []
+    combos = list(itertools.product((False, True), repeat=len(rule.optional)))
+    for bits in combos:
+        present = tuple(a for a, on in zip(rule.optional, bits) if on)
+        lines += [*_blocked_variant(rule, f"{fname}_{_bits(bits)}", present), ""]
+    names = [a.split("=")[0] for a in blocked_signature(rule)]
+    lines.append(f"def {fname}({', '.join(blocked_signature(rule))}):")
+    lines += [f"    use_{a} = {a}.size != 0" for a in rule.optional]
+    for k, bits in enumerate(combos):
+        cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(rule.optional, bits))
+        head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
+        lines += [f"    {head}", f"        {fname}_{_bits(bits)}({', '.join(names)})"]
     return "\n".join(lines) + "\n"
 
 
@@ -331,16 +396,22 @@ def blocked_loop(rule: Elementwise) -> Any:
         extra = {
             "prange": prange,
             "get_thread_id": numba.get_thread_id,
-            "dequantize": dequantize,
+            "magnitude_bits": magnitude_bits,
+            "scale_of": scale_of,
             "quantize": quantize,
-            "grow_absmax": grow_absmax,
             "inverse": inverse,
-            "f0": _F0,
+            "u64": np.uint64,
+            "u0": _U0,
         }
         ns = _exec(rule, f"{rule.name}_q8", src, extra)
-        fn = ns[f"{rule.name}_q8"]
-        fn.__qualname__ = f"{rule.name}_q8"
-        _BLOCKED[key] = kernel(fn, parallel=True, twin=False)
+        compiled = {}
+        for fname in [k for k, v in ns.items() if k.startswith(f"{rule.name}_q8") and inspect.isfunction(v)]:
+            fn = ns[fname]
+            fn.__qualname__ = fname
+            # the variants run in parallel; the function that picks one among them runs none itself
+            parallel = fname != f"{rule.name}_q8" or not rule.optional
+            compiled[fname] = ns[fname] = kernel(fn, parallel=parallel, twin=False)
+        _BLOCKED[key] = compiled[f"{rule.name}_q8"]
     return _BLOCKED[key]
 
 
