@@ -63,6 +63,7 @@ layer that does not compete with torch's OpenMP pool.
 
 import sys as _sys
 
+from ._functional_step import init, step
 from ._state_arrays import _start_thread_pool, init_state
 
 # Building blocks of optimizers whose state depends on shapes or history (use their classes):
@@ -72,11 +73,24 @@ from .kernels.lbfgs import lbfgs_direction
 from .kernels.muon import muon_momentum
 from .kernels.sparse_adam import sparse_adam_step as sparse_adam
 from .optimizer import registered as _registered
+from .schedules import (
+    constant_lr,
+    cosine_annealing_lr,
+    cosine_annealing_warm_restarts,
+    cyclic_lr,
+    exponential_lr,
+    linear_lr,
+    multi_step_lr,
+    one_cycle_lr,
+    polynomial_lr,
+    step_lr,
+)
 
 
 def _export_rules() -> list[tuple[str, str, str]]:
-    """Export every registered elementwise rule as ``<name>``, ``<name>_serial`` and ``<name>_scalars``
-    (where its module defines one); return ``(name, arguments, scalars helper)`` rows for the docs."""
+    """Export every registered elementwise rule as ``<name>`` (size-aware), ``<name>_serial``, ``<name>_parallel``
+    and ``<name>_scalars`` (where its module defines one); return ``(name, arguments, scalars helper)`` rows
+    for the docs."""
     rows = []
     namespace = globals()
     for cls in _registered(elementwise=True):
@@ -84,8 +98,9 @@ def _export_rules() -> list[tuple[str, str, str]]:
         name = rule.functional_name
         if name in namespace:  # a rule shared by two classes (Adam, AdamW)
             continue
-        namespace[name] = cls.rule
+        namespace[name] = cls.rule.auto
         namespace[f"{name}_serial"] = cls.rule.serial
+        namespace[f"{name}_parallel"] = cls.rule
         helper = getattr(_sys.modules[rule.body.__module__], f"{name}_scalars", None)
         if helper is not None:
             namespace[f"{name}_scalars"] = helper
