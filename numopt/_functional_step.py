@@ -4,7 +4,8 @@
 everything an elementwise optimizer keeps for one flat parameter array: its state arrays (named
 as in ``optimizer.state[p]``), the step count (``step``, an int64 array of one element, so that
 compiled code can advance it) and every hyperparameter of a parameter group, with the class's
-defaults (``lr``, ``betas``, ``eps``, ...; a ``None`` is stored as NaN). ``step(state, x, g)``
+defaults (``lr``, ``betas``, ``eps``, ...; a ``None`` is stored as NaN), and the class's per-parameter
+scalar state (``scalar_state``: NAdam's ``mu_product``, a float64 array of one element). ``step(state, x, g)``
 then does what ``optimizer.step()`` does for that array: it counts the step, forms the per-step
 scalars (bias corrections, ...) with the class's own helpers (each class names them as its
 ``functional_scalars``) and calls the rule's size-aware kernel. Both from Python and from your
@@ -84,10 +85,11 @@ class _Plan:
             if name not in self.hparams and isinstance(getattr(opt, name, None), bool):
                 self.hparams.append(name)
         self.extras = [k for k in self.hparams if k not in group]
-        self.fields = (*rule.state, "step", *self.hparams)
-        clash = set(rule.state) & {"step", *self.hparams}
+        self.scalar_state = tuple(cls.scalar_state)  # (name, initial value): float64 arrays of one element
+        self.fields = (*rule.state, "step", *(name for name, _ in self.scalar_state), *self.hparams)
+        clash = len(set(self.fields)) != len(self.fields)
         if clash:  # pragma: no cover - a declaration error
-            raise TypeError(f"{cls.__name__}: state arrays {sorted(clash)} clash with hyperparameter names")
+            raise TypeError(f"{cls.__name__}: its state and hyperparameter names clash: {self.fields}")
         self.args, derived = [], []
         for name in rule.scalars:
             self.args.append(self._resolve(name, derived))
@@ -192,14 +194,15 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
     namedtuple ``<Class>FunctionalState``
         The state arrays (1-D, ``x.size`` elements of ``x``'s dtype, or empty where an option turns
         them off), ``step`` (int64 array of one element, the number of steps taken) and the
-        hyperparameters (float64, bools, tuples of float64; ``None`` as NaN). Pass it to
+        the class's scalar state (NAdam's ``mu_product``), then the hyperparameters (float64, bools,
+        tuples of float64; ``None`` as NaN). Pass it to
         :func:`step` from Python or from ``@njit`` code; it is not copied there.
 
     Raises
     ------
     ValueError
         An unknown name, or an optimizer whose per-step scalars depend on more than its
-        hyperparameters and the step count (NAdam, ASGD, ADOPT, Adan, the schedule-free ones):
+        hyperparameters, the step count and its scalar state (ASGD, ADOPT, Adan, the schedule-free ones):
         use its class.
     TypeError
         ``x`` not float32/float64, or an argument the class does not take.
@@ -245,6 +248,7 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
         t = tensors[field]
         values.append(np.full(n if t.wanted(group) else 0, t.initial(group), arr.dtype))
     values.append(np.zeros(1, np.int64))
+    values += [np.full(1, float(initial)) for _, initial in plan.scalar_state]
     for k in plan.hparams:
         values.append(_value(group[k] if k in group else getattr(opt, k)))
     tp = _state_type(cls)

@@ -17,8 +17,21 @@ from numopt.optimizer import registered
 from tests.optim_db import OPTIM_DB
 
 STEPS = 100
-SUPPORTED = {"SGD", "Adam", "AdamW", "Adamax", "RAdam", "Adadelta", "Adagrad", "RMSprop", "Rprop", "Lion", "AdEMAMix"}
-UNSUPPORTED = {"NAdam", "ASGD", "ADOPT", "Adan", "SGDScheduleFree", "AdamWScheduleFree"}
+SUPPORTED = {
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adadelta",
+    "Adagrad",
+    "RMSprop",
+    "Rprop",
+    "Lion",
+    "AdEMAMix",
+}
+UNSUPPORTED = {"ASGD", "ADOPT", "Adan", "SGDScheduleFree", "AdamWScheduleFree"}
 ROWS = [c for c in OPTIM_DB if c.name in SUPPORTED]
 
 
@@ -80,6 +93,7 @@ REQUIRED = [
     ("SGD", {"lr": 0.01, "momentum": 0.9, "dampening": 0.1}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}),
+    ("NAdam", {"lr": 0.01, "momentum_decay": 0.01}),
 ]
 
 
@@ -145,8 +159,8 @@ def test_init_takes_the_class_defaults_and_checks() -> None:
         F.init("adam", np.zeros(3), momentum_decay=0.1)
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         F.init("adamm", np.zeros(3))
-    with pytest.raises(ValueError, match="NAdam's step needs per-step scalars"):
-        F.init("nadam", np.zeros(3))
+    with pytest.raises(ValueError, match="ASGD's step needs per-step scalars"):
+        F.init("asgd", np.zeros(3))
     with pytest.raises(TypeError, match="float32 or float64"):
         F.init("adam", np.zeros(3, np.int64))
 
