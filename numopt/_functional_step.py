@@ -3,13 +3,14 @@
 ``init(name, x, **hyperparameters)`` returns one namedtuple, ``<Class>FunctionalState``, holding
 everything an elementwise optimizer keeps for one flat parameter array: its state arrays (named
 as in ``optimizer.state[p]``), the step count (``step``, an int64 array of one element, so that
-compiled code can advance it) and every hyperparameter of a parameter group, with the class's
-defaults (``lr``, ``betas``, ``eps``, ...; a ``None`` is stored as NaN), and the class's per-parameter
-scalar state (``scalar_state``: NAdam's ``mu_product``, a float64 array of one element). ``step(state, x, g)``
-then does what ``optimizer.step()`` does for that array: it counts the step, forms the per-step
-scalars (bias corrections, ...) with the class's own helpers (each class names them as its
-``functional_scalars``) and calls the rule's size-aware kernel. Both from Python and from your
-``@njit`` code; within a ``prange`` loop each iteration can step a state of its own.
+compiled code can advance it), the class's per-parameter scalar state (``scalar_state``:
+NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``; float64 arrays of one element) and every
+hyperparameter of a parameter group, with the class's defaults (``lr``, ``betas``, ``eps``, ...;
+a ``None`` is stored as NaN). ``step(state, x, g)`` then does what ``optimizer.step()`` does for
+that array: it counts the step, forms the per-step scalars (bias corrections, ...) with the
+class's own helpers (each class names them as its ``functional_scalars``) and calls the rule's
+size-aware kernel. Both from Python and from your ``@njit`` code; within a ``prange`` loop each
+iteration can step a state of its own.
 
 What is derived from where, so that a new elementwise optimizer gets this for free:
 
@@ -193,16 +194,16 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
     -------
     namedtuple ``<Class>FunctionalState``
         The state arrays (1-D, ``x.size`` elements of ``x``'s dtype, or empty where an option turns
-        them off), ``step`` (int64 array of one element, the number of steps taken) and the
-        the class's scalar state (NAdam's ``mu_product``), then the hyperparameters (float64, bools,
-        tuples of float64; ``None`` as NaN). Pass it to
-        :func:`step` from Python or from ``@njit`` code; it is not copied there.
+        them off), ``step`` (int64 array of one element, the number of steps taken), the class's
+        scalar state (NAdam's ``mu_product``, ASGD's ``eta``, ``mu``) and the hyperparameters
+        (float64, bools, tuples of float64; ``None`` as NaN). Pass it to :func:`step` from Python
+        or from ``@njit`` code; it is not copied there.
 
     Raises
     ------
     ValueError
         An unknown name, or an optimizer whose per-step scalars depend on more than its
-        hyperparameters, the step count and its scalar state (ASGD, ADOPT, Adan, the schedule-free ones):
+        hyperparameters, the step count and its scalar state (ADOPT, Adan, the schedule-free ones):
         use its class.
     TypeError
         ``x`` not float32/float64, or an argument the class does not take.

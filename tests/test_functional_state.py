@@ -19,6 +19,7 @@ from tests.optim_db import OPTIM_DB
 STEPS = 100
 SUPPORTED = {
     "SGD",
+    "ASGD",
     "Adam",
     "AdamW",
     "Adamax",
@@ -31,7 +32,7 @@ SUPPORTED = {
     "Lion",
     "AdEMAMix",
 }
-UNSUPPORTED = {"ASGD", "ADOPT", "Adan", "SGDScheduleFree", "AdamWScheduleFree"}
+UNSUPPORTED = {"ADOPT", "Adan", "SGDScheduleFree", "AdamWScheduleFree"}
 ROWS = [c for c in OPTIM_DB if c.name in SUPPORTED]
 
 
@@ -94,6 +95,7 @@ REQUIRED = [
     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}),
     ("NAdam", {"lr": 0.01, "momentum_decay": 0.01}),
+    ("ASGD", {"lr": 0.01, "t0": 10.0, "lambd": 0.01}),
 ]
 
 
@@ -159,8 +161,8 @@ def test_init_takes_the_class_defaults_and_checks() -> None:
         F.init("adam", np.zeros(3), momentum_decay=0.1)
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         F.init("adamm", np.zeros(3))
-    with pytest.raises(ValueError, match="ASGD's step needs per-step scalars"):
-        F.init("asgd", np.zeros(3))
+    with pytest.raises(ValueError, match="Adan's step needs per-step scalars"):
+        F.init("adan", np.zeros(3))
     with pytest.raises(TypeError, match="float32 or float64"):
         F.init("adam", np.zeros(3, np.int64))
 
