@@ -84,7 +84,7 @@ True
 
 For many small problems at once, make one state per problem and step them in a
 ``prange`` loop; pass the states as a ``numba.typed.List`` (Numba cannot index a
-tuple of them with a loop variable).
+tuple of them with a loop variable) and index it with ``states[np.int64(b)]``.
 
 Numba's thread pool is started when this module is imported (a few
 milliseconds): a cached, non-parallel ``@njit(cache=True)`` caller of these

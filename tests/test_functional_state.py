@@ -131,12 +131,11 @@ def test_large_arrays_take_the_parallel_loop_and_stay_identical() -> None:
 @njit(parallel=True)
 def _batch(states: Any, xs: np.ndarray, grads: np.ndarray) -> None:
     for b in prange(xs.shape[0]):
-        st = states[b]
+        st = states[np.int64(b)]  # a typed List takes a signed index (prange gives an unsigned one)
         for k in range(grads.shape[1]):
             F.step(st, xs[b], grads[b, k])
 
 
-@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaTypeSafetyWarning")  # prange's unsigned index
 def test_step_inside_prange_one_state_per_problem() -> None:
     """A typed List of states (Numba cannot index a tuple of them with a prange variable)."""
     xs0 = np.random.default_rng(6).standard_normal((4, 29))
