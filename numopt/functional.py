@@ -8,6 +8,16 @@ function, so a loop of 10_000 steps makes no Python round-trip. Given the same
 gradients, a loop of these calls produces the same parameters as the optimizer
 class, bit for bit.
 
+Three levels, from the simplest:
+
+- :func:`init` / :func:`step`: ``st = init("adam", x, lr=1e-3)`` holds the state
+  arrays, the hyperparameters (the class's defaults) and the step count in one
+  namedtuple; ``step(st, x, g)`` (or ``step(st, x, g, lr)``) is one
+  ``optimizer.step()``, per-step scalars included, from Python or ``@njit`` code.
+- The rules themselves (``adam``, ``sgd``, ... below), with every scalar passed.
+- The compiled schedules (``cosine_annealing_lr(base_lr, t, T_max)``, ...,
+  :mod:`numopt.schedules`): the learning rate a scheduler class gives after ``t`` steps.
+
 Calling convention
 ------------------
 - ``param`` and ``grad`` are 1-D, C-contiguous arrays of one dtype, float32 or
@@ -23,11 +33,15 @@ Calling convention
   ``decoupled_weight_decay``.
 - The step count ``t`` starts at 1. The ``*_scalars`` helpers (jitted, callable
   from both sides) compute the per-step scalars the optimizer classes compute.
-- Inside ``@njit(parallel=True)`` code, call the kernels outside your ``prange``
-  loops: they are parallel loops themselves.
-- Every rule has a thread-free twin, ``<rule>_serial`` (e.g. ``adam_serial``), with
-  the same arguments: use it for small arrays (under ~16k elements), where waking
-  the thread pool costs more than the update itself.
+- ``<rule>`` (e.g. ``adam``) is size-aware: it runs the thread-free loop for arrays
+  under ``PARALLEL_THRESHOLD`` elements (16384; the environment variable
+  ``NUMOPT_PARALLEL_THRESHOLD``, read at import, overrides it), where waking the thread
+  pool costs more than the update, and the parallel loop from there. The branch costs
+  nothing measurable. ``<rule>_serial`` and ``<rule>_parallel`` take the same arguments
+  and always run that loop.
+- Inside a ``prange`` loop (one small problem per iteration), call ``<rule>_serial``,
+  or ``<rule>`` / :func:`step` on arrays under the threshold: a parallel loop inside
+  a parallel loop needs the tbb or omp threading layer.
 
 {rules_table}
 
@@ -59,6 +73,24 @@ Example: 10_000 Adam steps in one compiled loop
 >>> float(np.abs(fit(x, target, init_state("adam", x), 10_000) - target).max()) < 1e-3
 True
 
+Example: the same with init / step and a compiled schedule
+----------------------------------------------------------
+>>> from numopt.functional import init, step, cosine_annealing_lr
+>>> @njit
+... def fit2(x, target, state, steps):
+...     g = np.empty_like(x)
+...     for t in range(steps):
+...         g[:] = 2 * (x - target)
+...         step(state, x, g, cosine_annealing_lr(0.05, t, steps))
+...     return x
+>>> x = np.zeros(1000, np.float32)
+>>> float(np.abs(fit2(x, target, init("adam", x), 2_000) - target).max()) < 1e-3
+True
+
+For many small problems at once, make one state per problem and step them in a
+``prange`` loop; pass the states as a ``numba.typed.List`` (Numba cannot index a
+tuple of them with a loop variable) and index it with ``states[np.int64(b)]``.
+
 Numba's thread pool is started when this module is imported (a few
 milliseconds): a cached, non-parallel ``@njit(cache=True)`` caller of these
 parallel kernels then runs safely in a fresh process (numba issue 8578). In a
@@ -68,6 +100,8 @@ layer that does not compete with torch's OpenMP pool.
 
 import sys as _sys
 
+from ._functional_step import init, step
+from ._jit import PARALLEL_THRESHOLD
 from ._state_arrays import _start_thread_pool, init_state
 
 # Building blocks of optimizers whose state depends on shapes or history (use their classes):
@@ -78,11 +112,24 @@ from .kernels.lbfgs import lbfgs_direction
 from .kernels.muon import muon_momentum
 from .kernels.sparse_adam import sparse_adam_step as sparse_adam
 from .optimizer import registered as _registered
+from .schedules import (
+    constant_lr,
+    cosine_annealing_lr,
+    cosine_annealing_warm_restarts,
+    cyclic_lr,
+    exponential_lr,
+    linear_lr,
+    multi_step_lr,
+    one_cycle_lr,
+    polynomial_lr,
+    step_lr,
+)
 
 
 def _export_rules() -> list[tuple[str, str, str]]:
-    """Export every registered elementwise rule as ``<name>``, ``<name>_serial`` and ``<name>_scalars``
-    (where its module defines one); return ``(name, arguments, scalars helper)`` rows for the docs."""
+    """Export every registered elementwise rule as ``<name>`` (size-aware), ``<name>_serial``, ``<name>_parallel``
+    and ``<name>_scalars`` (where its module defines one); return ``(name, arguments, scalars helper)`` rows
+    for the docs."""
     rows = []
     namespace = globals()
     for cls in _registered(elementwise=True):
@@ -90,8 +137,9 @@ def _export_rules() -> list[tuple[str, str, str]]:
         name = rule.functional_name
         if name in namespace:  # a rule shared by two classes (Adam, AdamW)
             continue
-        namespace[name] = cls.rule
+        namespace[name] = cls.rule.auto
         namespace[f"{name}_serial"] = cls.rule.serial
+        namespace[f"{name}_parallel"] = cls.rule
         helper = getattr(_sys.modules[rule.body.__module__], f"{name}_scalars", None)
         if helper is not None:
             namespace[f"{name}_scalars"] = helper

@@ -207,7 +207,6 @@ class StateStore:
     #: marks compact state among a buffer's state entries (host or device arrays otherwise)
     is_compact_state = True
 
-
     def __init__(self, flat: Any, name: str, fill: float, fmt: str, signed: bool, min_size: int) -> None:
         self.name, self.fmt, self.signed = name, fmt, bool(signed)
         self.offsets = list(flat.offsets)

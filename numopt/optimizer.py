@@ -324,6 +324,11 @@ class Optimizer:
     state_tensors: tuple[StateTensor, ...] = ()
     #: per-parameter scalar state, as ``(name, initial value)`` pairs (float64, e.g. NAdam's mu_product)
     scalar_state: tuple[tuple[str, float], ...] = ()
+    #: for :func:`numopt.functional.step`: a jitted ``(state, lr, t) -> tuple`` giving the rule's
+    #: per-step scalars that are not a hyperparameter (``lr``, ``eps``, ``betas[i]`` as ``beta<i+1>``, ...)
+    #: nor ``first_step``, in the rule's order, at step ``t`` (from 1); the class's ``_update`` must use
+    #: the same formulas (one shared helper). None: the rule has no such scalars
+    functional_scalars: Any = None
     #: constructor arguments ``python -m numopt bench`` times this optimizer with; None: not benched
     bench_kwargs: dict[str, Any] | None = None
     #: the implementation this class follows, as an import path (``"pytorch_optimizer.Lion"``), for an

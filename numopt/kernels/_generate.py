@@ -16,6 +16,9 @@ signature ``(param, grad, <state>..., <scalars>...)``:
 
 * a parallel CPU loop (``prange``), the function the decorator returns;
 * its thread-free twin, ``.serial``, for arrays too small for a parallel launch;
+* a size-aware loop, ``.auto`` (``numopt.functional.<rule>``), that runs the serial loop
+  for arrays under ``numopt._jit.PARALLEL_THRESHOLD`` elements and the parallel one from
+  there (the threshold is written into the generated source, so it is part of its hash);
 * a CUDA grid-stride loop, built on first use by ``.rule.cuda()``.
 
 Each loop reads one element of every array, calls the body (inlined) and writes
@@ -48,7 +51,7 @@ from typing import Any
 from numba import prange
 from numba.extending import overload
 
-from .._jit import CACHE, JIT_OPTIONS, kernel
+from .._jit import CACHE, JIT_OPTIONS, PARALLEL_THRESHOLD, kernel
 
 __all__ = ["Elementwise", "elementwise", "portable"]
 
@@ -124,11 +127,12 @@ class Elementwise:
         self.scales_grad: bool = arrays[1:3] == ("param", "grad")
         self._cuda: Any = None
         self._module = sys.modules[body.__module__]
-        self.parallel, serial = self._compile_cpu()
+        self.parallel, serial, auto = self._compile_cpu()
         self.parallel.serial = serial
+        self.parallel.auto = auto
         self.parallel.rule = self
-        self.parallel.__doc__ = body.__doc__
-        self.parallel.serial.__doc__ = body.__doc__
+        for loop in (self.parallel, serial, auto):
+            loop.__doc__ = body.__doc__
 
     @property
     def functional_name(self) -> str:
@@ -197,9 +201,10 @@ class Elementwise:
         once per combination of optional arrays present (``<name>_p<bits>``, ``<name>_s<bits>``),
         each reading and writing its arrays unconditionally, and ``<name>`` / ``<name>_serial``
         pick one: a load or store under a condition kept LLVM from vectorizing the loop (10x
-        slower in Numba's parallel loops, 3x in serial ones). The CUDA loop tests per optional
-        array whether it is there (a uniform branch costs a GPU nothing). ``storage``: the CPU loops
-        with every element read and written through ``load`` / ``store`` (see :meth:`_loop`).
+        slower in Numba's parallel loops, 3x in serial ones). ``<name>_auto`` calls ``<name>_serial``
+        or ``<name>`` by the first array's size. The CUDA loop tests per optional array whether it
+        is there (a uniform branch costs a GPU nothing). ``storage``: the CPU loops with every
+        element read and written through ``load`` / ``store`` (see :meth:`_loop`).
         """
         if target == "cuda":
             return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
@@ -220,6 +225,15 @@ class Elementwise:
                 head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
                 lines += [f"    {head}", f"        {self.name}_{tag}{_bits(bits)}({call_args})"]
             lines.append("")
+        call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
+        lines += [
+            f"def {self.name}_auto({self._signature()}):",
+            f"    if {self.arrays[0]}.size < {PARALLEL_THRESHOLD}:",
+            f"        {self.name}_serial({call_args})",
+            "    else:",
+            f"        {self.name}({call_args})",
+            "",
+        ]
         return "\n".join(lines)
 
     def _define(self, target: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +247,8 @@ class Elementwise:
         exec(compile(src, path, "exec"), namespace)  # noqa: S102  (our own generated source)
         return namespace
 
-    def _compile_cpu(self) -> tuple[Any, Any]:
-        """``(parallel kernel, serial kernel)``: every loop of the generated CPU source, compiled lazily."""
+    def _compile_cpu(self) -> tuple[Any, Any, Any]:
+        """``(parallel, serial, size-aware)`` kernels: every loop of the generated CPU source, compiled lazily."""
         namespace = self._define("cpu", {"prange": prange})
         variants = {f"_p{_bits(b)}" for b in itertools.product((0, 1), repeat=len(self.optional))}
         compiled: dict[str, Any] = {}
@@ -243,7 +257,7 @@ class Elementwise:
             fn.__qualname__ = fname
             parallel = fname[len(self.name) :] in variants or (fname == self.name and not self.optional)
             compiled[fname] = namespace[fname] = kernel(fn, parallel=parallel, twin=False)
-        return compiled[self.name], compiled[f"{self.name}_serial"]
+        return compiled[self.name], compiled[f"{self.name}_serial"], compiled[f"{self.name}_auto"]
 
     def cuda(self) -> Any:
         """The CUDA kernel (a launcher with the CPU kernel's signature), generated and compiled on first use."""

@@ -36,6 +36,7 @@ def _fma_compiled(a, b, c):
 
     return impl
 
+
 __all__ = [
     "MOMENTS",
     "lerp",

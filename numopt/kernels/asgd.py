@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import kernel
+from .._scalar_state import fill_as_float32
 from ._generate import elementwise
 from ._pieces import fma, weight_decay, weight_decay_constants
 
@@ -67,3 +68,12 @@ def asgd_scalars(lr, lambd, alpha, t0, step):
     eta = lr_ / ((1.0 + np.float64(lambd) * lr_ * t) ** np.float64(alpha))
     mu = 1.0 / max(1.0, t - np.float64(t0))
     return np.float64(np.float32(eta)), np.float64(np.float32(mu))
+
+
+@kernel(parallel=False)
+def asgd_advance(lr, lambd, alpha, t0, step, etas, mus):
+    """Set every element of ``etas`` and ``mus`` (float64 arrays, in place) to :func:`asgd_scalars`'s
+    ``(eta, mu)`` after step ``step``: the optimizer class's and ``numopt.functional.step``'s update
+    of ASGD's scalar state."""
+    eta, mu = asgd_scalars(lr, lambd, alpha, t0, step)
+    fill_as_float32(etas, eta, mus, mu)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._jit import kernel
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adagrad import adagrad_scalars, adagrad_step
@@ -11,6 +12,13 @@ from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["Adagrad"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float]:
+    """``(neg_clr,)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    return (adagrad_scalars(lr, s.lr_decay, t),)
 
 
 class Adagrad(Optimizer):
@@ -65,6 +73,7 @@ class Adagrad(Optimizer):
     """
 
     rule = adagrad_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("sum", fill="initial_accumulator_value", signed=False),)
     bench_kwargs = {"lr": 1e-2}
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._jit import kernel
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adam import adam_scalars, adam_step
@@ -35,6 +36,13 @@ def _check_adam_family(h: dict[str, Any]) -> None:
     check_bool("maximize", h["maximize"])
     if "decoupled_weight_decay" in h:
         check_bool("decoupled_weight_decay", h["decoupled_weight_decay"])
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float]:
+    """``(bias_correction1, bias_correction2_sqrt)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    return adam_scalars(s.betas[0], s.betas[1], t)
 
 
 class Adam(Optimizer):
@@ -92,6 +100,7 @@ class Adam(Optimizer):
     """
 
     rule = adam_step
+    functional_scalars = _functional_scalars
     state_tensors = (
         StateTensor("exp_avg"),
         StateTensor("exp_avg_sq", signed=False),

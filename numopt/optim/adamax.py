@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._jit import kernel
 from ..flat import FlatBuffer, Run
 from ..kernels.adamax import adamax_scalars, adamax_step
 from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["Adamax"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float]:
+    """``(bias_correction,)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    return (adamax_scalars(s.betas[0], t),)
 
 
 class Adamax(Optimizer):
@@ -57,6 +65,7 @@ class Adamax(Optimizer):
     """
 
     rule = adamax_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_inf", signed=False))
     bench_kwargs = {"lr": 1e-3}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._jit import kernel
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.ademamix import ademamix_scalars, ademamix_step
@@ -21,6 +22,17 @@ def _check_betas3(betas: Any) -> tuple[float, float, float]:
         check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
         for i, b in enumerate(betas)
     )
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float, float]:
+    """``(beta3_t, alpha_t, bias_correction1, bias_correction2_sqrt)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    t_alpha_beta3 = s.t_alpha_beta3  # the class's None is NaN in the state, 0 for the helper
+    bc1, bc2_sqrt, alpha_t, beta3_t = ademamix_scalars(
+        s.betas[0], s.betas[1], s.betas[2], s.alpha, 0.0 if t_alpha_beta3 != t_alpha_beta3 else t_alpha_beta3, t
+    )
+    return beta3_t, alpha_t, bc1, bc2_sqrt
 
 
 class AdEMAMix(GroupStepCount, Optimizer):
@@ -101,6 +113,7 @@ class AdEMAMix(GroupStepCount, Optimizer):
     """
 
     rule = ademamix_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False), StateTensor("exp_avg_slow"))
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.AdEMAMix"

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._scalar_state import all_equal, fill_as_float32, stretches
+from .._jit import kernel
+from .._scalar_state import all_equal, stretches
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
-from ..kernels.asgd import asgd_step
+from ..kernels.asgd import asgd_advance, asgd_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["ASGD"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float]:
+    """``(eta, decay, mu)`` of a :func:`numopt.functional.init` state at step ``t``, its ``eta`` and
+    ``mu`` advanced for the next step: the class's formulas."""
+    if t == 1:
+        asgd_advance(lr, s.lambd, s.alpha, s.t0, 0.0, s.eta, s.mu)
+    eta, mu = s.eta[0], s.mu[0]
+    asgd_advance(lr, s.lambd, s.alpha, s.t0, t, s.eta, s.mu)
+    return eta, 1.0 - s.lambd * eta, mu
 
 
 class ASGD(Optimizer):
@@ -66,6 +78,7 @@ class ASGD(Optimizer):
     """
 
     rule = asgd_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("ax"),)
     scalar_state = (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on the first step
     bench_kwargs = {"lr": 1e-3}
@@ -100,8 +113,9 @@ class ASGD(Optimizer):
         lr, lambd = float(group["lr"]), float(group["lambd"])
         etas = flat.scalars["eta"][run.p0 : run.p1]
         mus = flat.scalars["mu"][run.p0 : run.p1]
+        alpha, t0 = float(group["alpha"]), float(group["t0"])
         if run.step == 0:
-            fill_as_float32(etas, lr, mus, 1.0)
+            asgd_advance(lr, lambd, alpha, t0, 0.0, etas, mus)
         step = run.advance()
         wd = float(group["weight_decay"])
         maximize = bool(group["maximize"])
@@ -111,5 +125,4 @@ class ASGD(Optimizer):
         for a, b in [(0, run.p1 - run.p0)] if all_equal(etas, mus) else stretches(etas, mus):
             eta = float(etas[a])  # scalars go to the kernel as float64; it casts them to the buffer's dtype
             kernel(*run.part(flat.offsets, a, b, "ax"), eta, 1.0 - lambd * eta, float(mus[a]), wd, maximize)
-        eta_next = lr / ((1.0 + lambd * lr * step) ** float(group["alpha"]))
-        fill_as_float32(etas, eta_next, mus, 1.0 / max(1.0, step - float(group["t0"])))
+        asgd_advance(lr, lambd, alpha, t0, step, etas, mus)

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._scalar_state import scale_as_float32, stretches
+from .._jit import kernel
+from .._scalar_state import stretches
 from .._validation import check_number
 from ..flat import FlatBuffer, Run
-from ..kernels.nadam import nadam_step
+from ..kernels.nadam import nadam_advance, nadam_step, nadam_step_sizes
 from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["NAdam"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float]:
+    """``(bias_correction2, grad_step_size, exp_avg_step_size)`` of a :func:`numopt.functional.init` state
+    at step ``t``, its ``mu_product`` advanced: the class's formulas."""
+    _, bias_correction2, _, _, grad_step_size, exp_avg_step_size = nadam_advance(
+        lr, s.betas[0], s.betas[1], s.momentum_decay, t, s.mu_product
+    )
+    return bias_correction2, grad_step_size, exp_avg_step_size
 
 
 class NAdam(Optimizer):
@@ -76,6 +87,7 @@ class NAdam(Optimizer):
     rule = nadam_step
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     scalar_state = (("mu_product", 1.0),)
+    functional_scalars = _functional_scalars
     bench_kwargs = {"lr": 1e-3}
 
     def __init__(
@@ -103,21 +115,19 @@ class NAdam(Optimizer):
         step = run.advance()
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        psi = float(group["momentum_decay"])
-        mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
-        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
         # torch's 'mu_product' is a float32 scalar tensor: the product is rounded to float32
         products = flat.scalars["mu_product"][run.p0 : run.p1]
-        uniform = scale_as_float32(products, mu)
+        uniform, bias_correction2, mu, mu_next, grad_step_size, exp_avg_step_size = nadam_advance(
+            lr, beta1, beta2, float(group["momentum_decay"]), step, products
+        )
         # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        args = (lr, beta1, beta2, float(group["eps"]), float(group["weight_decay"]), 1 - beta2**step)
+        args = (lr, beta1, beta2, float(group["eps"]), float(group["weight_decay"]), bias_correction2)
         flags = (bool(group["maximize"]), bool(group["decoupled_weight_decay"]))
         # Parameters of a run share their step count, and almost always their
         # mu_product; where they do not (hyperparameters changed between the
         # steps of two parameters, or a loaded state), update each stretch alone.
         for a, b in [(0, run.p1 - run.p0)] if uniform else stretches(products):
-            product = float(products[a])
-            grad_step_size = lr * (1.0 - mu) / (1.0 - product)
-            exp_avg_step_size = lr * mu_next / (1.0 - product * mu_next)
+            if not uniform:
+                grad_step_size, exp_avg_step_size = nadam_step_sizes(lr, mu, mu_next, float(products[a]))
             arrays = run.part(flat.offsets, a, b, "exp_avg", "exp_avg_sq")
             run.pick(nadam_step)(*arrays, *args, grad_step_size, exp_avg_step_size, *flags)

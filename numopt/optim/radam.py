@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._jit import kernel
 from ..flat import FlatBuffer, Run
 from ..kernels.radam import radam_scalars, radam_step
 from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
 
 __all__ = ["RAdam"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float]:
+    """``(bias_correction1, bias_correction2_sqrt, rect)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    return radam_scalars(s.betas[0], s.betas[1], t)
 
 
 class RAdam(Optimizer):
@@ -67,6 +75,7 @@ class RAdam(Optimizer):
     """
 
     rule = radam_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
 

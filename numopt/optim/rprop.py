@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._jit import kernel
 from .._validation import check_bool, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.rprop import rprop_step
@@ -16,6 +17,13 @@ def _check_pair(name: str, value: Any) -> tuple[Any, Any]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{name} must be a pair of numbers, got {value!r}")
     return value[0], value[1]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float, float]:
+    """``(etaminus, etaplus, step_size_min, step_size_max)``
+    of a :func:`numopt.functional.init` state at step ``t``: the class's formulas."""
+    return (s.etas[0], s.etas[1], s.step_sizes[0], s.step_sizes[1])
 
 
 class Rprop(Optimizer):
@@ -66,6 +74,7 @@ class Rprop(Optimizer):
     """
 
     rule = rprop_step
+    functional_scalars = _functional_scalars
     state_tensors = (StateTensor("prev"), StateTensor("step_size"))  # step sizes start at lr, set on the first step
     bench_kwargs = {"lr": 1e-3}
 
