@@ -26,6 +26,13 @@ def test_algorithms_are_derived_from_the_registry() -> None:
     assert table["RMSprop"][1:] == (2, 1)  # neither centered nor momentum: square_avg alone
 
 
+def test_every_benched_optimizer_has_a_roofline_kernel_for_its_streams() -> None:
+    from numopt.bench._workloads import _STREAMS
+
+    for name, (_, rw, ro) in algorithms().items():
+        assert rw in _STREAMS and ro == 1, (name, rw, ro)
+
+
 def test_bench_cli_writes_json(tmp_path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(

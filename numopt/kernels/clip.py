@@ -2,20 +2,59 @@
 
 The norm is reduced in two stages so that it is deterministic: each chunk of
 ``CHUNK`` elements writes its own partial result (accumulated in float64,
-with four independent accumulators), and the caller combines the partials in
+in eight lanes for sums of squares and of magnitudes, four for other powers,
+added in a fixed tree), and the caller combines the partials in
 chunk order. The result therefore does not depend on the thread count, and no
 atomics are needed.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .._jit import CHUNK, kernel
-from ._generate import elementwise
+from ._generate import elementwise, portable
 
 #: reduction modes of :func:`norm_partials`
 SUM_POW, SUM_ABS, SUM_SQUARES, MAX_ABS, MIN_ABS = 0, 1, 2, 3, 4
+
+
+@portable
+def _sum_8_lanes(grad, lo, hi, square, zero):
+    """``sum g**2`` (``square``) or ``sum |g|`` over ``grad[lo:hi]`` in float64: eight lanes (element
+    ``i`` in lane ``i % 8`` from ``lo``) added in a fixed tree. Unsigned indices: no negative-index
+    wrap-around in the loop, which then runs on vector registers (twice as fast as four signed lanes)."""
+    m = (hi - lo) // np.uint64(8)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    for k in range(m):
+        i = lo + np.uint64(8) * k
+        a0, a1 = zero + grad[i], zero + grad[i + np.uint64(1)]
+        a2, a3 = zero + grad[i + np.uint64(2)], zero + grad[i + np.uint64(3)]
+        a4, a5 = zero + grad[i + np.uint64(4)], zero + grad[i + np.uint64(5)]
+        a6, a7 = zero + grad[i + np.uint64(6)], zero + grad[i + np.uint64(7)]
+        if square:
+            s0 += a0 * a0
+            s1 += a1 * a1
+            s2 += a2 * a2
+            s3 += a3 * a3
+            s4 += a4 * a4
+            s5 += a5 * a5
+            s6 += a6 * a6
+            s7 += a7 * a7
+        else:
+            s0 += abs(a0)
+            s1 += abs(a1)
+            s2 += abs(a2)
+            s3 += abs(a3)
+            s4 += abs(a4)
+            s5 += abs(a5)
+            s6 += abs(a6)
+            s7 += abs(a7)
+    for i in range(lo + np.uint64(8) * m, hi):
+        a0 = zero + grad[i]
+        s0 += a0 * a0 if square else abs(a0)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 @kernel
@@ -57,40 +96,21 @@ def norm_partials(grad, mode, p, partials):
                     m = a
             partials[c] = bad if bad != bad else m
         else:
+            if mode == SUM_SQUARES or mode == SUM_ABS:
+                partials[c] = _sum_8_lanes(grad, np.uint64(lo), np.uint64(hi), mode == SUM_SQUARES, zero)
+                continue
             s0 = zero
             s1 = zero
             s2 = zero
             s3 = zero
             end4 = lo + ((hi - lo) // 4) * 4
-            if mode == SUM_SQUARES:
-                for i in range(lo, end4, 4):
-                    a0 = partials.dtype.type(grad[i])
-                    a1 = partials.dtype.type(grad[i + 1])
-                    a2 = partials.dtype.type(grad[i + 2])
-                    a3 = partials.dtype.type(grad[i + 3])
-                    s0 += a0 * a0
-                    s1 += a1 * a1
-                    s2 += a2 * a2
-                    s3 += a3 * a3
-                for i in range(end4, hi):
-                    a0 = partials.dtype.type(grad[i])
-                    s0 += a0 * a0
-            elif mode == SUM_ABS:
-                for i in range(lo, end4, 4):
-                    s0 += abs(partials.dtype.type(grad[i]))
-                    s1 += abs(partials.dtype.type(grad[i + 1]))
-                    s2 += abs(partials.dtype.type(grad[i + 2]))
-                    s3 += abs(partials.dtype.type(grad[i + 3]))
-                for i in range(end4, hi):
-                    s0 += abs(partials.dtype.type(grad[i]))
-            else:
-                for i in range(lo, end4, 4):
-                    s0 += abs(partials.dtype.type(grad[i])) ** p
-                    s1 += abs(partials.dtype.type(grad[i + 1])) ** p
-                    s2 += abs(partials.dtype.type(grad[i + 2])) ** p
-                    s3 += abs(partials.dtype.type(grad[i + 3])) ** p
-                for i in range(end4, hi):
-                    s0 += abs(partials.dtype.type(grad[i])) ** p
+            for i in range(lo, end4, 4):
+                s0 += abs(partials.dtype.type(grad[i])) ** p
+                s1 += abs(partials.dtype.type(grad[i + 1])) ** p
+                s2 += abs(partials.dtype.type(grad[i + 2])) ** p
+                s3 += abs(partials.dtype.type(grad[i + 3])) ** p
+            for i in range(end4, hi):
+                s0 += abs(partials.dtype.type(grad[i])) ** p
             partials[c] = (s0 + s1) + (s2 + s3)
 
 
