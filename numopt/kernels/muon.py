@@ -141,6 +141,22 @@ def ns_matmul(a, b, out, other, alpha, beta, round_bf16):
 
 
 @kernel
+def ns_epilogue(out, other, alpha, beta):
+    r"""``out <- fma(beta, other, alpha * out)`` over flat float32 arrays (``alpha * out`` when ``beta == 0``).
+
+    The float32 mode's combine after a BLAS product: the same epilogue as :func:`ns_matmul`'s,
+    without the bfloat16 rounding (that mode follows no reference's summation order, so the
+    product is left to BLAS, several times faster on large matrices).
+    """
+    zero = out.dtype.type(0)
+    for i in prange(out.size):
+        v = alpha * out[i]
+        if beta != zero:
+            v = fma(beta, other[i], v)
+        out[i] = v
+
+
+@kernel
 def sum_squares(x, partials):
     r"""``sum(x**2)`` accumulated in float64, deterministic for any thread count.
 
