@@ -34,9 +34,7 @@ import scipy
 import scipy.optimize
 
 import numopt
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples"))
-from lj_clusters import lj_fg, random_starts  # noqa: E402  (the example's @njit objective and starts)
+from numopt.bench.lennard_jones import lj_fg, random_starts
 
 Fun = Callable[[np.ndarray], tuple[float, np.ndarray]]
 

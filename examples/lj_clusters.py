@@ -25,58 +25,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.optimize  # noqa: E402
-from numba import njit  # noqa: E402
 
 import numopt  # noqa: E402
-
-#: the global minimum of LJ-13 (Wales and Doye, Cambridge Cluster Database)
-LJ13_MINIMUM = -44.326801
-
-
-@njit(cache=True)
-def lj_fg(x, g, args):  # type: ignore[no-untyped-def]
-    """Lennard-Jones energy of the cluster with flat coordinates ``x``; its gradient into ``g``."""
-    n = x.size // 3
-    e = 0.0
-    for i in range(x.size):
-        g[i] = 0.0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx = x[3 * i] - x[3 * j]
-            dy = x[3 * i + 1] - x[3 * j + 1]
-            dz = x[3 * i + 2] - x[3 * j + 2]
-            r2 = dx * dx + dy * dy + dz * dz
-            ir6 = 1.0 / (r2 * r2 * r2)
-            e += 4.0 * (ir6 * ir6 - ir6)
-            c = (24.0 * ir6 - 48.0 * ir6 * ir6) / r2  # dE/dr / r
-            g[3 * i] += c * dx
-            g[3 * i + 1] += c * dy
-            g[3 * i + 2] += c * dz
-            g[3 * j] -= c * dx
-            g[3 * j + 1] -= c * dy
-            g[3 * j + 2] -= c * dz
-    return e
-
-
-def random_starts(clusters: int, atoms: int, seed: int = 0) -> np.ndarray:
-    """Atoms uniform in a cube sized for about the cluster's density."""
-    side = 1.4 * atoms ** (1 / 3)
-    return np.random.default_rng(seed).uniform(-side / 2, side / 2, (clusters, 3 * atoms))
-
-
-def scipy_loop(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """scipy's L-BFGS-B on every start, the same objective and tolerances; (energies, converged)."""
-    energies, ok = np.empty(len(starts)), np.empty(len(starts), bool)
-
-    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        g = np.empty_like(x)
-        return lj_fg(x, g, 0.0), g
-
-    for b, x0 in enumerate(starts):
-        res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", options={"gtol": 1e-5, "ftol": 0.0})
-        energies[b], ok[b] = res.fun, res.status == 0
-    return energies, ok
+from numopt.bench.lennard_jones import LJ13_MINIMUM, lj_fg, random_starts, scipy_loop  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

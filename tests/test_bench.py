@@ -71,6 +71,16 @@ def test_bench_cli_writes_json(tmp_path) -> None:
     assert "| SGD |" in from_numopt_bench(data)
 
 
+def test_bench_batched_minimize_line(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "numopt", "bench", "--quick", "--no-torch", "--workloads", "minimize"]
+    proc = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "batched minimize, 100 LJ-13 clusters" in proc.stdout and "scipy L-BFGS-B loop" in proc.stdout
+    b = json.loads(out.read_text())["batched_minimize"]
+    assert b["clusters"] == 100 and b["numopt_converged"] > 0.9 and b["speedup"] > 0
+
+
 def _pytest_benchmark_run(impl: str, medians: dict[str, float]) -> dict:
     return {
         "machine_info": {"cpu": {"brand_raw": "Test CPU"}},

@@ -7,6 +7,7 @@ import pytest
 from numba import njit, prange
 
 import numopt
+from numopt.bench.lennard_jones import lj_fg
 from numopt.functional import lbfgs_minimize
 
 
@@ -33,31 +34,6 @@ def quad_fg(x, g, d):  # type: ignore[no-untyped-def]
         g[i] = d[i] * x[i] - 1.0
         f += 0.5 * d[i] * x[i] * x[i] - x[i]
     return f
-
-
-@njit(cache=True)
-def lj_fg(x, g, args):  # type: ignore[no-untyped-def]
-    """Lennard-Jones energy of a cluster (x: atoms' coordinates, flat) in reduced units."""
-    n = x.size // 3
-    e = 0.0
-    for i in range(x.size):
-        g[i] = 0.0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx = x[3 * i] - x[3 * j]
-            dy = x[3 * i + 1] - x[3 * j + 1]
-            dz = x[3 * i + 2] - x[3 * j + 2]
-            r2 = dx * dx + dy * dy + dz * dz
-            ir6 = 1.0 / (r2 * r2 * r2)
-            e += 4.0 * (ir6 * ir6 - ir6)
-            c = (24.0 * ir6 - 48.0 * ir6 * ir6) / r2
-            g[3 * i] += c * dx
-            g[3 * i + 1] += c * dy
-            g[3 * i + 2] += c * dz
-            g[3 * j] -= c * dx
-            g[3 * j + 1] -= c * dy
-            g[3 * j + 2] -= c * dz
-    return e
 
 
 @njit(cache=True)

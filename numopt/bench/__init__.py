@@ -98,7 +98,11 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="threads for numopt and torch")
     parser.add_argument("--optimizers", default=None, help="comma-separated, e.g. adam,sgd (default: all)")
     parser.add_argument("--sizes", default=None, help="flat tensor sizes, e.g. 1e6,1e7,1e8")
-    parser.add_argument("--workloads", default="flat,model,tiny", help="any of flat,model,tiny (default: all three)")
+    parser.add_argument(
+        "--workloads",
+        default="flat,model,tiny,minimize",
+        help="any of flat,model,tiny,minimize (default: all; minimize: batched L-BFGS on LJ-13 clusters vs scipy)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=None, help="alternating rounds per row (default: 3 with --quick, else 5)"
     )
@@ -175,6 +179,11 @@ def run(argv: list[str] | None = None) -> dict:
         result["machine"]["torch"] = worker.version
     if mixed is not None:
         result["mixed_process"] = mixed
+    if "minimize" in kinds:
+        from .lennard_jones import batched_minimize
+
+        clusters, scipy_clusters = (100, 20) if args.quick else (1000, 100)
+        result["batched_minimize"] = batched_minimize(clusters, scipy_clusters, rounds=min(rounds, 3))
     if not args.quick:
         result["cold_start_s"] = {"warm_cache": cold_start(True), "no_cache": cold_start(False)}
 

@@ -179,6 +179,20 @@ def render_gpu_table(rows: list[GpuRow], peak: float | None) -> str:
     return "\n".join(lines)
 
 
+def batched_minimize_line(b: dict) -> str:
+    """The "batched minimize" line: numopt.minimize_batch against scipy's L-BFGS-B loop, per cluster."""
+    line = (
+        f"batched minimize, {b['clusters']} LJ-{b['atoms']} clusters (gtol=1e-5, ftol=0): numopt.minimize_batch "
+        f"{b['numopt_ms_per_cluster']:.3f} ms per cluster, {b['numopt_converged']:.1%} converged"
+    )
+    if "numopt_at_global_minimum" in b:
+        line += f", {b['numopt_at_global_minimum']:.1%} at the global minimum"
+    if b["scipy_ms_per_cluster"] is None:
+        return line + "; scipy not installed"
+    scipy = f"scipy L-BFGS-B loop ({b['scipy_clusters']} clusters) {b['scipy_ms_per_cluster']:.3f} ms per cluster"
+    return f"{line}; {scipy}: {b['speedup']:.1f}x"
+
+
 def print_report(result: dict, rows: list[Row]) -> None:
     """The CPU benchmark's summary: the machine, the table, the mixed-process and cold-start lines."""
     m = result["machine"]
@@ -187,8 +201,9 @@ def print_report(result: dict, rows: list[Row]) -> None:
         f"machine: {m['cpu']}, {m['threads']} threads ({m['threading_layer']}), numopt {m['numopt']}, "
         f"numba {m['numba']}, torch {m.get('torch', 'n/a')}"
     )
-    print(render_table(rows))
-    print("ratios: median of the rounds (lower–upper quartile); ! marks rows whose rounds disagree")
+    if rows:
+        print(render_table(rows))
+        print("ratios: median of the rounds (lower–upper quartile); ! marks rows whose rounds disagree")
     if "mixed_process" in result:
         mp = result["mixed_process"]
         alone = next((r.numopt_ms for r in rows if r.workload.startswith("gpt") and r.algo == mp["algo"]), None)
@@ -196,6 +211,8 @@ def print_report(result: dict, rows: list[Row]) -> None:
             f"numopt {mp['algo']} step on the gpt-like model in a process that also runs torch: "
             f"{mp['ms']:.3f} ms (numopt alone: {fmt(alone, '.3f')} ms)"
         )
+    if "batched_minimize" in result:
+        print(batched_minimize_line(result["batched_minimize"]))
     if "cold_start_s" in result:
         c = result["cold_start_s"]
         print(
