@@ -17,7 +17,7 @@ Optimizers whose step reads the gradient elsewhere than in their generated rule
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -82,12 +82,3 @@ def apply_grad_scale_(opt: Optimizer) -> None:
     segments, _ = utils._grad_segments(params, writable=True)
     utils._scale_by(segments, scale)
     opt._grad_scale = 1.0
-
-
-def describe(opt: Any) -> str:
-    """One line for ``repr``-style messages: what the next step will do with the gradients."""
-    if opt._skip_next:
-        return "the next step is skipped (non-finite gradient norm)"
-    if opt._grad_scale != 1.0:
-        return f"the next step scales the gradients by {opt._grad_scale:.6g}"
-    return "no clipping pending"

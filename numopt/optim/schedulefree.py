@@ -16,10 +16,26 @@ __all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
 _GROUP_SCALARS = {"k": 0, "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0}
 
 
+#: the constructor arguments both Schedule-Free classes document alike (``%(schedule_args)s``)
+_SCHEDULE_ARGS = """warmup_steps : int, default 0
+        Linear warmup of the learning rate over this many steps (>= 0).
+    r : float, default 0
+        Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
+    weight_lr_power : float, default 2
+        The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
+    foreach : bool or None, default True
+        Accepted (numopt always runs one fused pass per buffer)."""
+
+
 class _ScheduleFree(Optimizer):
     """What both Schedule-Free optimizers share: the group scalars, ``train()`` / ``eval()``, the step's schedule."""
 
     _tracks_step = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("%(schedule_args)s", _SCHEDULE_ARGS)
+        super().__init_subclass__(**kwargs)
 
     def _construct_schedule_free(self, arguments: dict[str, Any], **convert: Any) -> None:
         arguments = dict(arguments)
@@ -162,14 +178,7 @@ class SGDScheduleFree(_ScheduleFree):
         Interpolation constant of ``y`` between ``z`` and ``x``, in (0, 1).
     weight_decay : float, default 0
         L2 penalty, taken at ``y`` (>= 0).
-    warmup_steps : int, default 0
-        Linear warmup of the learning rate over this many steps (>= 0).
-    r : float, default 0
-        Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
-    weight_lr_power : float, default 2
-        The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
-    foreach : bool or None, default True
-        Accepted (numopt always runs one fused pass per buffer).
+    %(schedule_args)s
 
     State
     -----
@@ -274,14 +283,7 @@ class AdamWScheduleFree(_ScheduleFree):
         Added to the denominator (>= 0).
     weight_decay : float, default 0
         Weight decay, taken at ``y`` and added to the normalized gradient (>= 0).
-    warmup_steps : int, default 0
-        Linear warmup of the learning rate over this many steps (>= 0).
-    r : float, default 0
-        Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
-    weight_lr_power : float, default 2
-        The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
-    foreach : bool or None, default True
-        Accepted (numopt always runs one fused pass per buffer).
+    %(schedule_args)s
 
     State
     -----
