@@ -115,12 +115,15 @@ def run_one(
     t = 1.0
     loss = f
     status = -1
+    fresh = True  # no curvature pair yet: a steepest-descent step (the first iteration, or after a refresh)
     while True:
         n_iter += 1
         g = pool[gi]
         # direction
-        if n_iter == 1:
+        if fresh:
             prev[:] = g
+            k = 0
+            h_diag = 1.0
         else:
             row = order[k]
             ys, yy = _push(g, prev, d, tp(t), dirs[row], stps[row], False, partials)
@@ -138,13 +141,19 @@ def run_one(
         prev_loss = loss
 
         # step length
-        if n_iter == 1:
+        if fresh:
             inv = 1.0 / gsum[gi]
             t = inv if inv < 1.0 else 1.0
         else:
             t = 1.0
         if gtd > -0.0:
-            break
+            if fresh:
+                break
+            fresh = True  # not a descent direction: refresh the history (see below) and redo the iteration
+            n_iter -= 1
+            continue
+        steepest = fresh
+        fresh = False
 
         x0[:] = x
         t, slot = wolfe_start(fs, ns, t, loss, gi, gtd, d_max, 1e-4, 0.9, max_eval - nfev)
@@ -170,8 +179,15 @@ def run_one(
         if ftol > 0 and (prev_loss - loss) <= ftol * max(abs(prev_loss), abs(loss), 1.0):
             status = CONVERGED
             break
-        if n_iter == max_iter or nfev >= max_eval or gmax[gi] <= gtol or d_max * abs(t) <= 0.0:
+        if n_iter == max_iter or nfev >= max_eval or gmax[gi] <= gtol:
             break
+        if d_max * abs(t) <= 0.0 or not loss < prev_loss:
+            # No progress. As scipy's L-BFGS-B does, drop the curvature history (it can hold a pair from a
+            # region of wildly different curvature, which makes every later step vanish) and take a
+            # steepest-descent step; stop only when that makes no progress either.
+            if steepest:
+                break
+            fresh = True
 
     if g_out.size == n:
         g_out[:] = pool[gi]
@@ -243,6 +259,10 @@ def lbfgs_minimize(
     The algorithm of ``numopt.minimize(fun, x)`` (``numopt.LBFGS`` with
     ``line_search_fn="strong_wolfe"`` and scipy's stopping rules), built from
     the same compiled pieces: given the same objective it takes the same steps.
+    Like scipy's L-BFGS-B (and unlike torch's LBFGS, which stops or repeats
+    the step), an iteration that makes no progress (no descent direction, or
+    no lower objective) drops the curvature history and is redone as a
+    steepest-descent step.
     Its working memory (``(history_size + 7) * x.size`` numbers) is allocated
     once per call; nothing is allocated per iteration.
 
@@ -273,8 +293,8 @@ def lbfgs_minimize(
         Iterations and evaluations of ``fg``.
     status : int
         scipy's meaning: 0 converged (``gtol`` or ``ftol``), 1 iteration or
-        evaluation limit, 2 no further progress (the line search found no lower
-        point), 3 non-finite objective or gradient: ``x`` and ``f`` are the last
+        evaluation limit, 2 no further progress (no lower point, even by
+        steepest descent after dropping the history), 3 non-finite objective or gradient: ``x`` and ``f`` are the last
         iterate with a finite objective.
 
     Examples

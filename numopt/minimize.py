@@ -66,8 +66,9 @@ class OptimizeResult(dict):
         Whether a convergence test (``gtol``, ``ftol``) stopped the run.
     status : int
         0 converged, 1 ``maxiter`` or the evaluation budget reached, 2 no further
-        progress possible (line search found no lower point), 3 non-finite loss
-        or gradient, 99 stopped by the callback.
+        progress possible (for L-BFGS: no lower point even by steepest descent
+        after its history is dropped), 3 non-finite loss or gradient, 99 stopped
+        by the callback.
     message : str
         Why the run stopped.
     method : str
@@ -101,7 +102,7 @@ class OptimizeResult(dict):
 _MESSAGES = {
     CONVERGED: "converged: max|grad| <= gtol or relative reduction of the loss <= ftol",
     MAX_ITER: "maximum number of iterations or function evaluations reached",
-    NO_PROGRESS: "stopped: no further progress (the line search found no lower point)",
+    NO_PROGRESS: "stopped: no further progress (no lower point, even by steepest descent after dropping the history)",
     NOT_FINITE: "stopped: non-finite loss or gradient at an evaluated point; x is the last iterate with a finite loss",
 }
 #: the options a compiled run takes (numopt.minimize with an @njit fg and method "lbfgs")
@@ -182,9 +183,7 @@ def _check_bounds(bounds: Any) -> None:
     else:
         pairs = bounds
     try:
-        free = all(
-            (lo is None or float(lo) == -math.inf) and (hi is None or float(hi) == math.inf) for lo, hi in pairs
-        )
+        free = all((lo is None or float(lo) == -math.inf) and (hi is None or float(hi) == math.inf) for lo, hi in pairs)
     except (TypeError, ValueError):
         free = False
     if not free:
@@ -264,7 +263,12 @@ def minimize(
         suit a deterministic problem better: ``line_search_fn="strong_wolfe"``,
         ``history_size=10``, ``tolerance_grad=gtol``, ``tolerance_change=0``
         (``ftol`` plays its role) and ``max_eval = max(15000, maxiter * 5 // 4)``
-        (scipy's ``maxfun``; pass ``max_eval`` to limit evaluations).
+        (scipy's ``maxfun``; pass ``max_eval`` to limit evaluations). As in
+        scipy's L-BFGS-B, an iteration that makes no progress (no descent
+        direction, or no lower loss) drops the curvature history and is redone
+        as a steepest-descent step; the run stops (status 2) only when that
+        fails too. (A curvature pair from the first steps of a violent start
+        can otherwise shrink every later step below the last bit of ``x``.)
     callback : callable, optional
         Called after every iteration with a copy of the current point, or, if
         its parameter is named ``intermediate_result``, with an
@@ -336,6 +340,8 @@ def minimize(
     shape = start.shape
     p = Parameter(start)
     opt = cls([p], **opts)
+    if is_lbfgs:
+        opt._refresh_on_stall = True  # scipy's remedy for a stalled run (the compiled loop has it too)
     p.zero_grad_()
     grad_buf = p.grad
     x_view = p.data.view()
@@ -512,7 +518,7 @@ def _lbfgs_status(
         return MAX_ITER, "maximum number of iterations reached"
     if st.get("func_evals", 0) >= group["max_eval"]:
         return MAX_ITER, "maximum number of function evaluations (max_eval) reached"
-    return NO_PROGRESS, "stopped: no further progress (the line search found no lower point)"
+    return NO_PROGRESS, _MESSAGES[NO_PROGRESS]
 
 
 def _is_fg(fun: Any, args: Any, jac: Any) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from numba import njit, prange
 
 import numopt
-from numopt.bench.lennard_jones import lj_fg
+from numopt.bench.lennard_jones import lj_fg, random_starts
 from numopt.functional import lbfgs_minimize
 
 
@@ -177,3 +177,34 @@ def test_scipy_method_names() -> None:
     for name in ("BFGS", "CG", "Newton-CG", "Nelder-Mead", "trust-constr"):
         with pytest.raises(ValueError, match=f"method '{name}' .*closest is 'lbfgs'|method '{name}' .*'lbfgs'"):
             numopt.minimize(fun, np.ones(3), method=name)
+
+
+def test_a_stalled_run_refreshes_its_history_as_scipy_does() -> None:
+    # Seed 0's cluster 42: two atoms start 0.04 apart (loss 4e17). The first step's curvature pair
+    # (gradient change ~1e20) scales every later direction to ~1e-18, below the iterate's last bit:
+    # torch's L-BFGS would repeat that iteration without moving until its evaluation limit (it did:
+    # 18,751 evaluations, stuck at loss 317). numopt.minimize and the compiled loop drop the history
+    # on a step with no progress and go on from steepest descent, as scipy's L-BFGS-B does.
+    x0 = random_starts(1000, 13, seed=0)[42]
+
+    def python_fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        g = np.empty_like(x)
+        return lj_fg(x, g, 0.0), g
+
+    opts = {"gtol": 1e-5, "ftol": 0.0}
+    compiled = numopt.minimize(lj_fg, x0, args=0.0, options=opts)
+    from_python = numopt.minimize(python_fg, x0, options=opts)
+    assert compiled.status == 0 and compiled.fun < -35 and compiled.nfev < 1000
+    assert (compiled.nit, compiled.nfev) == (from_python.nit, from_python.nfev)
+    np.testing.assert_array_equal(compiled.x, from_python.x)
+
+    # torch's semantics are kept where the class is used directly: with tolerance_change=0 it stays put
+    p = numopt.Parameter(x0.copy())
+    opt = numopt.LBFGS([p], max_iter=20, tolerance_change=0.0, line_search_fn="strong_wolfe")
+
+    def closure() -> float:
+        return lj_fg(p.data, p.grad, 0.0)
+
+    p.grad = np.empty_like(x0)
+    opt.step(closure)
+    assert closure() > 300

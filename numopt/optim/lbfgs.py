@@ -317,6 +317,10 @@ class LBFGS(Optimizer):
         self._group_states: list[_GroupState] = []
         #: set by numopt.minimize: called after every iteration; returning True stops the step
         self._iteration_hook: Callable[[float, np.ndarray, float], bool] | None = None
+        #: numopt.minimize's remedy for a stalled run, as scipy's L-BFGS-B has it (torch's LBFGS stops
+        #: instead): when an iteration makes no progress (no descent direction, or no lower loss), drop
+        #: the curvature history and redo it as a steepest-descent step; stop only when that fails too
+        self._refresh_on_stall = False
         #: True when the parameters moved after the last closure call (no line search, last iteration)
         self._moved_since_eval = False
         super().__init__(params, defaults)
@@ -434,13 +438,15 @@ class LBFGS(Optimizer):
         t = gs.t
         h_diag = gs.h_diag
         n_iter = 0
+        refresh = False  # numopt.minimize's remedy for a stalled run (see _refresh_on_stall)
         while n_iter < max_iter:
             n_iter += 1
             state["n_iter"] += 1
             g = gs.pool[gi]
 
             # direction
-            if state["n_iter"] == 1 or gs.prev is None or t is None:
+            steepest = refresh or state["n_iter"] == 1 or gs.prev is None or t is None
+            if steepest:
                 gs.rows = []
                 h_diag = 1.0
                 gs.prev = np.empty(flat.size, flat.dtype) if gs.prev is None else gs.prev
@@ -460,13 +466,19 @@ class LBFGS(Optimizer):
             prev_loss = loss
 
             # step length
-            if state["n_iter"] == 1:
+            if refresh or state["n_iter"] == 1:
                 t = min(1.0, _safe_div(1.0, gs.gsum[gi])) * lr
             else:
                 t = lr
 
             if gtd > -tolerance_change:
+                if self._refresh_on_stall and not steepest:
+                    refresh = True  # not a descent direction: redo the iteration from steepest descent
+                    n_iter -= 1
+                    state["n_iter"] -= 1
+                    continue
                 break
+            refresh = False
 
             ls_func_evals = 0
             if line_search_fn is not None:
@@ -507,9 +519,11 @@ class LBFGS(Optimizer):
                 break
             if opt_cond:
                 break
-            if d_max * abs(t) <= tolerance_change:
-                break
-            if abs(loss - prev_loss) < tolerance_change:
+            stalled = d_max * abs(t) <= tolerance_change or abs(loss - prev_loss) < tolerance_change
+            if stalled or (self._refresh_on_stall and not loss < prev_loss):
+                if self._refresh_on_stall and not steepest:
+                    refresh = True  # drop the curvature history; the next iteration is a steepest-descent step
+                    continue
                 break
 
         gs.t = float(t) if t is not None else None
