@@ -48,6 +48,8 @@ def test_bench_cli_writes_json(tmp_path) -> None:
             "1000000",
             "--workloads",
             "flat,tiny",
+            "--state-dtype",
+            "int8",
             "--json",
             str(out),
         ],
@@ -66,9 +68,25 @@ def test_bench_cli_writes_json(tmp_path) -> None:
     lion = next(r for r in data["rows"] if r["algo"] == "Lion")  # torch.optim lacks it: its reference is timed
     assert lion["torch_ms"]["default"] is None and lion["torch_ms"]["reference"] > 0
     assert lion["speedup"]["reference"] > 0 and "| Lion | flat 1e6 |" in proc.stdout
+    # --state-dtype int8: rows with 8-bit state, whose reference column is numopt's float32-state step
+    compact = next(r for r in data["rows"] if r["algo"] == "SGD+int8" and r["workload"] == "flat 1e6")
+    assert compact["torch_ms"]["reference"] > 0 and compact["torch_ms"]["default"] > 0
+    assert compact["pct_roofline"] > 0 and "| Lion+int8 | flat 1e6 |" in proc.stdout
     from benchmarks.to_markdown import from_numopt_bench
 
     assert "| SGD |" in from_numopt_bench(data)
+
+
+def test_compact_state_rows_count_their_bytes() -> None:
+    from numopt.bench._cpu import compact_streams, parse_row
+
+    assert parse_row("AdamW+int8") == ("AdamW", False, "int8")
+    assert parse_row("AdamW+bf16") == ("AdamW", False, "bfloat16")
+    assert parse_row("AdamW+clip") == ("AdamW", True, None) and parse_row("Adam") == ("Adam", False, None)
+    # AdamW: parameter 8 bytes, gradient 4, two state arrays; int8 adds a float32 scale per 256 elements
+    per_element, reads = compact_streams(3, 1, "int8")
+    assert per_element == pytest.approx(16 + 4 * 4 / 256) and reads == 2
+    assert compact_streams(3, 1, "bfloat16") == (20, 3)
 
 
 def test_bench_batched_minimize_line(tmp_path) -> None:

@@ -32,9 +32,10 @@ in, ``_torch_worker``), ``_report`` (tables, JSON) and ``cuda`` (``--device cuda
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import asdict
 
-from ._cpu import CLIP_SUFFIX, bench_numopt, bench_row, cold_start, numopt_optimizer
+from ._cpu import CLIP_SUFFIX, STATE_SUFFIXES, bench_numopt, bench_row, cold_start, numopt_optimizer
 from ._report import (
     NOISE_IQR,
     ROOFLINE_MAX,
@@ -106,6 +107,12 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--rounds", type=int, default=None, help="alternating rounds per row (default: 3 with --quick, else 5)"
     )
+    parser.add_argument(
+        "--state-dtype",
+        default="",
+        help="also time each optimizer with compact state: int8, bfloat16 or both (rows Adam+int8, Adam+bf16; "
+        "their reference column is numopt's float32-state step); single rows also by name, e.g. adamw+int8",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
     parser.add_argument(
@@ -122,7 +129,17 @@ def run(argv: list[str] | None = None) -> dict:
     default = list(names.values())
     if "AdamW" in default:
         default.append("AdamW" + CLIP_SUFFIX)  # a transformer's step: clip_grad_norm_(1.0), then AdamW
+    # optimizers that take state_dtype (compact per-element state)
+    compactable = {a for a in names.values() if "state_dtype" in inspect.signature(getattr(numopt, a)).parameters}
+    suffixes = []
+    for dtype in [s.strip() for s in args.state_dtype.split(",") if s.strip()]:
+        suffix = next((k for k, v in STATE_SUFFIXES.items() if dtype in (v, k[1:])), None)
+        if suffix is None:
+            parser.error(f"unknown --state-dtype {dtype!r}; expected any of {sorted(STATE_SUFFIXES.values())}")
+        suffixes.append(suffix)
+    compact = {f"{k}{s}": f"{a}{s}" for k, a in names.items() if a in compactable for s in STATE_SUFFIXES}
     names.update({f"{k}{CLIP_SUFFIX}": f"{a}{CLIP_SUFFIX}" for k, a in list(names.items())})
+    names.update({k.lower(): v for k, v in compact.items()})
     if args.optimizers:
         wanted = [s.strip().lower() for s in args.optimizers.split(",") if s.strip()]
         unknown = [w for w in wanted if w not in names]
@@ -131,6 +148,7 @@ def run(argv: list[str] | None = None) -> dict:
         algos = [names[w] for w in wanted]
     else:
         algos = default
+    algos += [a + s for s in suffixes for a in algos if a in compactable]
     if args.sizes:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
     else:

@@ -16,7 +16,7 @@ import numpy as np
 from ._report import Row, add_ratio
 from ._timing import sample_times, time_call
 from ._torch import WORKER_MODES, TorchWorker
-from ._workloads import Workload, algorithms, roofline_kernel, stream_bytes
+from ._workloads import Workload, algorithms, one_pass_roofline, roofline_kernel, stream_bytes
 
 
 def numopt_optimizer(
@@ -58,11 +58,32 @@ CLIP_SUFFIX = "+clip"
 CLIP_NORM = 1.0
 
 
-def clip_row(algo: str) -> tuple[str, bool]:
-    """``("AdamW", True)`` for ``"AdamW+clip"``, ``(algo, False)`` otherwise."""
+#: the suffixes of rows whose optimizer keeps compact state (``"AdamW+int8"``), with their ``state_dtype``
+STATE_SUFFIXES = {"+int8": "int8", "+bf16": "bfloat16"}
+#: bytes one state element moves per step (read and written), by ``state_dtype``: int8 adds its
+#: per-block float32 scale (one per 256 elements)
+_STATE_BYTES = {"int8": 2 * (1 + 4 / 256), "bfloat16": 4}
+
+
+def parse_row(algo: str) -> tuple[str, bool, str | None]:
+    """``(optimizer, clipped, state_dtype)`` of a row name: ``"AdamW+clip"`` -> ``("AdamW", True, None)``,
+    ``"AdamW+int8"`` -> ``("AdamW", False, "int8")``, ``"Adam"`` -> ``("Adam", False, None)``."""
+    for suffix, state_dtype in STATE_SUFFIXES.items():
+        if algo.endswith(suffix):
+            return algo[: -len(suffix)], False, state_dtype
     if algo.endswith(CLIP_SUFFIX):
-        return algo[: -len(CLIP_SUFFIX)], True
-    return algo, False
+        return algo[: -len(CLIP_SUFFIX)], True, None
+    return algo, False, None
+
+
+def compact_streams(rw: int, ro: int, state_dtype: str) -> tuple[float, int]:
+    """``(bytes per element, read-only float32 streams of the roofline kernel)`` of a step whose ``rw - 1``
+    state arrays are stored as ``state_dtype``: the parameter is read and written (8 bytes), the
+    read-only arrays read (4 each), each state element moves :data:`_STATE_BYTES`. The roofline kernel
+    (one float32 array updated, read-only float32 arrays) moves the nearest whole number of 4-byte
+    streams; :func:`bench_row` scales its time to the step's bytes."""
+    per_element = 8 + 4 * ro + (rw - 1) * _STATE_BYTES[state_dtype]
+    return per_element, max(1, round((per_element - 8) / 4))
 
 
 def _clipped_step(opt: Any) -> None:
@@ -132,13 +153,24 @@ def bench_row(
     range over the rounds, and :func:`add_ratio` marks it as noise when the rounds
     disagree, or the medians' ratio falls outside that range.)
     """
-    base, clipped = clip_row(algo)
+    base, clipped, state_dtype = parse_row(algo)
     kwargs, rw, ro = algorithms()[base]
+    torch_kwargs = kwargs
+    if state_dtype is not None:
+        kwargs = {**kwargs, "state_dtype": state_dtype}
     opt = numopt_optimizer(base, work, kwargs)
     if opt is None:
         return None
     step = opt.step
     separate = None
+    nbytes = None  # bytes one step moves (below: float32 streams, unless the state is compact)
+    roof_scale = 1.0  # the roofline kernel's time times this: its time for the step's bytes
+    if state_dtype is not None:
+        # compact state: its "reference" is numopt's own step with float32 state; torch steps float32
+        per_element, ro_roof = compact_streams(rw, ro, state_dtype)
+        nbytes = round(work.size * per_element)
+        roof_scale = nbytes / stream_bytes(work.size, 1, ro_roof)
+        separate = numopt_optimizer(base, work, torch_kwargs).step
     if clipped:
         # the clipped step: the norm pass, then the step applying the coefficient (+1 read of the
         # gradients); its "reference" is numopt's own unfused way: utils.clip_grad_norm_ writing the
@@ -151,14 +183,15 @@ def bench_row(
     roof = None
     if work.size >= 1_000_000:
         roofs = {} if roofs is None else roofs  # roofline arrays reused by the rows of a workload
-        if (rw, ro) not in roofs:
-            roofs[rw, ro] = roofline_kernel(work.size, rw, ro)
-        roof = roofs[rw, ro]
+        key = ("one pass", ro_roof) if state_dtype is not None else (rw, ro)
+        if key not in roofs:
+            roofs[key] = one_pass_roofline(work.size, ro_roof) if state_dtype else roofline_kernel(work.size, rw, ro)
+        roof = roofs[key]
     if worker is not None:
         if clipped:  # torch: clip_grad_norm_(foreach=True), then the step, in every mode
             worker.setup(base, work.shapes, kwargs, clip=CLIP_NORM)
         else:
-            worker.setup(base, work.shapes, kwargs, type(opt).reference)
+            worker.setup(base, work.shapes, torch_kwargs, type(opt).reference)
     samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
     for _ in range(rounds):
         samples.setdefault("numopt", []).append(sample_times(step, **timing))
@@ -181,9 +214,12 @@ def bench_row(
         add_ratio(row, name, per_round, pooled(name) / seconds)
 
     seconds = pooled("numopt")
-    nbytes = stream_bytes(work.size, rw, ro)
+    if nbytes is None:
+        nbytes = stream_bytes(work.size, rw, ro)
+    if roof_scale != 1.0:
+        samples["roofline"] = [[t * roof_scale for t in times] for times in samples.get("roofline", [])]
     row = Row(algo, work.name, work.size, seconds * 1e3, gbps=nbytes / seconds / 1e9)
-    if "roofline" in samples:
+    if samples.get("roofline"):
         row.roofline_gbps = nbytes / pooled("roofline") / 1e9
         ratio("roofline")
     if worker is not None:

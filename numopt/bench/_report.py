@@ -204,6 +204,10 @@ def print_report(result: dict, rows: list[Row]) -> None:
     if rows:
         print(render_table(rows))
         print("ratios: median of the rounds (lower–upper quartile); ! marks rows whose rounds disagree")
+        print(
+            "reference: the implementation an optimizer torch lacks follows; for +clip rows numopt's "
+            "utils.clip_grad_norm_ then step(); for +int8 / +bf16 rows numopt's step with float32 state"
+        )
     if "mixed_process" in result:
         mp = result["mixed_process"]
         alone = next((r.numopt_ms for r in rows if r.workload.startswith("gpt") and r.algo == mp["algo"]), None)

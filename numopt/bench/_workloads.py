@@ -127,6 +127,42 @@ _STREAMS = {1: _stream_1, 2: _stream_2, 3: _stream_3, 4: _stream_4, 5: _stream_5
 
 
 @kernel
+def _reads_2(a, r, s):
+    n = a.size
+    for i in prange(n):
+        a[i] = a[i] + r[i] + s[i]
+
+
+@kernel
+def _reads_3(a, r, s, u):
+    n = a.size
+    for i in prange(n):
+        a[i] = a[i] + r[i] + s[i] + u[i]
+
+
+@kernel
+def _reads_4(a, r, s, u, v):
+    n = a.size
+    for i in prange(n):
+        a[i] = a[i] + r[i] + s[i] + u[i] + v[i]
+
+
+_READS = {1: _stream_1, 2: _reads_2, 3: _reads_3, 4: _reads_4}
+
+
+def one_pass_roofline(n: int, reads: int) -> tuple[Callable[[], Any], int]:
+    """A no-math pass that updates one float32 stream of ``n`` from ``reads`` read-only float32 streams
+    (1 to 4), and its bytes: the roofline of a step whose state moves fewer bytes than float32 (compact
+    state), matched by byte count. Arrays written before timing (see :func:`roofline_kernel`)."""
+    if reads not in _READS:
+        raise ValueError(f"no one-pass roofline kernel for {reads} read-only streams")
+    arrays = [np.full(n, 1e-3 if i else 1.0, np.float32) for i in range(reads + 1)]
+    fn = _READS[reads]
+    fn(*arrays)  # compile
+    return (lambda: fn(*arrays)), stream_bytes(n, 1, reads)
+
+
+@kernel
 def _read(ro):
     """One read-only pass (eight float32 sums per chunk, unsigned indices so it runs on vector
     registers): the extra read of a clipped step's norm pass."""
