@@ -202,9 +202,9 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
     Raises
     ------
     ValueError
-        An unknown name, or an optimizer whose per-step scalars depend on more than its
-        hyperparameters, the step count and its scalar state (ADOPT, Adan, the schedule-free ones):
-        use its class.
+        An unknown name, an optimizer whose per-step scalars depend on more than its
+        hyperparameters, the step count and its scalar state (the schedule-free ones), or options
+        that do (ADOPT's custom ``clip_lambda``, Adan's ``max_grad_norm``): use its class.
     TypeError
         ``x`` not float32/float64, or an argument the class does not take.
 
@@ -241,6 +241,9 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
             f"hyperparameters and the step count; use numopt.{cls.__name__}"
         )
     opt = _dummy(cls, arr.dtype, hyperparameters)  # the class's checks and defaults
+    reason = cls.functional_refuses(opt) if cls.functional_refuses is not None else None
+    if reason:
+        raise ValueError(f"init: {reason}; use numopt.{cls.__name__}")
     group = opt.param_groups[0]
     n = int(arr.size)
     tensors = {t.name: t for t in cls.state_tensors}

@@ -329,6 +329,10 @@ class Optimizer:
     #: nor ``first_step``, in the rule's order, at step ``t`` (from 1); the class's ``_update`` must use
     #: the same formulas (one shared helper). None: the rule has no such scalars
     functional_scalars: Any = None
+    #: for :func:`numopt.functional.init`: ``(optimizer) -> reason or None``, given an optimizer built
+    #: with the user's arguments; a reason (text) refuses options ``functional_scalars`` does not
+    #: cover (ADOPT's custom ``clip_lambda``, Adan's global-norm clipping). None: every option works
+    functional_refuses: Callable[[Any], str | None] | None = None
     #: constructor arguments ``python -m numopt bench`` times this optimizer with; None: not benched
     bench_kwargs: dict[str, Any] | None = None
     #: the implementation this class follows, as an import path (``"pytorch_optimizer.Lion"``), for an

@@ -31,9 +31,19 @@ SUPPORTED = {
     "Rprop",
     "Lion",
     "AdEMAMix",
+    "ADOPT",
+    "Adan",
 }
-UNSUPPORTED = {"ADOPT", "Adan", "SGDScheduleFree", "AdamWScheduleFree"}
-ROWS = [c for c in OPTIM_DB if c.name in SUPPORTED]
+UNSUPPORTED = {"SGDScheduleFree", "AdamWScheduleFree"}
+
+
+def _refused(case: Any) -> bool:
+    """Options whose per-step scalars need more than the state: ADOPT's custom clip_lambda, Adan's clipping."""
+    return ("clip_lambda" in case.kwargs) or bool(case.kwargs.get("max_grad_norm"))
+
+
+ROWS = [c for c in OPTIM_DB if c.name in SUPPORTED and not _refused(c)]
+REFUSED = [c for c in OPTIM_DB if c.name in SUPPORTED and _refused(c)]
 
 
 def _grads(n: int, dtype: Any, seed: int = 0) -> np.ndarray:
@@ -160,10 +170,16 @@ def test_init_takes_the_class_defaults_and_checks() -> None:
         F.init("adam", np.zeros(3), momentum_decay=0.1)
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         F.init("adamm", np.zeros(3))
-    with pytest.raises(ValueError, match="Adan's step needs per-step scalars"):
-        F.init("adan", np.zeros(3))
+    with pytest.raises(ValueError, match="SGDScheduleFree's step needs per-step scalars"):
+        F.init("sgdschedulefree", np.zeros(3))
     with pytest.raises(TypeError, match="float32 or float64"):
         F.init("adam", np.zeros(3, np.int64))
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[c.id for c in REFUSED])
+def test_init_refuses_options_its_state_cannot_express(case: Any) -> None:
+    with pytest.raises(ValueError, match=rf"init: {case.name}'s functional state .*; use numopt.{case.name}"):
+        F.init(case.name, np.zeros(3, case.dtype), **case.kwargs)
 
 
 def test_step_refuses_mismatched_arrays() -> None:

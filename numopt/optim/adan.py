@@ -7,14 +7,29 @@ from typing import Any
 
 import numpy as np
 
+from .._jit import kernel
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
-from ..kernels.adan import adan_step
+from ..kernels.adan import adan_scalars, adan_step
 from ..kernels.clip import SUM_SQUARES
 from ..optimizer import Optimizer, StateTensor
 from ..utils import _partials
 
 __all__ = ["Adan"]
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float, float, float, float]:
+    """``(bias_correction1, bias_correction2, bias_correction3_sqrt, clip)`` of a
+    :func:`numopt.functional.init` state at step ``t``: the class's formulas, without clipping."""
+    bias_correction1, bias_correction2, bias_correction3_sqrt = adan_scalars(s.betas[0], s.betas[1], s.betas[2], t)
+    return bias_correction1, bias_correction2, bias_correction3_sqrt, 1.0
+
+
+def _functional_refuses(opt: Any) -> str | None:
+    if float(opt.defaults["max_grad_norm"]) == 0.0:
+        return None
+    return "Adan's functional state does not clip (max_grad_norm > 0 needs the norm over all parameters)"
 
 
 def _check_betas3(betas: Any) -> None:
@@ -97,6 +112,8 @@ class Adan(Optimizer):
     """
 
     rule = adan_step
+    functional_scalars = _functional_scalars
+    functional_refuses = _functional_refuses
     state_tensors = (
         StateTensor("exp_avg"),
         StateTensor("exp_avg_sq", signed=False),
@@ -164,9 +181,7 @@ class Adan(Optimizer):
             beta3,
             float(group["eps"]),
             float(group["weight_decay"]),
-            1.0 - math.pow(beta1, t),
-            1.0 - math.pow(beta2, t),
-            math.sqrt(1.0 - math.pow(beta3, t)),
+            *adan_scalars(beta1, beta2, beta3, t),
             self._clip,
             bool(group["weight_decouple"]),
             bool(self.maximize),

@@ -6,6 +6,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from numba.extending import register_jitable
+
+from .._jit import kernel
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adopt import adopt_step
@@ -16,9 +19,24 @@ from .adam import _check_betas
 __all__ = ["ADOPT"]
 
 
+@register_jitable
 def step_quarter_power(step: float) -> float:
-    """ADOPT's default clip schedule: ``step ** 0.25`` (a module-level function, so the optimizer pickles)."""
+    """ADOPT's default clip schedule: ``step ** 0.25`` (a module-level function, so the optimizer pickles;
+    also callable from compiled code, where :func:`numopt.functional.step` uses it)."""
     return math.pow(step, 0.25)
+
+
+@kernel(parallel=False)
+def _functional_scalars(s: Any, lr: float, t: int) -> tuple[float]:
+    """``(clip,)`` of a :func:`numopt.functional.init` state at step ``t``: no clipping on the first step
+    (it only records ``v``), then the default ``clip_lambda``, as the class."""
+    return (math.inf if t == 1 else step_quarter_power(float(t)),)
+
+
+def _functional_refuses(opt: Any) -> str | None:
+    if opt.clip_lambda is step_quarter_power:
+        return None
+    return f"ADOPT's functional state takes the default clip_lambda (step ** 0.25) only, got {opt.clip_lambda!r}"
 
 
 class ADOPT(GroupStepCount, Optimizer):
@@ -96,6 +114,8 @@ class ADOPT(GroupStepCount, Optimizer):
     """
 
     rule = adopt_step
+    functional_scalars = _functional_scalars
+    functional_refuses = _functional_refuses
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.ADOPT"
