@@ -731,16 +731,15 @@ def test_reduction_partials_do_not_depend_on_the_grid(monkeypatch) -> None:
     rng = np.random.default_rng(15)
     x = rng.standard_normal(CHUNK * 2 + 9).astype(np.float32)
     offs = np.array([0, 3, CHUNK * 2 + 3, CHUNK * 2 + 9], np.int64)
-    first, start, owner = numopt.kernels.segments.block_table(offs, CHUNK)
+    seg = numopt.kernels.segments.BlockTable(offs, np.float32)
+    seg.offs, seg.start, seg.owner = (cuda.to_device(a) for a in (seg.offs, seg.start, seg.owner))
+    seg.partials = cuda.device_array(seg.partials.shape, np.float64)
     outs = []
     for blocks in (1, 2, 64):
         monkeypatch.setattr(ncuda.segments, "MAX_BLOCKS", blocks)
-        partials = cuda.device_array(start.size, np.float64)
         out = np.empty(offs.size - 1)
         twin = ncuda.KERNELS["numopt.kernels.segments.segment_sum_squares"]
-        twin(
-            cuda.to_device(x), cuda.to_device(offs), first, cuda.to_device(start), cuda.to_device(owner), partials, out
-        )
+        twin(cuda.to_device(x), seg, out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])

@@ -116,17 +116,15 @@ def test_cuda_loops_are_generated_from_the_same_rule_bodies() -> None:
     ]
     seg_cuda = ast.parse((KERNELS / "cuda" / "segments.py").read_text())
     public = [f.name for f in seg_cuda.body if isinstance(f, ast.FunctionDef) and not f.name.startswith("_")]
-    assert public == ["segment_sum_squares", "lamb_update", "lars_update", "prodigy_reduce"]
-    gpu_calls = _calls(seg_cuda)
-    pieces = {
-        "lamb": ["lamb_moments", "lamb_direction", "lamb_apply"],
-        "lars": ["lars_step"],
-        "prodigy": ["prodigy_moments"],
-    }
-    for module, names in pieces.items():
-        cpu_calls = _calls(ast.parse((KERNELS / f"{module}.py").read_text()))
-        for name in (*names, f"{module}_constants" if module != "prodigy" else "prodigy_reduce_constants"):
-            assert name in cpu_calls and name in gpu_calls, name
+    assert public == ["block_sum", "launch"]  # no loop: the passes' CUDA loops are generated (below)
+    from numopt.kernels import lamb, lars, prodigy, segments
+
+    passes = [lamb.MOMENTS, lamb.APPLY, lars.NORMS, lars.STEP, prodigy.MOMENTS, segments.SQUARES]
+    for block_pass in passes:
+        cpu, gpu = _loop_calls(block_pass.source("cpu")), _loop_calls(block_pass.source("cuda"))
+        assert len(cpu) == 2 and len(gpu) == 1, block_pass
+        # parallel, serial and CUDA loops call the one piece once per element
+        assert all(calls.count("piece") == 1 for calls in [*cpu.values(), *gpu.values()]), block_pass
     from numopt.kernels import averaging, clip
     from numopt.optimizer import registered
 

@@ -12,7 +12,7 @@ import torch
 import numopt
 from numopt._jit import CHUNK
 from numopt.kernels.prodigy import prodigy_reduce
-from numopt.kernels.segments import block_table
+from numopt.kernels.segments import BlockTable
 
 from .optim_db import OptimCase
 from .reference import compare, make_pair, random_grads
@@ -82,12 +82,10 @@ def test_reduction_is_the_same_for_any_thread_count(dtype) -> None:
     state = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
     state[2] = np.abs(state[2])
     scalars = (np.float32(0.5), np.float32(0.0), np.float32(0.25), 0.9, 1e-3, 0.999, 1e-6, 0.95, 2.0, True)
-    table = block_table(offsets, CHUNK)
     results = []
     for fn in (prodigy_reduce, prodigy_reduce.serial):
         s, m, v = (x.copy() for x in state)
-        partials = np.empty((2, table[1].size), np.float64)
-        out = fn(param, grad, p0, s, m, v, offsets, *table, partials, *scalars)
+        out = fn(param, grad, p0, s, m, v, BlockTable(offsets, dtype), *scalars)
         results.append((out, s, m, v))
     (a, *sa), (b, *sb) = results
     assert a == b

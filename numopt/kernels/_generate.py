@@ -69,11 +69,15 @@ def portable(fn: Callable) -> Callable:
     constants from the caller instead.
     """
 
+    if getattr(fn, "_portable", False):  # already made portable (a piece shared by several loops)
+        return fn
+
     def typer(*args: Any) -> Callable:
         return fn
 
     typer.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     overload(fn, inline="never", jit_options=JIT_OPTIONS)(typer)
+    fn._portable = True  # type: ignore[attr-defined]
     return fn
 
 

@@ -11,13 +11,13 @@ parameters' size is stored.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 from ._generate import portable
 from ._pieces import fma, weight_decay_constants
+from ._segmented import BlockPass, parameter_sums, segmented
 
-__all__ = ["lamb_ratios", "lamb_update"]
+__all__ = ["APPLY", "MOMENTS", "lamb_ratios", "lamb_update"]
 
 #: the reference's upper bound on a parameter's norm in the trust ratio (``pytorch_optimizer.Lamb.clamp``)
 CLAMP = 10.0
@@ -29,9 +29,22 @@ ADAM, RECTIFIED, MOMENTUM, SKIP = 0, 1, 2, -1
 
 @portable
 def lamb_constants(
-    dt, step_size, decay_lr, beta1, beta2, eps, weight_decay, weight_decouple, grad_averaging, grad_scale, maximize
+    dt,
+    step_size,
+    decay_lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    weight_decouple,
+    grad_averaging,
+    grad_scale,
+    maximize,
+    reciprocal,
+    mode,
 ):
-    """The loop constants of :func:`lamb_moments` and :func:`lamb_direction`, formed in float64, cast once to ``dt``."""
+    """The loop constants of Lamb's pieces, formed in float64, cast once to ``dt`` (then ``reciprocal`` and
+    ``mode`` as given: see :func:`lamb_update`)."""
     return weight_decay_constants(dt, decay_lr, weight_decay, weight_decouple) + (
         dt(beta1),
         dt(1 - beta1) if grad_averaging else dt(1),
@@ -43,6 +56,8 @@ def lamb_constants(
         maximize,
         dt(-step_size),
         dt(1),
+        reciprocal,
+        mode,
     )
 
 
@@ -112,8 +127,8 @@ def lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, st
 
     ``weight_norm``, ``adam_norm``, ``trust_ratio`` (float64) receive ``wn``, ``pn``, ``ratio``;
     ``factor`` the factor :func:`lamb_apply` takes: ``r`` with ``reciprocal``, else
-    ``-step_size * r`` (``r``: 1 with ``adam``, else ``ratio``). The CPU kernel calls it between its
-    two passes; the CUDA twin calls it on the host with the partials copied back.
+    ``-step_size * r`` (``r``: 1 with ``adam``, else ``ratio``). :func:`lamb_update` calls it between its
+    two passes, on the host (for a device buffer, on the partials copied back).
     """
     dt = factor.dtype.type
     zero = dt(0)
@@ -122,11 +137,7 @@ def lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, st
     clamp = dt(CLAMP)
     neg_step = dt(-step_size)
     for i in range(first.size - 1):
-        sw = np.float64(0)
-        su = np.float64(0)
-        for b in range(first[i], first[i + 1]):
-            sw += partials[0, b]
-            su += partials[1, b]
+        sw, su = parameter_sums(partials, first, i)
         wn = dt(np.sqrt(sw))
         if wn > clamp:
             wn = clamp
@@ -139,35 +150,37 @@ def lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, st
         factor[i] = r if reciprocal else neg_step * r
 
 
-@kernel
-def lamb_update(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
-    offs,
-    first,
-    start,
-    owner,
-    partials,
-    factor,
-    weight_norm,
-    adam_norm,
-    trust_ratio,
-    step_size,
-    decay_lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    weight_decouple,
-    grad_averaging,
-    grad_scale,
-    maximize,
-    reciprocal,
-    adam,
-    mode,
-):
+def moments_and_norms(c, param, grad, exp_avg, exp_avg_sq):
+    """Pass 1 for one element: :func:`lamb_moments`, then the squares of the parameter and of its
+    direction (:func:`lamb_direction`) in float64, for the norms (none in ``SKIP`` mode)."""
+    p, m, v = lamb_moments(c, param, grad, exp_avg, exp_avg_sq)
+    if c[15] == SKIP:
+        return p, m, v, np.float64(0), np.float64(0)
+    u = np.float64(lamb_direction(c, c[15], c[14], p, m, v))
+    w = np.float64(p)
+    return p, m, v, w * w, u * u
+
+
+def trust_ratio_step(c, factor, param, exp_avg, exp_avg_sq):
+    """Pass 2 for one element: :func:`lamb_apply` with its parameter's factor."""
+    return (lamb_apply(c, c[15], c[14], param, exp_avg, exp_avg_sq, factor),)
+
+
+_STATE = ("param", "grad", "exp_avg", "exp_avg_sq")
+MOMENTS = BlockPass(
+    moments_and_norms, lamb_constants, arrays=_STATE, updates=("param", "exp_avg", "exp_avg_sq"), sums=2
+)
+APPLY = BlockPass(
+    trust_ratio_step,
+    lamb_constants,
+    arrays=("param", "exp_avg", "exp_avg_sq"),
+    updates=("param",),
+    per_param=("factor",),
+)
+
+
+@segmented
+def lamb_update(on, param, grad, exp_avg, exp_avg_sq, seg, weight_norm, adam_norm, trust_ratio, adam, *scalars):
     r"""One Lamb step over a run of a flat buffer, in place (``pytorch_optimizer.Lamb``'s rule).
 
     For each parameter (elements ``offs[i]:offs[i + 1]``), after :func:`lamb_moments` on every element::
@@ -183,42 +196,26 @@ def lamb_update(
     ``-step_size * ratio`` formed in the arrays' dtype. In ``RECTIFIED``/``MOMENTUM`` mode the step
     uses ``m / (sqrt(v) + eps)``, or ``m``, in place of ``u``. ``SKIP``: only the moments and the decay.
 
-    Norms are float64 sums over fixed blocks (:mod:`numopt.kernels.segments`), added in block order;
-    ``wn``, ``pn`` and the ratio are then formed in the arrays' dtype, as the reference forms them.
-    ``weight_norm``, ``adam_norm``, ``trust_ratio`` (float64, one entry per parameter) receive them;
-    ``factor`` (the arrays' dtype, one per parameter) and ``partials`` (float64, ``(2, blocks)``)
-    are scratch.
+    Two passes over the run's blocks (``seg``: its :class:`~numopt.kernels.segments.BlockTable`):
+    :data:`MOMENTS` writes the moments and the decayed parameters and each block's float64 sums of
+    squares; :func:`lamb_ratios` adds each parameter's sums in block order and forms ``wn``, ``pn``
+    and the ratio in the arrays' dtype, as the reference forms them (into ``weight_norm``,
+    ``adam_norm``, ``trust_ratio``, float64, one entry per parameter); :data:`APPLY` recomputes each
+    element's direction from the moments and applies its parameter's factor. No temporary of the
+    parameters' size is stored. ``scalars``: the arguments of :func:`lamb_constants` after ``dt``
+    (``step_size, decay_lr, beta1, beta2, eps, weight_decay, weight_decouple, grad_averaging,
+    grad_scale, maximize, reciprocal, mode``), as the passes take them.
 
     References
     ----------
     You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.
     """
-    dt = param.dtype.type
-    c = lamb_constants(
-        dt, step_size, decay_lr, beta1, beta2, eps, weight_decay, weight_decouple, grad_averaging, grad_scale, maximize
-    )
-    nb = start.size
-    for b in prange(nb):
-        hi = min(start[b] + CHUNK, offs[owner[b] + 1])
-        sw = np.float64(0)
-        su = np.float64(0)
-        for j in range(start[b], hi):
-            p, m, v = lamb_moments(c, param[j], grad[j], exp_avg[j], exp_avg_sq[j])
-            param[j] = p
-            exp_avg[j] = m
-            exp_avg_sq[j] = v
-            if mode != SKIP:
-                u = np.float64(lamb_direction(c, mode, reciprocal, p, m, v))
-                w = np.float64(p)
-                sw += w * w
-                su += u * u
-        partials[0, b] = sw
-        partials[1, b] = su
+    step_size, eps, reciprocal, mode = scalars[0], scalars[4], scalars[10], scalars[11]
+    on.run(MOMENTS, param, grad, exp_avg, exp_avg_sq, seg.offs, seg.start, seg.owner, seg.partials, *scalars)
     if mode == SKIP:
         return
-    lamb_ratios(partials, first, weight_norm, adam_norm, trust_ratio, factor, step_size, eps, reciprocal, adam)
-    for b in prange(nb):
-        f = factor[owner[b]]
-        hi = min(start[b] + CHUNK, offs[owner[b] + 1])
-        for j in range(start[b], hi):
-            param[j] = lamb_apply(c, mode, reciprocal, param[j], exp_avg[j], exp_avg_sq[j], f)
+    factor = on.scratch(seg.factor)
+    partials = on.to_host(seg.partials)
+    lamb_ratios(partials, seg.first, weight_norm, adam_norm, trust_ratio, factor, step_size, eps, reciprocal, adam)
+    on.send(factor, seg.factor)
+    on.run(APPLY, param, exp_avg, exp_avg_sq, seg.offs, seg.start, seg.owner, seg.factor, *scalars)

@@ -8,13 +8,13 @@ applies weight decay, the trust ratio, momentum and the step.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 from ._generate import portable
 from ._pieces import fma
+from ._segmented import BlockPass, no_constants, parameter_sums, segmented
 
-__all__ = ["lars_ratios", "lars_update"]
+__all__ = ["NORMS", "STEP", "lars_ratios", "lars_update"]
 
 
 @portable
@@ -23,8 +23,7 @@ def lars_constants(dt, lr, weight_decay, momentum, dampening, nesterov, maximize
     return dt(weight_decay), dt(-lr), dt(momentum), dt(1 - dampening), momentum > 0, nesterov, maximize
 
 
-@portable
-def lars_step(c, param, grad, momentum_buffer, matrix, ratio):
+def lars_step(c, matrix, ratio, param, grad, momentum_buffer):
     r"""One LARS step for one element: returns ``(param, momentum_buffer)``.
 
     With :math:`g` the gradient (negated if ``maximize``) and ``ratio`` its parameter's trust ratio::
@@ -56,8 +55,8 @@ def lars_ratios(partials, first, ratio, weight_decay, trust_coefficient):
         pn = sqrt(sum partials[0])     d = sqrt(sum partials[1]) + weight_decay * pn
         ratio[i] = trust_coefficient * pn / d     if pn > 0 and d > 0, else 1
 
-    The CPU kernel calls it between its two passes; the CUDA twin calls it on the host with the
-    partials copied back.
+    :func:`lars_update` calls it between its two passes, on the host (for a device buffer, on the
+    partials copied back).
     """
     dt = ratio.dtype.type
     zero = dt(0)
@@ -65,11 +64,7 @@ def lars_ratios(partials, first, ratio, weight_decay, trust_coefficient):
     wd = dt(weight_decay)
     tc = dt(trust_coefficient)
     for i in range(first.size - 1):
-        sp = np.float64(0)
-        sg = np.float64(0)
-        for b in range(first[i], first[i + 1]):
-            sp += partials[0, b]
-            sg += partials[1, b]
+        sp, sg = parameter_sums(partials, first, i)
         pn = dt(np.sqrt(sp))
         d = dt(np.sqrt(sg)) + wd * pn
         r = one
@@ -78,18 +73,34 @@ def lars_ratios(partials, first, ratio, weight_decay, trust_coefficient):
         ratio[i] = r
 
 
-@kernel
+def norms(c, matrix, param, grad):
+    """Pass 1 for one element: ``(p**2, g**2)`` in float64 for a parameter of two or more dimensions
+    (``matrix``), else zeros (vectors and scalars take no trust ratio)."""
+    if matrix:
+        p = np.float64(param)
+        g = np.float64(grad)
+        return p * p, g * g
+    return np.float64(0), np.float64(0)
+
+
+NORMS = BlockPass(norms, no_constants, arrays=("param", "grad"), per_param=("matrix",), sums=2)
+STEP = BlockPass(
+    lars_step,
+    lars_constants,
+    arrays=("param", "grad", "momentum_buffer"),
+    updates=("param", "momentum_buffer"),
+    optional=("momentum_buffer",),
+    per_param=("matrix", "ratio"),
+)
+
+
+@segmented
 def lars_update(
+    on,
     param,
     grad,
     momentum_buffer,
-    offs,
-    first,
-    start,
-    owner,
-    matrix,
-    partials,
-    ratio,
+    seg,
     lr,
     weight_decay,
     momentum,
@@ -107,39 +118,17 @@ def lars_update(
         ratio = trust_coefficient * pn / d     if pn > 0 and d > 0, else 1
 
     then :func:`lars_step` on every element. Vectors and scalars take plain SGD steps (no decay,
-    no ratio). ``momentum_buffer`` may be empty when ``momentum == 0``. ``partials`` (float64,
-    ``(2, blocks)``) and ``ratio`` (the arrays' dtype, one per parameter) are scratch.
+    no ratio). ``momentum_buffer`` may be empty when ``momentum == 0``. Two passes over the run's
+    blocks (``seg``: its :class:`~numopt.kernels.segments.BlockTable`, whose ``factor`` receives
+    the ratios): :data:`NORMS`, then, after :func:`lars_ratios`, :data:`STEP`.
 
     References
     ----------
     You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", arXiv:1708.03888.
     """
-    dt = param.dtype.type
-    c = lars_constants(dt, lr, weight_decay, momentum, dampening, nesterov, maximize)
-    nb = start.size
-    for b in prange(nb):
-        sp = np.float64(0)
-        sg = np.float64(0)
-        if matrix[owner[b]]:
-            hi = min(start[b] + CHUNK, offs[owner[b] + 1])
-            for j in range(start[b], hi):
-                p = np.float64(param[j])
-                g = np.float64(grad[j])
-                sp += p * p
-                sg += g * g
-        partials[0, b] = sp
-        partials[1, b] = sg
-    lars_ratios(partials, first, ratio, weight_decay, trust_coefficient)
-    zero = dt(0)
-    use_momentum = momentum_buffer.size != 0
-    for b in prange(nb):
-        i = owner[b]
-        is_matrix = matrix[i]
-        r = ratio[i]
-        hi = min(start[b] + CHUNK, offs[i + 1])
-        for j in range(start[b], hi):
-            buf = momentum_buffer[j] if use_momentum else zero
-            p, buf = lars_step(c, param[j], grad[j], buf, is_matrix, r)
-            param[j] = p
-            if use_momentum:
-                momentum_buffer[j] = buf
+    on.run(NORMS, param, grad, seg.offs, seg.start, seg.owner, seg.matrix, seg.partials)
+    ratio = on.scratch(seg.factor)
+    lars_ratios(on.to_host(seg.partials), seg.first, ratio, weight_decay, trust_coefficient)
+    on.send(ratio, seg.factor)
+    scalars = (lr, weight_decay, momentum, dampening, nesterov, maximize)
+    on.run(STEP, param, grad, momentum_buffer, seg.offs, seg.start, seg.owner, seg.matrix, seg.factor, *scalars)

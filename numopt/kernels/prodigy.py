@@ -15,11 +15,11 @@ A step is two passes over the flat buffers (``numopt.optim.Prodigy`` drives them
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import CHUNK, kernel
+from .._jit import kernel
 from ._generate import elementwise, portable
 from ._pieces import fma, weight_decay, weight_decay_constants
+from ._segmented import BlockPass, parameter_sums, segmented
 
 
 @portable
@@ -57,52 +57,36 @@ def prodigy_totals(partials, first, numerator, denominator, alpha):
         numerator   <- fma(alpha, float32(dot_j), numerator)
         denominator <- denominator + float32(abs_j)
 
-    The end of :func:`prodigy_reduce`; its CUDA twin runs it on the host, on the partials copied back.
+    The end of :func:`prodigy_reduce`, on the host (for a device buffer, on the partials copied back).
     """
     num = np.float32(numerator)
     den = np.float32(denominator)
     a32 = np.float32(alpha)
     for j in range(first.size - 1):
-        acc_dot = np.float64(0)
-        acc_abs = np.float64(0)
-        for b in range(first[j], first[j + 1]):
-            acc_dot += partials[0, b]
-            acc_abs += partials[1, b]
+        acc_dot, acc_abs = parameter_sums(partials, first, j)
         num = fma(a32, np.float32(acc_dot), num)
         den = den + np.float32(acc_abs)
     return num, den
 
 
-@kernel
-def prodigy_reduce(
-    param,
-    grad,
-    p0,
-    s,
-    exp_avg,
-    exp_avg_sq,
-    offs,
-    first,
-    start,
-    owner,
-    partials,
-    numerator,
-    denominator,
-    alpha,
-    beta1,
-    m_scale,
-    beta2,
-    v_scale,
-    beta3,
-    s_scale,
-    maximize,
-):
+MOMENTS = BlockPass(
+    prodigy_moments,
+    prodigy_reduce_constants,
+    arrays=("param", "grad", "p0", "s", "m", "v"),
+    updates=("s", "m", "v"),
+    sums=2,
+)
+
+
+@segmented
+def prodigy_reduce(on, param, grad, p0, s, exp_avg, exp_avg_sq, seg, numerator, denominator, alpha, *scalars):
     r"""Pass 1 of a Prodigy step over one run, in place; returns the new ``(numerator, denominator)``.
 
-    :func:`prodigy_moments` on every element, its ``dot`` and ``abs_s`` summed in float64 per block
-    of the run's block table (:mod:`numopt.kernels.segments`), then :func:`prodigy_totals`: for each
-    parameter ``j`` of the run in order, in float32 (the reference's ``d_numerator`` and
-    ``d_de_nom`` are float32 tensors whatever the parameters' dtype)::
+    :func:`prodigy_moments` on every element (:data:`MOMENTS`), its ``dot`` and ``abs_s`` summed in
+    float64 per block of the run's block table (``seg``: a
+    :class:`~numopt.kernels.segments.BlockTable`), then :func:`prodigy_totals`: for each parameter
+    ``j`` of the run in order, in float32 (the reference's ``d_numerator`` and ``d_de_nom`` are
+    float32 tensors whatever the parameters' dtype)::
 
         numerator   <- fma(alpha, float32(dot_j), numerator)   (alpha = (d / d0) * d_lr)
         denominator <- denominator + float32(abs_j)
@@ -111,30 +95,15 @@ def prodigy_reduce(
     ----------
     param, grad, p0, s, exp_avg, exp_avg_sq : 1-D arrays of one float dtype
         The run's slices; ``param``, ``grad`` and ``p0`` are only read.
-    offs, first, start, owner : 1-D int64 arrays
-        The run's block table (:func:`numopt.kernels.segments.block_table`; ``offs`` relative to the run).
-    partials : float64 array of shape ``(2, blocks)``
-        Scratch.
+    seg : BlockTable
+        The run's blocks and scratch.
     numerator, denominator, alpha : float32
-    beta1, m_scale, beta2, v_scale, beta3, s_scale : float
-        float64 scalars, each cast once to the arrays' dtype.
-    maximize : bool
+    *scalars
+        The arguments of :func:`prodigy_reduce_constants` after ``dt``: ``beta1, m_scale, beta2,
+        v_scale, beta3, s_scale`` (float64, each cast once to the arrays' dtype), ``maximize``.
     """
-    c = prodigy_reduce_constants(param.dtype.type, beta1, m_scale, beta2, v_scale, beta3, s_scale, maximize)
-    for k in prange(start.size):
-        hi = min(start[k] + CHUNK, offs[owner[k] + 1])
-        acc_dot = np.float64(0)
-        acc_abs = np.float64(0)
-        for i in range(start[k], hi):
-            si, mi, vi, dot, a = prodigy_moments(c, param[i], grad[i], p0[i], s[i], exp_avg[i], exp_avg_sq[i])
-            s[i] = si
-            exp_avg[i] = mi
-            exp_avg_sq[i] = vi
-            acc_dot += dot
-            acc_abs += a
-        partials[0, k] = acc_dot
-        partials[1, k] = acc_abs
-    return prodigy_totals(partials, first, numerator, denominator, alpha)
+    on.run(MOMENTS, param, grad, p0, s, exp_avg, exp_avg_sq, seg.offs, seg.start, seg.owner, seg.partials, *scalars)
+    return prodigy_totals(on.to_host(seg.partials), seg.first, numerator, denominator, alpha)
 
 
 def prodigy_constants(dt, d_lr, d, eps, use_eps, weight_decay, weight_decouple, fixed_decay):

@@ -10,12 +10,14 @@ spread over the threads, and the result does not depend on the thread count.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numba import prange
 
 from .._jit import CHUNK, kernel
+from ._segmented import BlockPass, no_constants, segmented
 
-__all__ = ["block_table", "segment_sum_squares", "segment_totals"]
+__all__ = ["BlockTable", "SQUARES", "block_table", "segment_sum_squares", "segment_totals"]
 
 
 @kernel(parallel=False)
@@ -42,31 +44,52 @@ def block_table(offs, block):
     return first, start, owner
 
 
-@kernel
-def segment_sum_squares(x, offs, first, start, owner, partials, out):
+def square(c, x):
+    """``x**2`` in float64: one element's share of a sum of squares."""
+    v = np.float64(x)
+    return (v * v,)
+
+
+#: per-block sums of squares of one array
+SQUARES = BlockPass(square, no_constants, arrays=("x",), sums=1)
+
+
+class BlockTable:
+    """A run's block table (:func:`block_table`) and the scratch its segmented kernels take, as host arrays.
+
+    ``offs``: the parameters' element offsets in the run; ``matrix``: whether each parameter has two
+    or more dimensions (LARS); ``partials`` (float64, ``(2, blocks)``) and ``factor`` (``dtype``, one
+    per parameter): scratch. ``numopt.optim._trust.Segments`` keeps one per run, on the device for a
+    device buffer (``first`` stays on the host: only the host reads it).
+    """
+
+    __slots__ = ("offs", "first", "start", "owner", "matrix", "partials", "factor")
+
+    def __init__(self, offs: np.ndarray, dtype: Any, matrix: np.ndarray | None = None) -> None:
+        self.offs = np.asarray(offs, np.int64)
+        self.first, self.start, self.owner = block_table(self.offs, CHUNK)
+        n = self.offs.size - 1
+        self.matrix = np.ones(n, np.bool_) if matrix is None else np.asarray(matrix, np.bool_)
+        self.partials = np.empty((2, self.start.size), np.float64)
+        self.factor = np.empty(n, dtype)
+
+
+@segmented
+def segment_sum_squares(on, x, seg, out):
     r"""``out[i] = sum(x[offs[i]:offs[i + 1]]**2)`` for every parameter ``i`` of a run, in float64.
 
-    ``partials`` (float64, one entry per block) receives each block's sum; each parameter's
-    blocks are then added in order, so the result is the same for any thread count.
+    Each block's sum goes to ``seg.partials[0]``; each parameter's blocks are then added in order
+    (:func:`segment_totals`), so the result is the same for any thread count. ``seg``: the run's
+    :class:`BlockTable`; ``out``: a host array.
     """
-    nb = start.size
-    for b in prange(nb):
-        hi = min(start[b] + CHUNK, offs[owner[b] + 1])
-        acc = np.float64(0)
-        for j in range(start[b], hi):
-            v = np.float64(x[j])
-            acc += v * v
-        partials[b] = acc
-    segment_totals(partials, first, out)
+    partials = seg.partials[:1]
+    on.run(SQUARES, x, seg.offs, seg.start, seg.owner, partials)
+    segment_totals(on.to_host(partials)[0], seg.first, out)
 
 
 @kernel(parallel=False)
 def segment_totals(partials, first, out):
-    r"""``out[i] = sum(partials[first[i]:first[i + 1]])`` for every parameter ``i``, added in block order.
-
-    The second half of :func:`segment_sum_squares` (its CUDA twin runs it on the host, on the partials
-    copied back).
-    """
+    r"""``out[i] = sum(partials[first[i]:first[i + 1]])`` for every parameter ``i``, added in block order."""
     for i in range(first.size - 1):
         total = np.float64(0)
         for b in range(first[i], first[i + 1]):

@@ -9,29 +9,26 @@ from typing import Any
 import numpy as np
 
 from .._device import cuda_backend
-from .._jit import CHUNK
 from ..flat import FlatBuffer, Run
-from ..kernels.segments import block_table
+from ..kernels.segments import BlockTable
 from ..parameter import SparseGrad
 
 
-class Segments:
-    """A run's block table (:func:`numopt.kernels.segments.block_table`) and the per-step scratch its kernels take.
+class Segments(BlockTable):
+    """A run's :class:`~numopt.kernels.segments.BlockTable`, made from the buffer's offsets.
 
     For a run of a device buffer, what the CUDA kernels read (``offs``, ``start``, ``owner``, ``matrix``)
     and the scratch (``partials``, ``factor``) live in GPU memory, copied there once; ``first``, which
     only the host reads (to add each parameter's partials), stays on the host.
     """
 
-    __slots__ = ("offsets", "offs", "first", "start", "owner", "matrix", "partials", "factor")
+    __slots__ = ("offsets",)
 
     def __init__(self, flat: FlatBuffer, run: Run) -> None:
         self.offsets = flat.offsets  # never mutated: a repacked group gets new buffers
-        self.offs = np.asarray(flat.offsets[run.p0 : run.p1 + 1], np.int64) - run.lo
-        self.first, self.start, self.owner = block_table(self.offs, CHUNK)
-        self.matrix = np.array([flat.params[i].ndim > 1 for i in range(run.p0, run.p1)], np.bool_)
-        self.partials = np.empty((2, self.start.size), np.float64)
-        self.factor = np.empty(run.p1 - run.p0, flat.dtype)
+        offs = np.asarray(flat.offsets[run.p0 : run.p1 + 1], np.int64) - run.lo
+        matrix = np.array([flat.params[i].ndim > 1 for i in range(run.p0, run.p1)], np.bool_)
+        super().__init__(offs, flat.dtype, matrix)
         if flat.is_cuda:
             mem = cuda_backend().memory
             self.offs, self.start, self.owner, self.matrix = (

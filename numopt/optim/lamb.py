@@ -179,9 +179,7 @@ class Lamb(GroupStepCount, Optimizer):
                 for run in self._prepare(group, flat):
                     seg = self._segments.get(flat, run)
                     out = np.empty(run.p1 - run.p0, np.float64)
-                    kernel_for(segment_sum_squares, run.grad)(
-                        run.grad, seg.offs, seg.first, seg.start, seg.owner, seg.partials[0], out
-                    )
+                    kernel_for(segment_sum_squares, run.grad)(run.grad, seg, out)
                     sums.update(zip(map(id, flat.params[run.p0 : run.p1]), out))
         # float32 norms, squared in float32 as the reference's, then added in float64 (exact for any
         # realistic spread of magnitudes, so any order of the parameters gives the same sum) and
@@ -226,15 +224,11 @@ class Lamb(GroupStepCount, Optimizer):
             run.grad,
             run.state["exp_avg"],
             run.state["exp_avg_sq"],
-            seg.offs,
-            seg.first,
-            seg.start,
-            seg.owner,
-            seg.partials,
-            seg.factor,
+            seg,
             flat.scalars["weight_norm"][run.p0 : run.p1],
             flat.scalars["adam_norm"][run.p0 : run.p1],
             flat.scalars["trust_ratio"][run.p0 : run.p1],
+            bool(group["adam"]),
             step_size,
             1.0 if group["fixed_decay"] else lr,
             beta1,
@@ -246,6 +240,5 @@ class Lamb(GroupStepCount, Optimizer):
             self._scale,
             bool(self.maximize),
             reciprocal,
-            bool(group["adam"]),
             mode,
         )

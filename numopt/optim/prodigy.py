@@ -226,6 +226,7 @@ class Prodigy(Optimizer):
         for group, flats in zip(groups, self._flats):
             group["step"] += 1
             s_scale = (d / d0) * (d if group["safeguard_warmup"] else d_lr)
+            scalars = (beta1, m_scale, beta2, v_scale, beta3, s_scale, maximize)  # prodigy_reduce_constants'
             for flat in flats:
                 runs = self._prepare(group, flat)
                 for run in runs:
@@ -234,29 +235,9 @@ class Prodigy(Optimizer):
                         flat._assign(st["p0"], run.data)
                         run.advance()
                     seg = self._segments.get(flat, run)
-                    numerator, denominator = run.pick(prodigy_reduce)(
-                        run.data,
-                        run.grad,
-                        st["p0"],
-                        st["s"],
-                        st["exp_avg"],
-                        st["exp_avg_sq"],
-                        seg.offs,
-                        seg.first,
-                        seg.start,
-                        seg.owner,
-                        seg.partials,
-                        numerator,
-                        denominator,
-                        alpha,
-                        beta1,
-                        m_scale,
-                        beta2,
-                        v_scale,
-                        beta3,
-                        s_scale,
-                        maximize,
-                    )
+                    arrays = (run.data, run.grad, st["p0"], st["s"], st["exp_avg"], st["exp_avg_sq"])
+                    reduce = run.pick(prodigy_reduce)
+                    numerator, denominator = reduce(*arrays, seg, numerator, denominator, alpha, *scalars)
                 work.append((group, runs))
         first["d_numerator"] = float(numerator)
         if denominator == 0:  # nothing to learn from (the reference returns here too)
