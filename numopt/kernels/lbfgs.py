@@ -171,6 +171,17 @@ def _direction_chunk(d, g, xs, xr, coef, zs, zr, scale, h, from_g, use_axpy, use
     return dot, gd, vmax
 
 
+@njit(cache=CACHE, **JIT_OPTIONS)
+def _direction_chunk_into(partials, c, n, d, g, xs, xr, coef, zs, zr, scale, h, from_g, use_axpy, use_dot, last):
+    """:func:`_direction_chunk` on chunk ``c`` of ``n`` elements, its three results into ``partials[:, c]``."""
+    r = _direction_chunk(
+        d, g, xs, xr, coef, zs, zr, scale, h, from_g, use_axpy, use_dot, last, c * CHUNK, min(n, (c + 1) * CHUNK)
+    )
+    partials[0, c] = r[0]
+    partials[1, c] = r[1]
+    partials[2, c] = r[2]
+
+
 @kernel
 def lbfgs_direction(g, d, dirs, stps, order, ro, al, h_diag, parallel, partials):
     r"""The L-BFGS direction ``d = -H g`` by the two-loop recursion, in ``2k + 1`` passes.
@@ -244,25 +255,17 @@ def lbfgs_direction(g, d, dirs, stps, order, ro, al, h_diag, parallel, partials)
             # one chunk: _finish's sums reduce to adding to 0.0, its max to the chunk's
             r = _direction_chunk(d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last, 0, n)
             dot, gd, dmax = 0.0 + r[0], 0.0 + r[1], r[2]
-        elif parallel:
-            for c in prange(nchunks):
-                r = _direction_chunk(
-                    d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last,
-                    c * CHUNK, min(n, (c + 1) * CHUNK),
-                )  # fmt: skip
-                partials[0, c] = r[0]
-                partials[1, c] = r[1]
-                partials[2, c] = r[2]
-            dot, gd, dmax = _finish(partials, nchunks)
         else:
-            for c in range(nchunks):
-                r = _direction_chunk(
-                    d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last,
-                    c * CHUNK, min(n, (c + 1) * CHUNK),
-                )  # fmt: skip
-                partials[0, c] = r[0]
-                partials[1, c] = r[1]
-                partials[2, c] = r[2]
+            if parallel:
+                for c in prange(nchunks):
+                    _direction_chunk_into(
+                        partials, c, n, d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last
+                    )
+            else:
+                for c in range(nchunks):
+                    _direction_chunk_into(
+                        partials, c, n, d, g, xs, xr, coef, zs, zr, scale, h_diag, from_g, use_axpy, use_dot, last
+                    )
             dot, gd, dmax = _finish(partials, nchunks)
         if j < k:
             al[k - 1 - j] = dot * ro[order[k - 1 - j]]
