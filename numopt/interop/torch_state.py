@@ -30,41 +30,49 @@ def _torch() -> Any:
     return torch
 
 
-def _to_numpy(value: Any, torch: Any, scalar: bool = False) -> Any:
-    """Tensors -> NumPy arrays (copies), recursively; 0-d tensors -> Python numbers where ``scalar``."""
-    if isinstance(value, torch.Tensor):
-        t = value.detach()
-        if t.is_sparse or getattr(t, "layout", torch.strided) != torch.strided:
-            t = t.to_dense()
-        t = t.cpu()
-        if t.dtype in (torch.bfloat16,):  # no NumPy dtype: widen, exactly
-            t = t.float()
-        if scalar:
-            if t.numel() != 1:
-                raise ValueError(f"expected a single number, got a tensor of shape {tuple(t.shape)}")
-            return t.item()
-        return t.numpy().copy()
+def _nested(value: Any, leaf: Any) -> Any:
+    """``leaf`` applied to every value inside nested dicts, lists and tuples (rebuilt as the same types)."""
     if isinstance(value, dict):
-        return {k: _to_numpy(v, torch) for k, v in value.items()}
+        return {k: _nested(v, leaf) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_numpy(v, torch) for v in value)
-    return value
+        return type(value)(_nested(v, leaf) for v in value)
+    return leaf(value)
+
+
+def _tensor_to_numpy(t: Any, torch: Any, scalar: bool = False) -> Any:
+    """A tensor -> a NumPy array (a copy); a one-element tensor -> a Python number where ``scalar``."""
+    t = t.detach()
+    if t.is_sparse or getattr(t, "layout", torch.strided) != torch.strided:
+        t = t.to_dense()
+    t = t.cpu()
+    if t.dtype in (torch.bfloat16,):  # no NumPy dtype: widen, exactly
+        t = t.float()
+    if scalar:
+        if t.numel() != 1:
+            raise ValueError(f"expected a single number, got a tensor of shape {tuple(t.shape)}")
+        return t.item()
+    return t.numpy().copy()
+
+
+def _to_numpy(value: Any, torch: Any, scalar: bool = False) -> Any:
+    """Tensors -> NumPy arrays (copies), recursively; a 0-d tensor -> a Python number where ``scalar``."""
+    if isinstance(value, torch.Tensor):
+        return _tensor_to_numpy(value, torch, scalar)
+    return _nested(value, lambda v: _tensor_to_numpy(v, torch) if isinstance(v, torch.Tensor) else v)
 
 
 def _to_torch(value: Any, torch: Any) -> Any:
     """NumPy arrays -> tensors (copies), recursively; NumPy scalars -> Python numbers."""
-    if isinstance(value, np.ndarray):
-        a = value
-        if not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
-        return torch.from_numpy(np.array(a, copy=True, order="C"))
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _to_torch(v, torch) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_torch(v, torch) for v in value)
-    return value
+
+    def leaf(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            a = v if v.dtype.isnative else v.astype(v.dtype.newbyteorder("="))
+            return torch.from_numpy(np.array(a, copy=True, order="C"))
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return _nested(value, leaf)
 
 
 def _hparam_to_python(value: Any, torch: Any) -> Any:
