@@ -191,53 +191,79 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
-    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
+def verdicts(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: its final numbers and how they compare with the reference (the first variant).
+
+    The reference's seed-to-seed spread is the min-max of its final training losses over the seeds. A
+    variant is ``within`` when its mean final loss over all its seeds lies in that range (a diverged run,
+    NaN, puts the mean outside). Loss and accuracy statistics are over the runs that did not diverge;
+    ``sd`` is the mean's offset from the reference's mean in units of the reference's std over seeds;
+    ``same_seed`` the relative difference of the final loss to the reference run with the same seed
+    (mean and std over seeds).
+    """
+    ref = results[VARIANTS[0].label]["final"]
+    ref_mean, ref_std = _mean_std(ref)
+    spread = (float(np.min(ref)), float(np.max(ref)))
+    out = {}
+    for v in VARIANTS:
+        r = results[v.label]
+        ok = np.isfinite(r["final"])
+        f, a = (r["final"][ok], r["final_acc"][ok]) if ok.any() else (np.array([np.nan]), np.array([np.nan]))
+        paired = (r["final"] - ref) / ref  # same seed: same initial weights and mini-batches
+        mean = float(np.mean(r["final"]))  # NaN if a run diverged
+        out[v.label] = {
+            "final_loss": _mean_std(f),
+            "final_loss_min_max": (float(np.min(f)), float(np.max(f))),
+            "test_acc": _mean_std(a),
+            "state_bytes_per_param": r["state_bytes"],
+            "diverged": int((~ok).sum()),
+            "seeds": int(ok.size),
+            "within": bool(spread[0] <= mean <= spread[1]),
+            "sd": (mean - ref_mean) / ref_std if ref_std > 0 else float("nan"),
+            "same_seed": _mean_std(paired),
+            "seconds": r["seconds"],
+            "per_seed": [float(x) for x in r["final"]],
+        }
+    out[VARIANTS[0].label]["spread"] = spread
+    return out
 
 
 def compare(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The table's lines.
-
-    The first variant is the reference: its seed-to-seed spread is the min-max of its final training losses
-    over the seeds. Another variant is "within" when its mean final loss over all its seeds lies in that
-    range (a diverged run, NaN, puts the mean outside). Loss and accuracy columns are over the runs that
-    did not diverge.
-    """
-    ref = results[VARIANTS[0].label]["final"]
-    lo, hi = float(np.min(ref)), float(np.max(ref))
-    ref_mean, ref_std = _mean_std(ref)
+    """The printed table (see :func:`verdicts` for the definitions)."""
+    checked = verdicts(results)
+    ref = checked[VARIANTS[0].label]
     lines = [
         f"{'variant':<16} {'final train loss (mean +- std)':>31} {'min - max':>19} {'test acc':>16} "
         f"{'state B/param':>13} {'diverged':>8}  {'mean vs fp32 spread':<19} {'vs fp32, same seed':>19} {'seconds':>7}"
     ]
     for v in VARIANTS:
-        r = results[v.label]
-        ok = np.isfinite(r["final"])
-        f, a = r["final"][ok], r["final_acc"][ok]
-        if not ok.any():
-            f = a = np.array([np.nan])
-        (f_mean, f_std), (a_mean, a_std) = _mean_std(f), _mean_std(a)
-        paired = (r["final"] - ref) / ref  # same seed: same initial weights and mini-batches
-        paired_text = f"{100 * np.mean(paired):+7.2f}% +- {100 * _mean_std(paired)[1]:5.2f}%" if ok.all() else "n/a"
+        c = checked[v.label]
+        (f_mean, f_std), (f_min, f_max), (a_mean, a_std) = c["final_loss"], c["final_loss_min_max"], c["test_acc"]
         if v.label == VARIANTS[0].label:
             verdict = "(reference)"
-        elif not ok.all():
+        elif c["diverged"]:
             verdict = "OUTSIDE (diverged)"
         else:
-            z = (f_mean - ref_mean) / ref_std if ref_std > 0 else float("nan")
-            verdict = f"{'within' if lo <= f_mean <= hi else 'OUTSIDE'} ({z:+.2f} sd)"
+            verdict = f"{'within' if c['within'] else 'OUTSIDE'} ({c['sd']:+.2f} sd)"
+        paired = "n/a" if c["diverged"] else f"{100 * c['same_seed'][0]:+7.2f}% +- {100 * c['same_seed'][1]:5.2f}%"
         lines.append(
-            f"{v.label:<16} {f_mean:20.5f} +- {f_std:8.5f} {np.min(f):9.5f} - {np.max(f):7.5f} "
-            f"{a_mean:8.2%} +- {a_std:5.2%} {r['state_bytes']:13.2f} {(~ok).sum():4d}/{ok.size:<3d}  {verdict:<19} "
-            f"{paired_text:>19} {r['seconds']:7.1f}"
+            f"{v.label:<16} {f_mean:20.5f} +- {f_std:8.5f} {f_min:9.5f} - {f_max:7.5f} {a_mean:8.2%} +- {a_std:5.2%} "
+            f"{c['state_bytes_per_param']:13.2f} {c['diverged']:4d}/{c['seeds']:<3d}  {verdict:<19} {paired:>19} "
+            f"{c['seconds']:7.1f}"
         )
+    lo, hi = ref["spread"]
     lines.append(
         f"fp32 spread: min-max of {VARIANTS[0].label}'s final losses over the seeds, {lo:.5f} - {hi:.5f}; "
-        f"sd: a mean's offset from its mean ({ref_mean:.5f}) in units of its seed-to-seed std ({ref_std:.5f}); "
-        "same seed: the final loss's relative difference to fp32's run with the same seed, mean +- std over seeds"
+        f"sd: a mean's offset from its mean ({ref['final_loss'][0]:.5f}) in units of its seed-to-seed std "
+        f"({ref['final_loss'][1]:.5f}); same seed: the final loss's relative difference to fp32's run with the "
+        "same seed, mean +- std over seeds"
     )
     lines.append("final training loss per seed:")
     for v in VARIANTS:
-        lines.append(f"  {v.label:<16} " + " ".join(f"{x:9.5f}" for x in results[v.label]["final"]))
+        lines.append(f"  {v.label:<16} " + " ".join(f"{x:9.5f}" for x in checked[v.label]["per_seed"]))
     return lines
 
 
