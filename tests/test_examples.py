@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -21,6 +22,10 @@ EXPECT: dict[str, tuple[list[str], list[str]]] = {
     "lr_schedules": (["--steps", "40"], ["OneCycleLR"]),
     "lj_clusters": (["--clusters", "20"], ["numopt.minimize_batch", "scipy L-BFGS-B loop", "speed-up"]),
     "optimizer_shootout": ([], ["AdamW", "Lion", "test acc", "step us", "left out: LBFGS"]),
+    "lowbit_quality": (
+        [],
+        ["fp32 state", "bfloat16 state", "int8 state", "state B/param", "fp32 spread: min-max", "per seed"],
+    ),
 }
 
 
@@ -69,3 +74,31 @@ def test_example_runs_and_writes_its_png(name: str, tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{name}: {out} is not a real PNG"
     assert not list(EXAMPLES.glob("*.npt")), "examples must not leave files in the repository"
+
+
+def test_lowbit_quality_measures_the_state_it_holds() -> None:
+    # the table's "state B/param" comes from the optimizer's own arrays: 8 (fp32 Adam), 4 (bfloat16),
+    # about 2 (int8: 1 byte per element and 4 per 256-element block; the biases keep float32 state)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import lowbit_quality as lq
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    import numopt
+
+    assert all(a * b >= numopt.AdamW.min_8bit_size for a, b in zip(lq.WIDTHS[:-1], lq.WIDTHS[1:]))
+    x, y = np.random.default_rng(0).random((8, lq.WIDTHS[0]), np.float32), np.arange(8) % lq.WIDTHS[-1]
+    measured = {}
+    for v in lq.VARIANTS:
+        params = lq.init_params(0)
+        opt = numopt.AdamW(params, **v.options)
+        lq.forward_backward(params, x, y)
+        opt.step()
+        measured[v.label] = lq.state_bytes_per_param(opt, params)
+        del opt
+    n = sum(p.size for p in params)
+    weights = sum(p.size for p in params if p.ndim == 2) / n
+    steps = 8 * len(params) / n  # each tensor's step count (float64)
+    assert measured["fp32 state"] == pytest.approx(8.0 + steps)
+    assert measured["bfloat16 state"] == pytest.approx(4.0 + steps)
+    assert measured["int8 state"] == pytest.approx(weights * 2 * (1 + 4 / 256) + (1 - weights) * 8 + steps, rel=1e-3)
