@@ -42,6 +42,7 @@ import copy
 import inspect
 import itertools
 import operator
+import re
 import warnings
 import weakref
 from collections import OrderedDict, defaultdict
@@ -254,6 +255,52 @@ _SHARED_DOCS = {
         "        buffer), ``capturable`` and ``differentiable`` must be False."
     ),
 }
+
+#: a buffer's dtype -> an empty array of it: an optional state array that an option turns off
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+_NO_SCALARS: dict[str, Any] = {}
+
+# where a rule's scalar comes from (see ``scalar_source``)
+_NUMBER, _FLAG, _BETA, _FIRST, _ATTRIBUTE, _GIVEN = "number", "flag", "beta", "first", "attribute", "given"
+
+
+def scalar_source(name: str, hparams: dict[str, Any], owner: Any) -> tuple[str, Any]:
+    """Where the scalar ``name`` of an elementwise rule comes from, for an optimizer ``owner`` whose
+    groups hold ``hparams``: ``('number' | 'flag', name)`` a hyperparameter (a flag when its validated
+    value is a bool), ``('beta', k - 1)`` for ``beta<k>`` (``betas[k - 1]``), ``('first', None)`` for
+    ``first_step``, ``('attribute', name)`` a flag the optimizer keeps as an attribute (``maximize``
+    of the pytorch-optimizer classes), else ``('given', name)``: a per-step scalar of the class.
+    The one rule both ``Optimizer._update`` and ``numopt.functional.init`` bind by."""
+    if name in hparams:
+        return (_FLAG if isinstance(hparams[name], (bool, np.bool_)) else _NUMBER), name
+    m = re.fullmatch(r"beta(\d)", name)
+    if m and "betas" in hparams:
+        return _BETA, int(m.group(1)) - 1
+    if name == "first_step":
+        return _FIRST, None
+    if isinstance(getattr(owner, name, None), bool):
+        return _ATTRIBUTE, name
+    return _GIVEN, name
+
+
+#: optimizer class -> how its rule's arguments are bound: ((state name, its ``when`` switch), ...),
+#: ((source kind, key), ...) per scalar (see ``Optimizer._update``)
+_BINDINGS: dict[type, tuple[tuple[tuple[str, str | None], ...], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _bind(opt: Any) -> tuple:
+    """How ``opt``'s class binds its rule's arguments (worked out once per class, from a live instance)."""
+    cls = type(opt)
+    rule = cls.rule.rule
+    when = {t.name: t.when for t in cls.state_tensors}
+    binding = (
+        tuple((name, when[name]) for name in rule.state),
+        tuple(scalar_source(name, opt.defaults, opt) for name in rule.scalars),
+    )
+    _BINDINGS[cls] = binding
+    return binding
+
 
 #: torch's implementation switches: accepted when they ask for nothing numopt does not do
 _TORCH_SWITCHES = ("foreach", "fused", "differentiable", "capturable")
@@ -522,8 +569,57 @@ class Optimizer:
         """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs (``scalar_state``)."""
         return self.scalar_state
 
+    def _count_step(self, group: dict[str, Any], run: Run) -> float:
+        """Count this step for the run's parameters; return the count the rule reads (from 1).
+
+        ``run.advance()`` for an algorithm that keeps ``'step'``; otherwise the count is left to
+        the base class (see ``_update_all``) and this returns ``run.step + 1`` (1 on a parameter's
+        first step). The generic ``_update`` passes ``first_step = (count == 1)``.
+        """
+        return run.advance() if self._tracks_step else run.step + 1.0
+
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        """The rule's scalars at step ``step`` that are not read from the group by name (see ``_update``).
+
+        A mapping from the rule's scalar names (bias corrections, ...) to float64 values,
+        formed with the same helpers as the class's ``functional_scalars``; a name it gives
+        takes precedence over the group's value (Schedule-Free's scheduled ``lr``).
+        """
+        return _NO_SCALARS
+
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        raise NotImplementedError
+        """One step of the class's ``rule`` over ``run``, its arguments bound by name.
+
+        Arrays: ``param`` and ``grad`` from the run, each state array from ``run.state`` (an
+        optional one whose ``when`` switch is off: an empty array). Scalars, by name (see
+        :func:`scalar_source`): a hyperparameter of the group (``float()``, or ``bool()`` for a
+        flag), ``beta<k>`` (``betas[k - 1]``), ``first_step``, a flag the optimizer keeps as an
+        attribute (``maximize``), and the rest from :meth:`_step_scalars`. A class whose step is
+        not one such call overrides this.
+        """
+        cls = type(self)
+        binding = _BINDINGS.get(cls) or _bind(self)
+        step = self._count_step(group, run)
+        given = self._step_scalars(group, step)
+        args = [run.data, run.grad]
+        for name, when in binding[0]:
+            args.append(run.state[name] if when is None or group[when] else _EMPTY[flat.dtype])
+        for kind, key in binding[1]:
+            if key in given:
+                args.append(given[key])
+            elif kind is _NUMBER:
+                args.append(float(group[key]))
+            elif kind is _FLAG:
+                args.append(bool(group[key]))
+            elif kind is _BETA:
+                args.append(float(group["betas"][key]))
+            elif kind is _FIRST:
+                args.append(step == 1)
+            elif kind is _ATTRIBUTE:
+                args.append(bool(getattr(self, key)))
+            else:
+                raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {key!r}")
+        run.pick(cls.rule)(*args)  # from the class: a jitted function read from an instance is a bound method
 
     # -- groups ---------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:

@@ -88,17 +88,3 @@ class Adadelta(Optimizer):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
             raise RuntimeError("Adadelta does not support sparse gradients")
         return super()._prepare(group, flat)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        run.advance()
-        run.pick(adadelta_step)(
-            run.data,
-            run.grad,
-            run.state["square_avg"],
-            run.state["acc_delta"],
-            float(group["lr"]),
-            float(group["rho"]),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bool(group["maximize"]),
-        )

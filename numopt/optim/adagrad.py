@@ -122,14 +122,5 @@ class Adagrad(Optimizer):
                 raise RuntimeError("weight_decay option is not compatible with sparse gradients")
         return super()._prepare(group, flat)
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        run.pick(adagrad_step)(
-            run.data,
-            run.grad,
-            run.state["sum"],
-            adagrad_scalars(float(group["lr"]), float(group["lr_decay"]), step),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bool(group["maximize"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        return {"neg_clr": adagrad_scalars(float(group["lr"]), float(group["lr_decay"]), step)}

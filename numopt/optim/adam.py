@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._jit import kernel
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
 from ..kernels.adam import adam_scalars, adam_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["Adam"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:
@@ -132,24 +127,6 @@ class Adam(Optimizer):
         _check_adam_family(h)
         check_bool("amsgrad", h["amsgrad"])
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        beta1, beta2 = (float(b) for b in group["betas"])
-        amsgrad = bool(group["amsgrad"])
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype (see adam_step).
-        run.pick(adam_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["max_exp_avg_sq"] if amsgrad else _EMPTY[flat.dtype],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            *adam_scalars(beta1, beta2, step),
-            amsgrad,
-            bool(group["maximize"]),
-            bool(group["decoupled_weight_decay"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        bias_correction1, bias_correction2_sqrt = adam_scalars(*(float(b) for b in group["betas"]), step)
+        return {"bias_correction1": bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt}

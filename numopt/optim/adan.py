@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from ..flat import Run
 from ..kernels.adan import adan_step
 from ..kernels.clip import SUM_SQUARES
 from ..optimizer import Optimizer, StateTensor
@@ -148,30 +148,15 @@ class Adan(Optimizer):
         clip = max_norm / (math.sqrt(total) + float(self.defaults["eps"]))
         return clip if clip != clip else min(1.0, clip)  # NaN propagates, as torch.clamp's
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         beta1, beta2, beta3 = (float(b) for b in group["betas"])
-        t = group["step"]
-        run.pick(adan_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["exp_avg_diff"],
-            run.state["previous_grad"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            beta3,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            1.0 - math.pow(beta1, t),
-            1.0 - math.pow(beta2, t),
-            math.sqrt(1.0 - math.pow(beta3, t)),
-            self._clip,
-            bool(group["weight_decouple"]),
-            bool(self.maximize),
-            run.step == 0,
-        )
+        t = group["step"]  # the reference counts steps per group (see _update_all)
+        return {
+            "bias_correction1": 1.0 - math.pow(beta1, t),
+            "bias_correction2": 1.0 - math.pow(beta2, t),
+            "bias_correction3_sqrt": math.sqrt(1.0 - math.pow(beta3, t)),
+            "clip": self._clip,
+        }
 
     def _update_all(self) -> None:
         # every buffer prepared first (gradients checked, state created) so that nothing changes on an error

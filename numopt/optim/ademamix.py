@@ -6,7 +6,6 @@ from typing import Any
 
 from .._jit import kernel
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
 from ..kernels.ademamix import ademamix_scalars, ademamix_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
@@ -153,35 +152,16 @@ class AdEMAMix(GroupStepCount, Optimizer):
         for name in ("weight_decouple", "fixed_decay"):
             check_bool(name, h[name])
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         beta1, beta2, beta3 = (float(b) for b in group["betas"])
         t_alpha_beta3 = group["t_alpha_beta3"]
-        alpha = float(group["alpha"])
-        bc1, bc2_sqrt, alpha_t, beta3_t = ademamix_scalars(
-            beta1,
-            beta2,
-            beta3,
-            alpha,
-            0.0 if t_alpha_beta3 is None else float(t_alpha_beta3),
-            float(self._group_step(group)),
+        t_alpha_beta3 = 0.0 if t_alpha_beta3 is None else float(t_alpha_beta3)
+        bias_correction1, bias_correction2_sqrt, alpha_t, beta3_t = ademamix_scalars(
+            beta1, beta2, beta3, float(group["alpha"]), t_alpha_beta3, float(step)
         )
-        run.pick(ademamix_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["exp_avg_slow"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            beta3_t,
-            alpha_t,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bc1,
-            bc2_sqrt,
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            bool(self.maximize),
-        )
+        return {
+            "bias_correction1": bias_correction1,
+            "bias_correction2_sqrt": bias_correction2_sqrt,
+            "alpha_t": alpha_t,
+            "beta3_t": beta3_t,
+        }

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
 from ..kernels.adopt import adopt_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
@@ -132,25 +131,6 @@ class ADOPT(GroupStepCount, Optimizer):
         for name in ("weight_decouple", "fixed_decay"):
             check_bool(name, h[name])
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
-        step = self._group_step(group)
-        first = step == 1
-        clip = math.inf if first or self.clip_lambda is None else float(self.clip_lambda(step))
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(adopt_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            clip,
-            float(group["weight_decay"]),
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            first,
-            bool(self.maximize),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        # the reference's clip: none at the first step (its group count, from 1)
+        return {"clip": math.inf if step == 1 or self.clip_lambda is None else float(self.clip_lambda(step))}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
 from ..kernels.lion import lion_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
@@ -99,19 +98,3 @@ class Lion(GroupStepCount, Optimizer):
         check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
         for name in ("weight_decouple", "fixed_decay"):
             check_bool(name, h[name])
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(lion_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["weight_decay"]),
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            bool(self.maximize),
-        )

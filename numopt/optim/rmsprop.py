@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
@@ -13,8 +11,6 @@ from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["RMSprop"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 class RMSprop(Optimizer):
@@ -110,23 +106,3 @@ class RMSprop(Optimizer):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
             raise RuntimeError("RMSprop does not support sparse gradients")
         return super()._prepare(group, flat)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        run.advance()
-        empty = _EMPTY[flat.dtype]
-        momentum = float(group["momentum"])
-        centered = bool(group["centered"])
-        run.pick(rmsprop_step)(
-            run.data,
-            run.grad,
-            run.state["square_avg"],
-            run.state["grad_avg"] if centered else empty,
-            run.state["momentum_buffer"] if momentum > 0 else empty,
-            float(group["lr"]),
-            float(group["alpha"]),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            momentum,
-            centered,
-            bool(group["maximize"]),
-        )

@@ -102,7 +102,7 @@ class _ScheduleFree(Optimizer):
 
     def _update_all(self) -> None:
         # the schedule advances for every group at every step, with or without gradients (as the reference)
-        self._scalars: dict[int, tuple[float, ...]] = {}
+        self._scalars: dict[int, dict[str, float]] = {}
         for group in self.param_groups:
             k = group["k"]
             lr, lr_max, weight_sum, ckp1 = schedule_scalars(
@@ -115,7 +115,7 @@ class _ScheduleFree(Optimizer):
                 group["weight_sum"],
             )
             self._record(group, scheduled_lr=lr, lr_max=lr_max, weight_sum=weight_sum)
-            self._scalars[id(group)] = (lr, ckp1, *self._extra_scalars(group, k))
+            self._scalars[id(group)] = {"lr": lr, "ckp1": ckp1, **self._extra_scalars(group, k)}
         try:
             super()._update_all()
         finally:
@@ -123,8 +123,13 @@ class _ScheduleFree(Optimizer):
         for group in self.param_groups:
             self._record(group, k=group["k"] + 1)
 
-    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
-        return ()
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> dict[str, float]:
+        """The rule's other scalars that follow the schedule's step ``k`` (from 0)."""
+        return {}
+
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        # the scheduled lr (not the group's) and the averaging weight, formed once per group and step
+        return self._scalars[id(group)]
 
 
 def _runs_with_state(flat: FlatBuffer) -> list[Run]:
@@ -232,19 +237,6 @@ class SGDScheduleFree(_ScheduleFree):
     def _beta(self, group: dict[str, Any]) -> float:
         return float(group["momentum"])
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        lr, ckp1 = self._scalars[id(group)]
-        run.pick(sgd_schedulefree_step)(
-            run.data,
-            run.grad,
-            run.state["z"],
-            lr,
-            float(group["momentum"]),
-            float(group["weight_decay"]),
-            ckp1,
-            run.step == 0,
-        )
-
 
 class AdamWScheduleFree(_ScheduleFree):
     r"""Schedule-Free AdamW: Adam-normalized steps, an average of the iterates instead of a schedule.
@@ -339,23 +331,5 @@ class AdamWScheduleFree(_ScheduleFree):
     def _beta(self, group: dict[str, Any]) -> float:
         return float(group["betas"][0])
 
-    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
-        return (1 - float(group["betas"][1]) ** (k + 1),)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        lr, ckp1, bias_correction2 = self._scalars[id(group)]
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(adamw_schedulefree_step)(
-            run.data,
-            run.grad,
-            run.state["z"],
-            run.state["exp_avg_sq"],
-            lr,
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            ckp1,
-            bias_correction2,
-            run.step == 0,
-        )
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> dict[str, float]:
+        return {"bias_correction2": 1 - float(group["betas"][1]) ** (k + 1)}

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
 from ..kernels.sgd import sgd_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["SGD"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 class SGD(Optimizer):
@@ -94,20 +89,3 @@ class SGD(Optimizer):
                 "Nesterov momentum requires a momentum and zero dampening "
                 f"(got momentum={h['momentum']!r}, dampening={h['dampening']!r})"
             )
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        momentum = float(group["momentum"])
-        buf = run.state["momentum_buffer"] if momentum != 0 else _EMPTY[flat.dtype]
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        run.pick(sgd_step)(
-            run.data,
-            run.grad,
-            buf,
-            float(group["lr"]),
-            momentum,
-            float(group["dampening"]),
-            float(group["weight_decay"]),
-            bool(group["nesterov"]),
-            bool(group["maximize"]),
-            run.step == 0,
-        )
