@@ -284,21 +284,39 @@ def scalar_source(name: str, hparams: dict[str, Any], owner: Any) -> tuple[str, 
     return _GIVEN, name
 
 
-#: optimizer class -> how its rule's arguments are bound: ((state name, its ``when`` switch), ...),
-#: ((source kind, key), ...) per scalar (see ``Optimizer._update``)
-_BINDINGS: dict[type, tuple[tuple[tuple[str, str | None], ...], tuple[tuple[str, Any], ...]]] = {}
+#: optimizer class -> its rule's arguments, bound by name: ``(self, group, run, step, given, empty) -> tuple``
+#: (see ``Optimizer._update``)
+_BINDINGS: dict[type, Callable[..., tuple]] = {}
 
 
-def _bind(opt: Any) -> tuple:
-    """How ``opt``'s class binds its rule's arguments (worked out once per class, from a live instance)."""
+def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., tuple]:
+    """How ``opt``'s class binds its rule's arguments, worked out once per class from a live instance and
+    the names its ``_step_scalars`` gives: one expression per argument, compiled into one function (a
+    step of a tiny model costs no more than a hand-written argument list)."""
     cls = type(opt)
+    if cls.rule is None:
+        raise NotImplementedError(f"{cls.__name__} declares no elementwise rule: it must override _update")
     rule = cls.rule.rule
     when = {t.name: t.when for t in cls.state_tensors}
-    binding = (
-        tuple((name, when[name]) for name in rule.state),
-        tuple(scalar_source(name, opt.defaults, opt) for name in rule.scalars),
-    )
-    _BINDINGS[cls] = binding
+    args = ["run.data", "run.grad"]
+    for name in rule.state:
+        array = f"run.state[{name!r}]"
+        args.append(array if when[name] is None else f"({array} if group[{when[name]!r}] else empty)")
+    for name in rule.scalars:
+        kind, key = (_GIVEN, name) if name in given else scalar_source(name, opt.defaults, opt)
+        if kind == _GIVEN and name not in given:
+            raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {name!r}")
+        args.append(
+            {
+                _GIVEN: f"given[{key!r}]",
+                _NUMBER: f"float(group[{key!r}])",
+                _FLAG: f"bool(group[{key!r}])",
+                _BETA: f"float(group['betas'][{key!r}])",
+                _FIRST: "step == 1",
+                _ATTRIBUTE: f"bool(self.{key})",
+            }[kind]
+        )
+    binding = _BINDINGS[cls] = eval(f"lambda self, group, run, step, given, empty: ({', '.join(args)},)")  # noqa: S307
     return binding
 
 
@@ -594,32 +612,15 @@ class Optimizer:
         optional one whose ``when`` switch is off: an empty array). Scalars, by name (see
         :func:`scalar_source`): a hyperparameter of the group (``float()``, or ``bool()`` for a
         flag), ``beta<k>`` (``betas[k - 1]``), ``first_step``, a flag the optimizer keeps as an
-        attribute (``maximize``), and the rest from :meth:`_step_scalars`. A class whose step is
-        not one such call overrides this.
+        attribute (``maximize``), and the rest from :meth:`_step_scalars` (the same names at every
+        step). A class whose step is not one such call overrides this.
         """
         cls = type(self)
-        binding = _BINDINGS.get(cls) or _bind(self)
         step = self._count_step(group, run)
         given = self._step_scalars(group, step)
-        args = [run.data, run.grad]
-        for name, when in binding[0]:
-            args.append(run.state[name] if when is None or group[when] else _EMPTY[flat.dtype])
-        for kind, key in binding[1]:
-            if key in given:
-                args.append(given[key])
-            elif kind is _NUMBER:
-                args.append(float(group[key]))
-            elif kind is _FLAG:
-                args.append(bool(group[key]))
-            elif kind is _BETA:
-                args.append(float(group["betas"][key]))
-            elif kind is _FIRST:
-                args.append(step == 1)
-            elif kind is _ATTRIBUTE:
-                args.append(bool(getattr(self, key)))
-            else:
-                raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {key!r}")
-        run.pick(cls.rule)(*args)  # from the class: a jitted function read from an instance is a bound method
+        bind = _BINDINGS.get(cls) or _bind(self, given)
+        # from the class: a jitted function read from an instance is a bound method
+        run.pick(cls.rule)(*bind(self, group, run, step, given, _EMPTY[flat.dtype]))
 
     # -- groups ---------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
