@@ -243,18 +243,78 @@ class StateTensor:
         return tuple(k for k in (self.when, self.fill) if isinstance(k, str))
 
 
-#: argument documentation the optimizer classes share: ``%(name)s`` in a class docstring
+#: argument documentation the optimizer classes share: ``%(name)s`` in a class docstring; ``{arg}`` in a
+#: text is the class's own default of constructor argument ``arg`` (see ``_render_doc``)
 _SHARED_DOCS = {
     "params": "params : iterable\n        Parameters or parameter groups (dicts).",
+    "lr": "lr : float, default {lr}\n        Learning rate (>= 0).",
+    "eps": "eps : float, default {eps}\n        Added to the denominator for numerical stability (>= 0).",
+    "betas": (
+        "betas : (float, float), default {betas}\n"
+        "        Decay rates of the first and second moment estimates, each in [0, 1)."
+    ),
+    "maximize": "maximize : bool, default False\n        Maximize the objective instead of minimizing it.",
+    "foreach": (
+        "foreach : bool or None, default {foreach}\n        Accepted (numopt always runs one fused pass per buffer)."
+    ),
     "torch_args": (
-        "maximize : bool, default False\n"
-        "        Maximize the objective instead of minimizing it.\n"
+        "%(maximize)s\n"
         "    foreach, fused, capturable, differentiable : optional\n"
         "        torch's implementation switches, where the reference takes them: ``foreach`` and\n"
         "        ``fused`` are accepted (not both True; numopt always runs one fused pass per\n"
         "        buffer), ``capturable`` and ``differentiable`` must be False."
     ),
+    # torch's Adam family: Adam, NAdam, RAdam
+    "adam_args": (
+        "%(lr)s\n"
+        "    %(betas)s\n"
+        "    %(eps)s\n"
+        "    weight_decay : float, default {weight_decay}\n"
+        "        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0)."
+    ),
+    # pytorch-optimizer's weight decay options (Lion, ADOPT, AdEMAMix)
+    "decay_args": (
+        "weight_decay : float, default {weight_decay}\n"
+        "        Weight decay (>= 0).\n"
+        "    weight_decouple : bool, default {weight_decouple}\n"
+        "        Decay the parameters directly (as AdamW does) instead of through the gradient.\n"
+        "    fixed_decay : bool, default {fixed_decay}\n"
+        "        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``."
+    ),
 }
+
+
+def _doc_value(v: Any) -> str:
+    """A default as the docstrings write it: ``1e-3`` (not ``0.001``), ``0`` for zero, ``(0.9, 0.999)``."""
+    if isinstance(v, tuple):
+        return f"({', '.join(map(_doc_value, v))})"
+    if isinstance(v, float) and not isinstance(v, bool):
+        if v == 0:
+            return "0"
+        short = f"{v:.0e}"
+        if abs(v) <= 0.01 and float(short) == v:
+            mantissa, exponent = short.split("e")
+            return f"{mantissa}e{int(exponent)}"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _render_doc(cls: type, doc: str, texts: dict[str, str]) -> str:
+    """``doc`` with each ``%(name)s`` of ``texts`` replaced (texts may use other names), every ``{arg}`` in
+    them filled with the class's default of constructor argument ``arg``."""
+    defaults = {
+        k: _doc_value(p.default)
+        for k, p in inspect.signature(cls.__init__).parameters.items()  # type: ignore[misc]
+        if p.default is not inspect.Parameter.empty
+    }
+    while "%(" in doc:
+        before = doc
+        for key, text in texts.items():
+            if f"%({key})s" in doc:
+                doc = doc.replace(f"%({key})s", text.format_map(defaults) if "{" in text else text)
+        if doc == before:  # names of another mechanism (``%(schedule_args)s``) stay
+            break
+    return doc
+
 
 #: a buffer's dtype -> an empty array of it: an optional state array that an option turns off
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
@@ -430,8 +490,7 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if cls.__doc__ and "%(" in cls.__doc__:
-            for key, text in _SHARED_DOCS.items():
-                cls.__doc__ = cls.__doc__.replace(f"%({key})s", text)
+            cls.__doc__ = _render_doc(cls, cls.__doc__, _SHARED_DOCS)
         if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
             step = ("step",) if cls._tracks_step else ()
             cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))

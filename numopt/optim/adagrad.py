@@ -36,8 +36,7 @@ class Adagrad(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     lr_decay : float, default 0
         Learning rate decay (>= 0).
     weight_decay : float, default 0

@@ -34,8 +34,7 @@ class Adamax(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 2e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.999)
         Decay rates of the first moment and of the infinity norm, each in [0, 1).
     eps : float, default 1e-8

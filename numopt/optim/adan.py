@@ -57,8 +57,7 @@ class Adan(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float, float), default (0.98, 0.92, 0.99)
         Decay rates of the gradient average, of the gradient-difference average (both
         in [0, 1)) and of the squared-update average (in [0, 1]).

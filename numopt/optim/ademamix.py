@@ -68,27 +68,18 @@ class AdEMAMix(GroupStepCount, Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float, float), default (0.9, 0.999, 0.9999)
         Decay rates of the fast EMA and of the second moment, each in [0, 1), and of the
         slow EMA, in [0, 1].
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default False
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    %(decay_args)s
     alpha : float, default 5.0
         Weight of the slow EMA (>= 0).
     t_alpha_beta3 : float or None, default None
         Warm-up length, in steps, of ``alpha`` and ``beta3`` (> 0); ``None``: no warm-up.
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    foreach : bool or None, default None
-        Accepted (numopt always runs one fused pass per buffer).
+    %(eps)s
+    %(maximize)s
+    %(foreach)s
 
     State
     -----

@@ -46,8 +46,7 @@ class ADOPT(GroupStepCount, Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.9999)
         Decay rates of the momentum of the normalized gradient and of the second moment, each in [0, 1).
     clip_lambda : callable or None, default ``step ** 0.25``
@@ -56,18 +55,11 @@ class ADOPT(GroupStepCount, Optimizer):
         clipping. Kept on the optimizer (``opt.clip_lambda``), not in the groups nor in the
         state dict, as in the reference; a lambda makes the optimizer unpicklable (the
         default, :func:`step_quarter_power`, pickles).
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default False
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
-    foreach : bool or None, default None
-        Accepted (numopt always runs one fused pass per buffer).
+    %(decay_args)s
+    %(foreach)s
     eps : float, default 1e-6
         Lower bound of the normalizing ``sqrt(v)`` (>= 0).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(maximize)s
 
     State
     -----

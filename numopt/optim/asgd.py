@@ -45,8 +45,7 @@ class ASGD(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     lambd : float, default 1e-4
         Decay term.
     alpha : float, default 0.75

@@ -38,12 +38,7 @@ class Lion(GroupStepCount, Optimizer):
         ``lr`` than Adam (3-10x smaller).
     betas : (float, float), default (0.9, 0.99)
         Interpolation weight of the update and decay rate of the momentum, each in [0, 1).
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default True
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    %(decay_args)s
     %(torch_args)s
     %(state_dtype)s
 

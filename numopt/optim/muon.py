@@ -123,8 +123,7 @@ class Muon(Optimizer):
     params : iterable
         2-D parameters, or groups of them (dicts). Optimize biases, embeddings
         and other non-matrix parameters with another optimizer (e.g. AdamW).
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     weight_decay : float, default 0.1
         Decoupled weight decay (>= 0): each step multiplies the parameter by
         ``1 - lr * weight_decay``.

@@ -50,14 +50,7 @@ class NAdam(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 2e-3
-        Learning rate (>= 0).
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    weight_decay : float, default 0
-        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    %(adam_args)s
     momentum_decay : float, default 4e-3
         The momentum-decay rate :math:`\psi` (>= 0).
     decoupled_weight_decay : bool, default False

@@ -29,8 +29,7 @@ class RMSprop(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     alpha : float, default 0.99
         Smoothing constant of the running averages (>= 0).
     eps : float, default 1e-8

@@ -23,8 +23,7 @@ _SCHEDULE_ARGS = """warmup_steps : int, default 0
         Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
     weight_lr_power : float, default 2
         The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
-    foreach : bool or None, default True
-        Accepted (numopt always runs one fused pass per buffer)."""
+    %(foreach)s"""
 
 
 class _ScheduleFree(Optimizer):
@@ -266,8 +265,7 @@ class AdamWScheduleFree(_ScheduleFree):
     Parameters
     ----------
     %(params)s
-    lr : float, default 0.0025
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.999)
         ``beta1``, the interpolation constant of ``y`` between ``z`` and ``x``, in (0, 1);
         ``beta2``, the decay rate of the second moment, in [0, 1).

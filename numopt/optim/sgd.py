@@ -26,8 +26,7 @@ class SGD(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     momentum : float, default 0
         Momentum factor (>= 0).
     dampening : float, default 0
