@@ -462,6 +462,9 @@ class Optimizer:
     reference: str | None = None
     #: a group's values of the hyperparameters ``state_tensors`` read (derived; a plain callable)
     _spec_key: Callable[[dict[str, Any]], Any] = _no_options
+    #: constructor arguments kept as attributes of the optimizer, not in its groups (``maximize`` of the
+    #: pytorch-optimizer classes, as their reference keeps it): name -> its check, ``check(name, value)``
+    _optimizer_attributes: dict[str, Callable[[str, Any], Any]] = {}
     #: whether the algorithm keeps torch's per-parameter ``state['step']``
     _tracks_step: bool = True
     #: every state key the algorithm may create (for ``load_state_dict`` checks); derived from the
@@ -509,11 +512,15 @@ class Optimizer:
     def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
         """Set up from the constructor's arguments (its ``locals()``): every argument but ``params`` is a default.
 
-        torch's implementation switches (``foreach``, ``fused``, ``differentiable``,
+        The arguments the class keeps as attributes (``_optimizer_attributes``) are checked
+        and set first. torch's implementation switches (``foreach``, ``fused``, ``differentiable``,
         ``capturable``) are checked, the hyperparameters validated, then each named in
         ``convert`` converted (Adam keeps ``betas`` as a tuple) before the groups are added.
         """
         defaults = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+        for name, check in self._optimizer_attributes.items():  # checked and kept on the optimizer
+            check(name, defaults[name])
+            setattr(self, name, defaults.pop(name))
         if "state_dtype" in defaults:  # compact state (numopt.lowbit): the optimizer's, not a group's
             self._set_state_dtype(defaults.pop("state_dtype"), defaults.pop("min_8bit_size", 4096))
         check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.adagrad import adagrad_scalars, adagrad_step
 from ..optimizer import Optimizer, StateTensor
@@ -102,12 +102,8 @@ class Adagrad(Optimizer):
                     self.state[p]["sum"] = flat.state_view("sum", i)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("lr_decay", h["lr_decay"], low=0.0)
-        check_number("weight_decay", h["weight_decay"], low=0.0)
-        check_number("initial_accumulator_value", h["initial_accumulator_value"], low=0.0)
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+        check_flags(h, "maximize")
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         # torch fills 'sum' from the constructor's value, not the group's

@@ -5,32 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_flags, check_nonnegative
 from ..kernels.adam import adam_scalars, adam_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["Adam"]
 
 
-def _check_betas(betas: Any) -> tuple[float, float]:
-    """Return ``betas`` as two floats if it is a pair of numbers in ``[0, 1)``."""
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
-        raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
-    return tuple(  # type: ignore[return-value]
-        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True, label=f"beta parameter at index {i}")
-        for i, b in enumerate(betas)
-    )
+_check_betas = check_betas  # the name the other optimizers' modules import
 
 
 def _check_adam_family(h: dict[str, Any]) -> None:
     """The checks every member of the Adam family shares (torch's wording and order)."""
-    check_number("lr", h["lr"], low=0.0, label="learning rate")
-    check_number("eps", h["eps"], low=0.0, label="epsilon value")
-    _check_betas(h["betas"])
-    check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-    check_bool("maximize", h["maximize"])
-    if "decoupled_weight_decay" in h:
-        check_bool("decoupled_weight_decay", h["decoupled_weight_decay"])
+    check_nonnegative(h, "lr", "eps")
+    check_betas(h["betas"])
+    check_nonnegative(h, "weight_decay")
+    check_flags(h, "maximize", *(["decoupled_weight_decay"] if "decoupled_weight_decay" in h else []))
 
 
 @kernel(parallel=False)
@@ -118,7 +108,7 @@ class Adam(Optimizer):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
-        check_bool("amsgrad", h["amsgrad"])
+        check_flags(h, "amsgrad")
 
     def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         bias_correction1, bias_correction2_sqrt = adam_scalars(*(float(b) for b in group["betas"]), step)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..flat import Run
 from ..kernels.adan import adan_step
 from ..kernels.clip import SUM_SQUARES
@@ -15,14 +15,6 @@ from ..optimizer import Optimizer, StateTensor
 from ..utils import _partials
 
 __all__ = ["Adan"]
-
-
-def _check_betas3(betas: Any) -> None:
-    """``betas`` must be three numbers: beta1, beta2 in [0, 1), beta3 in [0, 1] (the reference's ranges)."""
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 3:
-        raise TypeError(f"betas must be three numbers (beta1, beta2, beta3), got {betas!r}")
-    for i, b in enumerate(betas):
-        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
 
 
 class Adan(Optimizer):
@@ -105,6 +97,7 @@ class Adan(Optimizer):
     bench_kwargs = {"lr": 1e-3, "weight_decay": 0.02}
     reference = "pytorch_optimizer.Adan"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}
     #: this step's clipping factor (``_update_all`` sets it before the update pass)
     _clip: float = 1.0
 
@@ -120,17 +113,14 @@ class Adan(Optimizer):
         eps: float = 1e-8,
         maximize: bool = False,
     ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas3(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("weight_decouple", h["weight_decouple"])
-        check_number("max_grad_norm", h["max_grad_norm"], low=0.0, label="max_grad_norm value")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"], 3)
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "weight_decouple")
+        check_nonnegative(h, "max_grad_norm", "eps")
 
     def _clip_factor(self, runs: list[Run]) -> float:
         """``min(1, max_grad_norm / (||g|| + eps))`` over the gradients of ``runs`` (every group's), or 1.0.

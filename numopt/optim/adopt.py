@@ -6,11 +6,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.adopt import adopt_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from .adam import _check_betas
 
 __all__ = ["ADOPT"]
 
@@ -18,6 +17,11 @@ __all__ = ["ADOPT"]
 def step_quarter_power(step: float) -> float:
     """ADOPT's default clip schedule: ``step ** 0.25`` (a module-level function, so the optimizer pickles)."""
     return math.pow(step, 0.25)
+
+
+def _check_clip_lambda(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable (step -> clip value) or None, got {value!r}")
 
 
 class ADOPT(GroupStepCount, Optimizer):
@@ -91,6 +95,7 @@ class ADOPT(GroupStepCount, Optimizer):
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.ADOPT"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool, "clip_lambda": _check_clip_lambda}
 
     def __init__(
         self,
@@ -105,23 +110,13 @@ class ADOPT(GroupStepCount, Optimizer):
         eps: float = 1e-6,
         maximize: bool = False,
     ) -> None:
-        check_bool("maximize", maximize)
-        if clip_lambda is not None and not callable(clip_lambda):
-            raise TypeError(f"clip_lambda must be a callable (step -> clip value) or None, got {clip_lambda!r}")
-        # on the optimizer, not in the groups, as in the reference
-        self.maximize = maximize
-        self.clip_lambda = clip_lambda
-        self._construct(
-            params, {k: v for k, v in locals().items() if k not in ("maximize", "clip_lambda")}, betas=tuple
-        )
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        for name in ("weight_decouple", "fixed_decay"):
-            check_bool(name, h[name])
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"])
+        check_nonnegative(h, "weight_decay", "eps")
+        check_flags(h, "weight_decouple", "fixed_decay")
 
     def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         # the reference's clip: none at the first step (its group count, from 1)

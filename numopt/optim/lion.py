@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.lion import lion_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from .adam import _check_betas
 
 __all__ = ["Lion"]
 
@@ -68,6 +67,7 @@ class Lion(GroupStepCount, Optimizer):
     bench_kwargs = {"lr": 1e-4}
     reference = "pytorch_optimizer.Lion"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}
 
     def __init__(
         self,
@@ -83,13 +83,10 @@ class Lion(GroupStepCount, Optimizer):
         state_dtype: str | None = None,
         min_8bit_size: int = 4096,
     ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        for name in ("weight_decouple", "fixed_decay"):
-            check_bool(name, h[name])
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "weight_decouple", "fixed_decay")

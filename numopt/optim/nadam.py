@@ -6,7 +6,7 @@ from typing import Any
 
 from .._jit import kernel
 from .._scalar_state import stretches
-from .._validation import check_number
+from .._validation import check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_advance, nadam_step, nadam_step_sizes
 from ..optimizer import Optimizer, StateTensor
@@ -102,7 +102,7 @@ class NAdam(Optimizer):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
-        check_number("momentum_decay", h["momentum_decay"], low=0.0, label="momentum_decay value")
+        check_nonnegative(h, "momentum_decay")
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
 from ..optimizer import Optimizer, StateTensor
@@ -92,13 +92,8 @@ class RMSprop(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_number("momentum", h["momentum"], low=0.0)
-        check_number("weight_decay", h["weight_decay"], low=0.0)
-        check_number("alpha", h["alpha"], low=0.0)
-        check_bool("centered", h["centered"])
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "lr", "eps", "momentum", "weight_decay", "alpha")
+        check_flags(h, "centered", "maximize")
 
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):

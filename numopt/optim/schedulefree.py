@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_bool, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.schedulefree import adamw_schedulefree_step, schedule_scalars, schedulefree_swap, sgd_schedulefree_step
 from ..optimizer import Optimizer, StateTensor
-from .adam import _check_betas
 
 __all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
 
@@ -46,9 +45,7 @@ class _ScheduleFree(Optimizer):
         raise NotImplementedError
 
     def _validate_schedule(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("warmup_steps", h["warmup_steps"], low=0.0, label="warmup_steps value")
+        check_nonnegative(h, "lr", "weight_decay", "warmup_steps")
         check_number("r", h["r"], label="r value")
         check_number("weight_lr_power", h["weight_lr_power"], low=0.0, label="weight_lr_power value")
         check_bool("train_mode", h["train_mode"])
@@ -319,12 +316,12 @@ class AdamWScheduleFree(_ScheduleFree):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         self._validate_schedule(h)
-        beta1, _ = _check_betas(h["betas"])
+        beta1, _ = check_betas(h["betas"])
         if beta1 == 0:
             raise ValueError(
                 f"Invalid beta parameter at index 0: {h['betas'][0]!r} (betas[0] must be > 0: eval() divides by it)"
             )
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_nonnegative(h, "eps")
 
     def _beta(self, group: dict[str, Any]) -> float:
         return float(group["betas"][0])

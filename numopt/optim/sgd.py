@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative, check_number
 from ..kernels.sgd import sgd_step
 from ..optimizer import Optimizer, StateTensor
 
@@ -77,12 +77,10 @@ class SGD(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("momentum", h["momentum"], low=0.0, label="momentum value")
+        check_nonnegative(h, "lr", "momentum")
         check_number("dampening", h["dampening"], label="dampening value")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("nesterov", h["nesterov"])
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "nesterov", "maximize")
         if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires a momentum and zero dampening "
