@@ -344,15 +344,15 @@ def scalar_source(name: str, hparams: dict[str, Any], owner: Any) -> tuple[str, 
     return _GIVEN, name
 
 
-#: optimizer class -> its rule's arguments, bound by name: ``(self, group, run, step, given, empty) -> tuple``
-#: (see ``Optimizer._update``)
-_BINDINGS: dict[type, Callable[..., tuple]] = {}
+#: optimizer class -> its rule's call, generated: ``(self, group, flat, run, step, given) -> None``, the
+#: arguments bound by name (see ``Optimizer._update``)
+_BINDINGS: dict[type, Callable[..., None]] = {}
 
 
-def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., tuple]:
-    """How ``opt``'s class binds its rule's arguments, worked out once per class from a live instance and
-    the names its ``_step_scalars`` gives: one expression per argument, compiled into one function (a
-    step of a tiny model costs no more than a hand-written argument list)."""
+def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., None]:
+    """The update of ``opt``'s class, worked out once per class from a live instance and the names its
+    ``_step_scalars`` gives: one expression per argument of the rule, compiled into one function (a step of
+    a tiny model then costs what a hand-written argument list costs)."""
     cls = type(opt)
     if cls.rule is None:
         raise NotImplementedError(f"{cls.__name__} declares no elementwise rule: it must override _update")
@@ -361,7 +361,7 @@ def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., tuple]:
     args = ["run.data", "run.grad"]
     for name in rule.state:
         array = f"run.state[{name!r}]"
-        args.append(array if when[name] is None else f"({array} if group[{when[name]!r}] else empty)")
+        args.append(array if when[name] is None else f"({array} if group[{when[name]!r}] else _EMPTY[flat.dtype])")
     for name in rule.scalars:
         kind, key = (_GIVEN, name) if name in given else scalar_source(name, opt.defaults, opt)
         if kind == _GIVEN and name not in given:
@@ -376,8 +376,12 @@ def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., tuple]:
                 _ATTRIBUTE: f"bool(self.{key})",
             }[kind]
         )
-    binding = _BINDINGS[cls] = eval(f"lambda self, group, run, step, given, empty: ({', '.join(args)},)")  # noqa: S307
-    return binding
+    # the rule from the class: a jitted function read from an instance is a bound method
+    src = f"def update(self, group, flat, run, step, given):\n    run.pick(rule)({', '.join(args)})\n"
+    namespace = {"rule": cls.rule, "_EMPTY": _EMPTY}
+    exec(compile(src, f"<numopt update of {cls.__name__}>", "exec"), namespace)  # noqa: S102  (generated here)
+    update = _BINDINGS[cls] = namespace["update"]
+    return update
 
 
 #: torch's implementation switches: accepted when they ask for nothing numopt does not do
@@ -681,12 +685,9 @@ class Optimizer:
         attribute (``maximize``), and the rest from :meth:`_step_scalars` (the same names at every
         step). A class whose step is not one such call overrides this.
         """
-        cls = type(self)
         step = self._count_step(group, run)
         given = self._step_scalars(group, step)
-        bind = _BINDINGS.get(cls) or _bind(self, given)
-        # from the class: a jitted function read from an instance is a bound method
-        run.pick(cls.rule)(*bind(self, group, run, step, given, _EMPTY[flat.dtype]))
+        (_BINDINGS.get(type(self)) or _bind(self, given))(self, group, flat, run, step, given)
 
     # -- groups ---------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:

@@ -111,5 +111,6 @@ class Adam(Optimizer):
         check_flags(h, "amsgrad")
 
     def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
-        bias_correction1, bias_correction2_sqrt = adam_scalars(*(float(b) for b in group["betas"]), step)
+        beta1, beta2 = group["betas"]
+        bias_correction1, bias_correction2_sqrt = adam_scalars(float(beta1), float(beta2), step)
         return {"bias_correction1": bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt}

@@ -91,5 +91,6 @@ class RAdam(Optimizer):
         _check_adam_family(h)
 
     def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
-        bias_correction1, bias_correction2_sqrt, rect = radam_scalars(*(float(b) for b in group["betas"]), step)
+        beta1, beta2 = group["betas"]
+        bias_correction1, bias_correction2_sqrt, rect = radam_scalars(float(beta1), float(beta2), step)
         return {"bias_correction1": bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt, "rect": rect}
