@@ -362,10 +362,14 @@ def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., None]:
     for name in rule.state:
         array = f"run.state[{name!r}]"
         args.append(array if when[name] is None else f"({array} if group[{when[name]!r}] else _EMPTY[flat.dtype])")
+    optional = {p.name: p.default for p in rule._const_params if p.default is not inspect.Parameter.empty}
     for name in rule.scalars:
         kind, key = (_GIVEN, name) if name in given else scalar_source(name, opt.defaults, opt)
         if kind == _GIVEN and name not in given:
-            raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {name!r}")
+            if name not in optional:
+                raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {name!r}")
+            args.append(repr(optional[name]))  # a scalar with a default that the class does not set
+            continue
         args.append(
             {
                 _GIVEN: f"given[{key!r}]",
@@ -683,7 +687,8 @@ class Optimizer:
         :func:`scalar_source`): a hyperparameter of the group (``float()``, or ``bool()`` for a
         flag), ``beta<k>`` (``betas[k - 1]``), ``first_step``, a flag the optimizer keeps as an
         attribute (``maximize``), and the rest from :meth:`_step_scalars` (the same names at every
-        step). A class whose step is not one such call overrides this.
+        step); a scalar none of these gives takes its default in the rule's constants function (Adam's
+        ``decoupled_weight_decay=False``). A class whose step is not one such call overrides this.
         """
         step = self._count_step(group, run)
         given = self._step_scalars(group, step)
