@@ -28,7 +28,6 @@ name hashes it and the modules it compiles, so Numba's on-disk cache serves it.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import warnings
 from collections import namedtuple
@@ -40,9 +39,9 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 
 from ._jit import JIT_OPTIONS, kernel
-from ._state_arrays import _classes
+from ._state_arrays import _class_named, _classes
 from .kernels._generate import _file_digest, _source_file
-from .optimizer import registered
+from .optimizer import scalar_source
 
 __all__ = ["init", "step"]
 
@@ -91,23 +90,27 @@ class _Plan:
         clash = len(set(self.fields)) != len(self.fields)
         if clash:  # pragma: no cover - a declaration error
             raise TypeError(f"{cls.__name__}: its state and hyperparameter names clash: {self.fields}")
+        known = {k: hparams[k] for k in self.hparams if k in hparams}
         self.args, derived = [], []
         for name in rule.scalars:
-            self.args.append(self._resolve(name, derived))
+            self.args.append(self._resolve(name, scalar_source(name, known, opt), derived))
         self.derived = derived
         self.missing = [] if not derived or cls.functional_scalars is not None else derived
         self._core: Any = None
 
-    def _resolve(self, name: str, derived: list[str]) -> str:
+    @staticmethod
+    def _resolve(name: str, source: tuple[str, Any], derived: list[str]) -> str:
+        """The step's expression for the rule's scalar ``name``, bound as the class binds it (``source``,
+        from :func:`numopt.optimizer.scalar_source`; a hyperparameter or flag is a field of the state)."""
+        kind, key = source
         if name == "lr":
             return "lr"
-        if name == "first_step":
+        if kind == "beta":
+            return f"state.betas[{key}]"
+        if kind == "first":
             return "t == 1"
-        if name in self.hparams:
+        if kind != "given":
             return f"state.{name}"
-        m = re.fullmatch(r"beta(\d)", name)
-        if m and "betas" in self.hparams:
-            return f"state.betas[{int(m.group(1)) - 1}]"
         derived.append(name)
         return f"d[{len(derived) - 1}]"
 
@@ -223,14 +226,7 @@ def init(name: str, x: Any, **hyperparameters: Any) -> tuple:
     >>> x.round(6), int(st.step[0])
     (array([0.9, 0.9, 0.9]), 1)
     """
-    classes = _classes()
-    cls = classes.get(str(name).lower())
-    if cls is None:
-        others = sorted(c.__name__ for c in registered() if c.rule is None)
-        raise ValueError(
-            f"init: unknown optimizer {name!r}; expected one of {sorted(classes)} "
-            f"({', '.join(others)} keep state that depends on shapes or history: use their optimizer classes)"
-        )
+    cls = _class_named(name, "init: unknown optimizer")
     arr = np.asarray(x)
     if arr.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"init: x must be float32 or float64, got dtype {arr.dtype}")

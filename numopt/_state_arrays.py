@@ -23,6 +23,19 @@ def _classes() -> dict[str, type]:
     return {cls.__name__.lower(): cls for cls in registered(elementwise=True)}
 
 
+def _class_named(name: Any, unknown: str) -> type:
+    """The elementwise optimizer class called ``name`` (any case); else ``ValueError`` starting with ``unknown``."""
+    classes = _classes()
+    cls = classes.get(str(name).lower())
+    if cls is None:
+        others = sorted(c.__name__ for c in registered() if c.rule is None)
+        raise ValueError(
+            f"{unknown} {name!r}; expected one of {sorted(classes)} "
+            f"({', '.join(others)} keep state that depends on shapes or history: use their optimizer classes)"
+        )
+    return cls
+
+
 def __getattr__(name: str) -> type:
     """``<Class>State`` namedtuple types, made on first use (so pickle, and Numba's cache, find them)."""
     cls = _classes().get(name.removesuffix("State").lower()) if name.endswith("State") else None
@@ -77,14 +90,7 @@ def init_state(algorithm: str, param: Any, **options: Any) -> tuple:
     >>> st.exp_avg.shape, st.max_exp_avg_sq.shape, st.exp_avg.dtype
     ((12,), (12,), dtype('float32'))
     """
-    classes = _classes()
-    cls = classes.get(str(algorithm).lower())
-    if cls is None:
-        others = sorted(c.__name__ for c in registered() if c.rule is None)
-        raise ValueError(
-            f"init_state: unknown algorithm {algorithm!r}; expected one of {sorted(classes)} "
-            f"({', '.join(others)} keep state that depends on shapes or history: use their optimizer classes)"
-        )
+    cls = _class_named(algorithm, "init_state: unknown algorithm")
     fields = cls.rule.rule.state
     tensors = {t.name: t for t in cls.state_tensors}
     defaults = cls.hyperparameter_defaults()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-__all__ = ["check_bool", "check_number", "check_torch_switches"]
+__all__ = ["check_betas", "check_bool", "check_flags", "check_nonnegative", "check_number", "check_torch_switches"]
 
 
 def check_number(
@@ -55,6 +56,35 @@ def check_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+#: torch's names for the hyperparameters it names other than ``"<name> value"`` in its messages
+_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_nonnegative(hparams: Mapping[str, Any], *names: str) -> None:
+    """Check, in order, that each ``hparams[name]`` is a finite number ``>= 0`` (torch's wording:
+    ``"Invalid learning rate: ..."``, ``"Invalid epsilon value: ..."``, ``"Invalid <name> value: ..."``)."""
+    for name in names:
+        check_number(name, hparams[name], low=0.0, label=_LABELS.get(name))
+
+
+def check_flags(hparams: Mapping[str, Any], *names: str) -> None:
+    """Check, in order, that each ``hparams[name]`` is a bool."""
+    for name in names:
+        check_bool(name, hparams[name])
+
+
+def check_betas(betas: Any, count: int = 2) -> tuple[float, ...]:
+    """Return ``betas`` as ``count`` floats if they are numbers in range: ``beta1``, ``beta2`` in ``[0, 1)``
+    and a third, ``beta3``, in ``[0, 1]`` (the ranges of torch and of pytorch-optimizer)."""
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != count:
+        what = "a pair of numbers (beta1, beta2)" if count == 2 else "three numbers (beta1, beta2, beta3)"
+        raise TypeError(f"betas must be {what}, got {betas!r}")
+    return tuple(
+        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
+        for i, b in enumerate(betas)
+    )
 
 
 def check_torch_switches(

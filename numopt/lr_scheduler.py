@@ -292,34 +292,47 @@ class _LRScheduler(LRScheduler):
 
 
 # -- schedules defined by a user function ------------------------------------------------------------
-def _lambdas(optimizer: Optimizer, lr_lambda: Any) -> list[Callable[[int], float]]:
-    n = len(optimizer.param_groups)
-    if isinstance(lr_lambda, (list, tuple)):
-        if len(lr_lambda) != n:
-            raise ValueError(f"Expected {n} lr_lambdas, but got {len(lr_lambda)}")
-        return list(lr_lambda)
-    return [lr_lambda] * n
+class _ByLambda(LRScheduler):
+    """A scheduler driven by one ``lr_lambda`` per group (``LambdaLR``, ``MultiplicativeLR``).
+
+    Its state dict saves the ``__dict__`` of callable objects given as ``lr_lambda``, not functions.
+    """
+
+    #: whether each ``lr_lambda`` must be callable at construction (torch's MultiplicativeLR)
+    _check_callable: bool = False
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
+        self.optimizer = optimizer
+        n = len(optimizer.param_groups)
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != n:
+                raise ValueError(f"Expected {n} lr_lambdas, but got {len(lr_lambda)}")
+        else:
+            lr_lambda = [lr_lambda] * n
+        self.lr_lambdas: list[Callable[[int], float]] = list(lr_lambda)
+        if self._check_callable:
+            for fn in self.lr_lambdas:
+                if not callable(fn):
+                    raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [
+            None if isinstance(fn, types.FunctionType) else fn.__dict__.copy() for fn in self.lr_lambdas
+        ]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("lr_lambdas")
+        self.__dict__.update(state)
+        for fn, fn_state in zip(self.lr_lambdas, saved):
+            if fn_state is not None:
+                fn.__dict__.update(fn_state)
 
 
-def _lambdas_state(scheduler: LRScheduler) -> dict[str, Any]:
-    """State of a lambda scheduler: functions are not saved, callable objects save their ``__dict__``."""
-    state = {k: v for k, v in scheduler.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
-    state["lr_lambdas"] = [
-        None if isinstance(fn, types.FunctionType) else fn.__dict__.copy() for fn in scheduler.lr_lambdas
-    ]
-    return state
-
-
-def _load_lambdas_state(scheduler: LRScheduler, state_dict: dict[str, Any]) -> None:
-    state = dict(state_dict)
-    saved = state.pop("lr_lambdas")
-    scheduler.__dict__.update(state)
-    for fn, fn_state in zip(scheduler.lr_lambdas, saved):
-        if fn_state is not None:
-            fn.__dict__.update(fn_state)
-
-
-class LambdaLR(LRScheduler):
+class LambdaLR(_ByLambda):
     r"""Set each group's learning rate to its initial lr times a function of the epoch.
 
     .. math:: \eta_t = \eta_0 \cdot \lambda(t)
@@ -346,23 +359,12 @@ class LambdaLR(LRScheduler):
     [0.05]
     """
 
-    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
-        self.optimizer = optimizer
-        self.lr_lambdas: list[Callable[[int], float]] = _lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _lambdas_state(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_lambdas_state(self, state_dict)
-
     def get_lr(self) -> list[float]:
         _warn_unless_in_step(self)
         return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
 
 
-class MultiplicativeLR(LRScheduler):
+class MultiplicativeLR(_ByLambda):
     r"""Multiply each group's learning rate by a function of the epoch at every step.
 
     .. math:: \eta_t = \eta_{t-1} \cdot \lambda(t) \quad (t \ge 1)
@@ -385,19 +387,7 @@ class MultiplicativeLR(LRScheduler):
     [0.125]
     """
 
-    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
-        self.optimizer = optimizer
-        self.lr_lambdas: list[Callable[[int], float]] = _lambdas(optimizer, lr_lambda)
-        for fn in self.lr_lambdas:
-            if not callable(fn):
-                raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _lambdas_state(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_lambdas_state(self, state_dict)
+    _check_callable = True
 
     def get_lr(self) -> list[float]:
         _warn_unless_in_step(self)
@@ -754,7 +744,25 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
 
 # -- composition -------------------------------------------------------------------------------------
-class SequentialLR(LRScheduler):
+class _Composite(LRScheduler):
+    """A scheduler made of others (``self._schedulers``): its state dict holds theirs."""
+
+    _schedulers: Sequence[LRScheduler]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for sched, sched_state in zip(self._schedulers, saved):
+            sched.load_state_dict(sched_state)
+
+
+class SequentialLR(_Composite):
     """Run schedulers one after another, switching at the given milestone epochs.
 
     Parameters
@@ -826,20 +834,8 @@ class SequentialLR(LRScheduler):
             sched.step()
         self._last_lr = sched.get_last_lr()
 
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        saved = state.pop("_schedulers")
-        self.__dict__.update(state)
-        for sched, sched_state in zip(self._schedulers, saved):
-            sched.load_state_dict(sched_state)
-
-
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_Composite):
     """Step several schedulers together, each applying its (chainable) rule to the result of the previous.
 
     Parameters
@@ -866,18 +862,6 @@ class ChainedScheduler(LRScheduler):
         for sched in self._schedulers:
             sched.step()
         self._last_lr = _group_values(self._schedulers[-1].optimizer, "lr")
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        saved = state.pop("_schedulers")
-        self.__dict__.update(state)
-        for sched, sched_state in zip(self._schedulers, saved):
-            sched.load_state_dict(sched_state)
 
 
 # -- driven by a metric ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import copy
 import inspect
 import itertools
 import operator
+import re
 import warnings
 import weakref
 from collections import OrderedDict, defaultdict
@@ -242,18 +243,150 @@ class StateTensor:
         return tuple(k for k in (self.when, self.fill) if isinstance(k, str))
 
 
-#: argument documentation the optimizer classes share: ``%(name)s`` in a class docstring
+#: argument documentation the optimizer classes share: ``%(name)s`` in a class docstring; ``{arg}`` in a
+#: text is the class's own default of constructor argument ``arg`` (see ``_render_doc``)
 _SHARED_DOCS = {
     "params": "params : iterable\n        Parameters or parameter groups (dicts).",
+    "lr": "lr : float, default {lr}\n        Learning rate (>= 0).",
+    "eps": "eps : float, default {eps}\n        Added to the denominator for numerical stability (>= 0).",
+    "betas": (
+        "betas : (float, float), default {betas}\n"
+        "        Decay rates of the first and second moment estimates, each in [0, 1)."
+    ),
+    "maximize": "maximize : bool, default False\n        Maximize the objective instead of minimizing it.",
+    "foreach": (
+        "foreach : bool or None, default {foreach}\n        Accepted (numopt always runs one fused pass per buffer)."
+    ),
     "torch_args": (
-        "maximize : bool, default False\n"
-        "        Maximize the objective instead of minimizing it.\n"
+        "%(maximize)s\n"
         "    foreach, fused, capturable, differentiable : optional\n"
         "        torch's implementation switches, where the reference takes them: ``foreach`` and\n"
         "        ``fused`` are accepted (not both True; numopt always runs one fused pass per\n"
         "        buffer), ``capturable`` and ``differentiable`` must be False."
     ),
+    # torch's Adam family: Adam, NAdam, RAdam
+    "adam_args": (
+        "%(lr)s\n"
+        "    %(betas)s\n"
+        "    %(eps)s\n"
+        "    weight_decay : float, default {weight_decay}\n"
+        "        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0)."
+    ),
+    # pytorch-optimizer's weight decay options (Lion, ADOPT, AdEMAMix)
+    "decay_args": (
+        "weight_decay : float, default {weight_decay}\n"
+        "        Weight decay (>= 0).\n"
+        "    weight_decouple : bool, default {weight_decouple}\n"
+        "        Decay the parameters directly (as AdamW does) instead of through the gradient.\n"
+        "    fixed_decay : bool, default {fixed_decay}\n"
+        "        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``."
+    ),
 }
+
+
+def _doc_value(v: Any) -> str:
+    """A default as the docstrings write it: ``1e-3`` (not ``0.001``), ``0`` for zero, ``(0.9, 0.999)``."""
+    if isinstance(v, tuple):
+        return f"({', '.join(map(_doc_value, v))})"
+    if isinstance(v, float) and not isinstance(v, bool):
+        if v == 0:
+            return "0"
+        short = f"{v:.0e}"
+        if abs(v) <= 0.01 and float(short) == v:
+            mantissa, exponent = short.split("e")
+            return f"{mantissa}e{int(exponent)}"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _render_doc(cls: type, doc: str, texts: dict[str, str]) -> str:
+    """``doc`` with each ``%(name)s`` of ``texts`` replaced (texts may use other names), every ``{arg}`` in
+    them filled with the class's default of constructor argument ``arg``."""
+    defaults = {
+        k: _doc_value(p.default)
+        for k, p in inspect.signature(cls.__init__).parameters.items()  # type: ignore[misc]
+        if p.default is not inspect.Parameter.empty
+    }
+    while "%(" in doc:
+        before = doc
+        for key, text in texts.items():
+            if f"%({key})s" in doc:
+                doc = doc.replace(f"%({key})s", text.format_map(defaults) if "{" in text else text)
+        if doc == before:  # names of another mechanism (``%(schedule_args)s``) stay
+            break
+    return doc
+
+
+#: a buffer's dtype -> an empty array of it: an optional state array that an option turns off
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+_NO_SCALARS: dict[str, Any] = {}
+
+# where a rule's scalar comes from (see ``scalar_source``)
+_NUMBER, _FLAG, _BETA, _FIRST, _ATTRIBUTE, _GIVEN = "number", "flag", "beta", "first", "attribute", "given"
+
+
+def scalar_source(name: str, hparams: dict[str, Any], owner: Any) -> tuple[str, Any]:
+    """Where the scalar ``name`` of an elementwise rule comes from, for an optimizer ``owner`` whose
+    groups hold ``hparams``: ``('number' | 'flag', name)`` a hyperparameter (a flag when its validated
+    value is a bool), ``('beta', k - 1)`` for ``beta<k>`` (``betas[k - 1]``), ``('first', None)`` for
+    ``first_step``, ``('attribute', name)`` a flag the optimizer keeps as an attribute (``maximize``
+    of the pytorch-optimizer classes), else ``('given', name)``: a per-step scalar of the class.
+    The one rule both ``Optimizer._update`` and ``numopt.functional.init`` bind by."""
+    if name in hparams:
+        return (_FLAG if isinstance(hparams[name], (bool, np.bool_)) else _NUMBER), name
+    m = re.fullmatch(r"beta(\d)", name)
+    if m and "betas" in hparams:
+        return _BETA, int(m.group(1)) - 1
+    if name == "first_step":
+        return _FIRST, None
+    if isinstance(getattr(owner, name, None), bool):
+        return _ATTRIBUTE, name
+    return _GIVEN, name
+
+
+#: optimizer class -> its rule's call, generated: ``(self, group, flat, run, step, given) -> None``, the
+#: arguments bound by name (see ``Optimizer._update``)
+_BINDINGS: dict[type, Callable[..., None]] = {}
+
+
+def _bind(opt: Any, given: dict[str, Any]) -> Callable[..., None]:
+    """The update of ``opt``'s class, worked out once per class from a live instance and the names its
+    ``_step_scalars`` gives: one expression per argument of the rule, compiled into one function (a step of
+    a tiny model then costs what a hand-written argument list costs)."""
+    cls = type(opt)
+    if cls.rule is None:
+        raise NotImplementedError(f"{cls.__name__} declares no elementwise rule: it must override _update")
+    rule = cls.rule.rule
+    when = {t.name: t.when for t in cls.state_tensors}
+    args = ["run.data", "run.grad"]
+    for name in rule.state:
+        array = f"run.state[{name!r}]"
+        args.append(array if when[name] is None else f"({array} if group[{when[name]!r}] else _EMPTY[flat.dtype])")
+    optional = {p.name: p.default for p in rule._const_params if p.default is not inspect.Parameter.empty}
+    for name in rule.scalars:
+        kind, key = (_GIVEN, name) if name in given else scalar_source(name, opt.defaults, opt)
+        if kind == _GIVEN and name not in given:
+            if name not in optional:
+                raise TypeError(f"{cls.__name__}: no hyperparameter nor _step_scalars gives its rule's {name!r}")
+            args.append(repr(optional[name]))  # a scalar with a default that the class does not set
+            continue
+        args.append(
+            {
+                _GIVEN: f"given[{key!r}]",
+                _NUMBER: f"float(group[{key!r}])",
+                _FLAG: f"bool(group[{key!r}])",
+                _BETA: f"float(group['betas'][{key!r}])",
+                _FIRST: "step == 1",
+                _ATTRIBUTE: f"bool(self.{key})",
+            }[kind]
+        )
+    # the rule from the class: a jitted function read from an instance is a bound method
+    src = f"def update(self, group, flat, run, step, given):\n    run.pick(rule)({', '.join(args)})\n"
+    namespace = {"rule": cls.rule, "_EMPTY": _EMPTY}
+    exec(compile(src, f"<numopt update of {cls.__name__}>", "exec"), namespace)  # noqa: S102  (generated here)
+    update = _BINDINGS[cls] = namespace["update"]
+    return update
+
 
 #: torch's implementation switches: accepted when they ask for nothing numopt does not do
 _TORCH_SWITCHES = ("foreach", "fused", "differentiable", "capturable")
@@ -341,6 +474,9 @@ class Optimizer:
     reference: str | None = None
     #: a group's values of the hyperparameters ``state_tensors`` read (derived; a plain callable)
     _spec_key: Callable[[dict[str, Any]], Any] = _no_options
+    #: constructor arguments kept as attributes of the optimizer, not in its groups (``maximize`` of the
+    #: pytorch-optimizer classes, as their reference keeps it): name -> its check, ``check(name, value)``
+    _optimizer_attributes: dict[str, Callable[[str, Any], Any]] = {}
     #: whether the algorithm keeps torch's per-parameter ``state['step']``
     _tracks_step: bool = True
     #: every state key the algorithm may create (for ``load_state_dict`` checks); derived from the
@@ -369,8 +505,7 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if cls.__doc__ and "%(" in cls.__doc__:
-            for key, text in _SHARED_DOCS.items():
-                cls.__doc__ = cls.__doc__.replace(f"%({key})s", text)
+            cls.__doc__ = _render_doc(cls, cls.__doc__, _SHARED_DOCS)
         if "_state_keys" not in own and (cls.state_tensors or cls.scalar_state):
             step = ("step",) if cls._tracks_step else ()
             cls._state_keys = (*step, *(n for n, _ in cls.scalar_state), *(t.name for t in cls.state_tensors))
@@ -389,11 +524,15 @@ class Optimizer:
     def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
         """Set up from the constructor's arguments (its ``locals()``): every argument but ``params`` is a default.
 
-        torch's implementation switches (``foreach``, ``fused``, ``differentiable``,
+        The arguments the class keeps as attributes (``_optimizer_attributes``) are checked
+        and set first. torch's implementation switches (``foreach``, ``fused``, ``differentiable``,
         ``capturable``) are checked, the hyperparameters validated, then each named in
         ``convert`` converted (Adam keeps ``betas`` as a tuple) before the groups are added.
         """
         defaults = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+        for name, check in self._optimizer_attributes.items():  # checked and kept on the optimizer
+            check(name, defaults[name])
+            setattr(self, name, defaults.pop(name))
         if "state_dtype" in defaults:  # compact state (numopt.lowbit): the optimizer's, not a group's
             self._set_state_dtype(defaults.pop("state_dtype"), defaults.pop("min_8bit_size", 4096))
         check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})
@@ -526,8 +665,38 @@ class Optimizer:
         """Per-parameter scalar state ``group`` needs, as ``(name, initial value)`` pairs (``scalar_state``)."""
         return self.scalar_state
 
+    def _count_step(self, group: dict[str, Any], run: Run) -> float:
+        """Count this step for the run's parameters; return the count the rule reads (from 1).
+
+        ``run.advance()`` for an algorithm that keeps ``'step'``; otherwise the count is left to
+        the base class (see ``_update_all``) and this returns ``run.step + 1`` (1 on a parameter's
+        first step). The generic ``_update`` passes ``first_step = (count == 1)``.
+        """
+        return run.advance() if self._tracks_step else run.step + 1.0
+
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        """The rule's scalars at step ``step`` that are not read from the group by name (see ``_update``).
+
+        A mapping from the rule's scalar names (bias corrections, ...) to float64 values,
+        formed with the same helpers as the class's ``functional_scalars``; a name it gives
+        takes precedence over the group's value (Schedule-Free's scheduled ``lr``).
+        """
+        return _NO_SCALARS
+
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        raise NotImplementedError
+        """One step of the class's ``rule`` over ``run``, its arguments bound by name.
+
+        Arrays: ``param`` and ``grad`` from the run, each state array from ``run.state`` (an
+        optional one whose ``when`` switch is off: an empty array). Scalars, by name (see
+        :func:`scalar_source`): a hyperparameter of the group (``float()``, or ``bool()`` for a
+        flag), ``beta<k>`` (``betas[k - 1]``), ``first_step``, a flag the optimizer keeps as an
+        attribute (``maximize``), and the rest from :meth:`_step_scalars` (the same names at every
+        step); a scalar none of these gives takes its default in the rule's constants function (Adam's
+        ``decoupled_weight_decay=False``). A class whose step is not one such call overrides this.
+        """
+        step = self._count_step(group, run)
+        given = self._step_scalars(group, step)
+        (_BINDINGS.get(type(self)) or _bind(self, given))(self, group, flat, run, step, given)
 
     # -- groups ---------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:

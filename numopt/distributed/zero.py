@@ -372,13 +372,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         come from any number of ranks. Everything is validated before anything
         changes. No communication.
         """
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        state_dict = dict(state_dict)
-        for hook in self._load_state_dict_pre_hooks.values():
-            result = hook(self, state_dict)
-            if result is not None:
-                state_dict = result
+        state_dict = self._run_load_pre_hooks(state_dict)
         for key in ("state", "param_groups"):
             if key not in state_dict:
                 raise ValueError(f"state_dict is missing the key {key!r}")
@@ -455,8 +449,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                 group["param_names"] = names
         self.state = defaultdict(dict)
         self._consolidated = False
-        for hook in self._load_state_dict_post_hooks.values():
-            hook(self)
+        self._run_load_post_hooks()
 
     def __repr__(self) -> str:
         body = super().__repr__().split("\n", 1)[1]

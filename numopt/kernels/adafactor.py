@@ -19,6 +19,26 @@ def _lerp(start, end, weight, small, one):
     return end - (end - start) * (one - weight)
 
 
+@kernel(parallel=False)
+def _row_mean(row_var, start, nr, fr, eps1):
+    """``max(mean(row_var[start:start + nr]), eps1)``, summed in float64: the denominator of the factored ``V``."""
+    rs = 0.0
+    for r in range(nr):
+        rs += np.float64(row_var[start + r])
+    rm = row_var.dtype.type(rs) / fr
+    return eps1 if rm < eps1 else rm
+
+
+@kernel(parallel=False)
+def _normalized(g, v, eps1_sq, maximize, one):
+    """``U = G / sqrt(max(V, eps1**2))`` for one element, ``G`` negated if ``maximize``."""
+    if v < eps1_sq:
+        v = eps1_sq
+    if maximize:
+        g = -g
+    return g * (one / np.sqrt(v))
+
+
 def _adafactor_step(
     param, grad, row_var, col_var, variance, segments, first, last, weight, rho, eps1, eps1_sq, eps2, d, decay, maximize
 ):
@@ -97,45 +117,23 @@ def _adafactor_step(
                 m = param.dtype.type(np.sqrt(gs))
                 col_var[co + j] = _lerp(col_var[co + j], m * m / fr, weight, small, one)
             for b in range(nb):
-                rs = 0.0
-                for r in range(nr):
-                    rs += np.float64(row_var[ro + b * nr + r])
-                rm = param.dtype.type(rs) / fr
-                if rm < eps1:
-                    rm = eps1
+                rm = _row_mean(row_var, ro + b * nr, nr, fr, eps1)
                 for r in prange(nr):
                     rv = row_var[ro + b * nr + r]
                     base = lo + (b * nr + r) * nc
                     acc = 0.0
                     for c in range(nc):
-                        v = rv * col_var[co + b * nc + c] / rm
-                        if v < eps1_sq:
-                            v = eps1_sq
-                        g = grad[base + c]
-                        if maximize:
-                            g = -g
-                        u = g * (one / np.sqrt(v))
+                        u = _normalized(grad[base + c], rv * col_var[co + b * nc + c] / rm, eps1_sq, maximize, one)
                         acc += np.float64(u) * np.float64(u)
                     usq += acc
             scale = _step_scale(psq, usq, n, rho, eps2, d, param)
             for b in range(nb):
-                rs = 0.0
-                for r in range(nr):
-                    rs += np.float64(row_var[ro + b * nr + r])
-                rm = param.dtype.type(rs) / fr
-                if rm < eps1:
-                    rm = eps1
+                rm = _row_mean(row_var, ro + b * nr, nr, fr, eps1)
                 for r in prange(nr):
                     rv = row_var[ro + b * nr + r]
                     base = lo + (b * nr + r) * nc
                     for c in range(nc):
-                        v = rv * col_var[co + b * nc + c] / rm
-                        if v < eps1_sq:
-                            v = eps1_sq
-                        g = grad[base + c]
-                        if maximize:
-                            g = -g
-                        u = g * (one / np.sqrt(v))
+                        u = _normalized(grad[base + c], rv * col_var[co + b * nc + c] / rm, eps1_sq, maximize, one)
                         p = param[base + c]
                         if use_decay:
                             p = p * decay
@@ -147,27 +145,17 @@ def _adafactor_step(
                 acc = 0.0
                 for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
                     g = grad[lo + i]
-                    if maximize:
-                        g = -g
                     p = np.float64(param[lo + i])
                     ps += p * p
-                    v = _lerp(variance[vo + i], g * g, weight, small, one)
+                    v = _lerp(variance[vo + i], g * g, weight, small, one)  # (-g)**2 == g**2: maximize later
                     variance[vo + i] = v
-                    if v < eps1_sq:
-                        v = eps1_sq
-                    u = g * (one / np.sqrt(v))
+                    u = _normalized(g, v, eps1_sq, maximize, one)
                     acc += np.float64(u) * np.float64(u)
                 psq += ps
                 usq += acc
             scale = _step_scale(psq, usq, n, rho, eps2, d, param)
             for i in prange(n):
-                g = grad[lo + i]
-                if maximize:
-                    g = -g
-                v = variance[vo + i]
-                if v < eps1_sq:
-                    v = eps1_sq
-                u = g * (one / np.sqrt(v))
+                u = _normalized(grad[lo + i], variance[vo + i], eps1_sq, maximize, one)
                 p = param[lo + i]
                 if use_decay:
                     p = p * decay

@@ -10,8 +10,8 @@ class GroupStepCount:
 
     pytorch-optimizer's ``Lion``, ``ADOPT`` and ``AdEMAMix`` keep no per-parameter ``'step'``: a ``step()``
     call adds one to ``param_groups[i]['step']`` (created at the first call) and the rule reads the
-    new count. ``_update`` adds ``id(group)`` to ``self._stepped`` and reads the count as
-    :meth:`_group_step`; the counts move once every group has
+    new count. ``_update`` reads it through :meth:`_count_step`, which also notes the group as
+    updated (``self._stepped``); the counts move once every group has
     been updated, so a step that raises leaves them as they were.
 
     One difference, numopt's rule for every optimizer: a ``step()`` in
@@ -27,6 +27,11 @@ class GroupStepCount:
     def _group_step(group: dict[str, Any]) -> int:
         """The group's step count during this step (from 1)."""
         return group.get("step", 0) + 1
+
+    def _count_step(self, group: dict[str, Any], run: Any) -> int:
+        """The group's count for this step (see ``Optimizer._count_step``); the group is noted as updated."""
+        self._stepped.add(id(group))
+        return self._group_step(group)
 
     def _update_all(self) -> None:
         self._stepped: set[int] = set()  # the groups updated by this step (their _update ran)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adadelta import adadelta_step
 from ..optimizer import Optimizer, StateTensor
@@ -77,28 +77,13 @@ class Adadelta(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_nonnegative(h, "lr")
         check_number("rho", h["rho"], low=0.0, high=1.0)
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_number("weight_decay", h["weight_decay"], low=0.0)
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "eps", "weight_decay")
+        check_flags(h, "maximize")
 
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
             raise RuntimeError("Adadelta does not support sparse gradients")
         return super()._prepare(group, flat)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        run.advance()
-        run.pick(adadelta_step)(
-            run.data,
-            run.grad,
-            run.state["square_avg"],
-            run.state["acc_delta"],
-            float(group["lr"]),
-            float(group["rho"]),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bool(group["maximize"]),
-        )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._jit import CHUNK
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_flags, check_nonnegative, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.adafactor import adafactor_step, adafactor_step_serial
 from ..optimizer import Optimizer
@@ -132,7 +132,7 @@ class Adafactor(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
+        check_nonnegative(h, "lr")
         check_number("beta2_decay", h["beta2_decay"], high=0.0, label="beta2_decay value")
         eps = h["eps"]
         if not isinstance(eps, (tuple, list)) or len(eps) != 2:
@@ -141,8 +141,8 @@ class Adafactor(Optimizer):
             check_number("eps[0]", eps[0], low=0.0, label="epsilon1 value")
         check_number("eps[1]", eps[1], low=0.0, label="epsilon2 value")
         check_number("d", h["d"], low=1.0, label="clipping threshold d")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "maximize")
         check_torch_switches(foreach=h.get("foreach"))
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.adagrad import adagrad_scalars, adagrad_step
 from ..optimizer import Optimizer, StateTensor
@@ -36,8 +36,7 @@ class Adagrad(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     lr_decay : float, default 0
         Learning rate decay (>= 0).
     weight_decay : float, default 0
@@ -103,12 +102,8 @@ class Adagrad(Optimizer):
                     self.state[p]["sum"] = flat.state_view("sum", i)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("lr_decay", h["lr_decay"], low=0.0)
-        check_number("weight_decay", h["weight_decay"], low=0.0)
-        check_number("initial_accumulator_value", h["initial_accumulator_value"], low=0.0)
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+        check_flags(h, "maximize")
 
     def _state_spec(self, group: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         # torch fills 'sum' from the constructor's value, not the group's
@@ -122,14 +117,5 @@ class Adagrad(Optimizer):
                 raise RuntimeError("weight_decay option is not compatible with sparse gradients")
         return super()._prepare(group, flat)
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        run.pick(adagrad_step)(
-            run.data,
-            run.grad,
-            run.state["sum"],
-            adagrad_scalars(float(group["lr"]), float(group["lr_decay"]), step),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bool(group["maximize"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        return {"neg_clr": adagrad_scalars(float(group["lr"]), float(group["lr_decay"]), step)}

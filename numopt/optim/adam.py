@@ -4,38 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._jit import kernel
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_betas, check_flags, check_nonnegative
 from ..kernels.adam import adam_scalars, adam_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["Adam"]
 
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
-
-def _check_betas(betas: Any) -> tuple[float, float]:
-    """Return ``betas`` as two floats if it is a pair of numbers in ``[0, 1)``."""
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
-        raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
-    return tuple(  # type: ignore[return-value]
-        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True, label=f"beta parameter at index {i}")
-        for i, b in enumerate(betas)
-    )
+_check_betas = check_betas  # the name the other optimizers' modules import
 
 
 def _check_adam_family(h: dict[str, Any]) -> None:
     """The checks every member of the Adam family shares (torch's wording and order)."""
-    check_number("lr", h["lr"], low=0.0, label="learning rate")
-    check_number("eps", h["eps"], low=0.0, label="epsilon value")
-    _check_betas(h["betas"])
-    check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-    check_bool("maximize", h["maximize"])
-    if "decoupled_weight_decay" in h:
-        check_bool("decoupled_weight_decay", h["decoupled_weight_decay"])
+    check_nonnegative(h, "lr", "eps")
+    check_betas(h["betas"])
+    check_nonnegative(h, "weight_decay")
+    check_flags(h, "maximize", *(["decoupled_weight_decay"] if "decoupled_weight_decay" in h else []))
 
 
 @kernel(parallel=False)
@@ -62,14 +47,7 @@ class Adam(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    weight_decay : float, default 0
-        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    %(adam_args)s
     amsgrad : bool, default False
         Use the AMSGrad variant (normalize by the running maximum of ``v``).
     decoupled_weight_decay : bool, default False
@@ -130,26 +108,9 @@ class Adam(Optimizer):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
-        check_bool("amsgrad", h["amsgrad"])
+        check_flags(h, "amsgrad")
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        beta1, beta2 = (float(b) for b in group["betas"])
-        amsgrad = bool(group["amsgrad"])
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype (see adam_step).
-        run.pick(adam_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["max_exp_avg_sq"] if amsgrad else _EMPTY[flat.dtype],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            *adam_scalars(beta1, beta2, step),
-            amsgrad,
-            bool(group["maximize"]),
-            bool(group["decoupled_weight_decay"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        beta1, beta2 = group["betas"]
+        bias_correction1, bias_correction2_sqrt = adam_scalars(float(beta1), float(beta2), step)
+        return {"bias_correction1": bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from ..flat import FlatBuffer, Run
 from ..kernels.adamax import adamax_scalars, adamax_step
 from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
@@ -35,8 +34,7 @@ class Adamax(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 2e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.999)
         Decay rates of the first moment and of the infinity norm, each in [0, 1).
     eps : float, default 1e-8
@@ -87,20 +85,5 @@ class Adamax(Optimizer):
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        beta1, beta2 = (float(b) for b in group["betas"])
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        run.pick(adamax_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_inf"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            adamax_scalars(beta1, step),
-            bool(group["maximize"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        return {"bias_correction": adamax_scalars(float(group["betas"][0]), step)}

@@ -28,12 +28,9 @@ class AdamW(Adam):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
+    %(lr)s
+    %(betas)s
+    %(eps)s
     weight_decay : float, default 1e-2
         Decoupled weight decay rate (>= 0).
     amsgrad : bool, default False

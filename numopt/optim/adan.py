@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
+from ..flat import Run
 from ..kernels.adan import adan_scalars, adan_step
 from ..kernels.clip import SUM_SQUARES
 from ..optimizer import Optimizer, StateTensor
@@ -30,14 +30,6 @@ def _functional_refuses(opt: Any) -> str | None:
     if float(opt.defaults["max_grad_norm"]) == 0.0:
         return None
     return "Adan's functional state does not clip (max_grad_norm > 0 needs the norm over all parameters)"
-
-
-def _check_betas3(betas: Any) -> None:
-    """``betas`` must be three numbers: beta1, beta2 in [0, 1), beta3 in [0, 1] (the reference's ranges)."""
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 3:
-        raise TypeError(f"betas must be three numbers (beta1, beta2, beta3), got {betas!r}")
-    for i, b in enumerate(betas):
-        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
 
 
 class Adan(Optimizer):
@@ -72,8 +64,7 @@ class Adan(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float, float), default (0.98, 0.92, 0.99)
         Decay rates of the gradient average, of the gradient-difference average (both
         in [0, 1)) and of the squared-update average (in [0, 1]).
@@ -123,6 +114,7 @@ class Adan(Optimizer):
     bench_kwargs = {"lr": 1e-3, "weight_decay": 0.02}
     reference = "pytorch_optimizer.Adan"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}
     #: this step's clipping factor (``_update_all`` sets it before the update pass)
     _clip: float = 1.0
 
@@ -138,17 +130,14 @@ class Adan(Optimizer):
         eps: float = 1e-8,
         maximize: bool = False,
     ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas3(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("weight_decouple", h["weight_decouple"])
-        check_number("max_grad_norm", h["max_grad_norm"], low=0.0, label="max_grad_norm value")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"], 3)
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "weight_decouple")
+        check_nonnegative(h, "max_grad_norm", "eps")
 
     def _clip_factor(self, runs: list[Run]) -> float:
         """``min(1, max_grad_norm / (||g|| + eps))`` over the gradients of ``runs`` (every group's), or 1.0.
@@ -165,28 +154,16 @@ class Adan(Optimizer):
         clip = max_norm / (math.sqrt(total) + float(self.defaults["eps"]))
         return clip if clip != clip else min(1.0, clip)  # NaN propagates, as torch.clamp's
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         beta1, beta2, beta3 = (float(b) for b in group["betas"])
-        t = group["step"]
-        run.pick(adan_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["exp_avg_diff"],
-            run.state["previous_grad"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            beta3,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            *adan_scalars(beta1, beta2, beta3, t),
-            self._clip,
-            bool(group["weight_decouple"]),
-            bool(self.maximize),
-            run.step == 0,
-        )
+        t = group["step"]  # the reference counts steps per group (see _update_all)
+        bias_correction1, bias_correction2, bias_correction3_sqrt = adan_scalars(beta1, beta2, beta3, t)
+        return {
+            "bias_correction1": bias_correction1,
+            "bias_correction2": bias_correction2,
+            "bias_correction3_sqrt": bias_correction3_sqrt,
+            "clip": self._clip,
+        }
 
     def _update_all(self) -> None:
         # every buffer prepared first (gradients checked, state created) so that nothing changes on an error

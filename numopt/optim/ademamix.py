@@ -5,23 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative, check_number
 from ..kernels.ademamix import ademamix_scalars, ademamix_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
 
 __all__ = ["AdEMAMix"]
-
-
-def _check_betas3(betas: Any) -> tuple[float, float, float]:
-    """Return ``betas`` as three floats: beta1, beta2 in ``[0, 1)``, beta3 in ``[0, 1]``."""
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 3:
-        raise TypeError(f"betas must be three numbers (beta1, beta2, beta3), got {betas!r}")
-    return tuple(  # type: ignore[return-value]
-        check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=i < 2, label=f"beta parameter at index {i}")
-        for i, b in enumerate(betas)
-    )
 
 
 @kernel(parallel=False)
@@ -69,27 +58,18 @@ class AdEMAMix(GroupStepCount, Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float, float), default (0.9, 0.999, 0.9999)
         Decay rates of the fast EMA and of the second moment, each in [0, 1), and of the
         slow EMA, in [0, 1].
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default False
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    %(decay_args)s
     alpha : float, default 5.0
         Weight of the slow EMA (>= 0).
     t_alpha_beta3 : float or None, default None
         Warm-up length, in steps, of ``alpha`` and ``beta3`` (> 0); ``None``: no warm-up.
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
-    foreach : bool or None, default None
-        Accepted (numopt always runs one fused pass per buffer).
+    %(eps)s
+    %(maximize)s
+    %(foreach)s
 
     State
     -----
@@ -118,6 +98,7 @@ class AdEMAMix(GroupStepCount, Optimizer):
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.AdEMAMix"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}
 
     def __init__(
         self,
@@ -133,15 +114,12 @@ class AdEMAMix(GroupStepCount, Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        beta1, _, beta3 = _check_betas3(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("alpha", h["alpha"], low=0.0, label="alpha value")
+        check_nonnegative(h, "lr")
+        beta1, _, beta3 = check_betas(h["betas"], 3)
+        check_nonnegative(h, "weight_decay", "alpha")
         if h["t_alpha_beta3"] is not None:
             check_number("t_alpha_beta3", h["t_alpha_beta3"], low=0.0, low_open=True, label="t_alpha_beta3 value")
             if beta1 == 0.0 or beta3 == 0.0:
@@ -149,39 +127,19 @@ class AdEMAMix(GroupStepCount, Optimizer):
                     f"Invalid betas for t_alpha_beta3: the warm-up of beta3 takes log(beta1) and log(beta3), "
                     f"so beta1 and beta3 must be > 0 (got betas={tuple(h['betas'])!r})"
                 )
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        for name in ("weight_decouple", "fixed_decay"):
-            check_bool(name, h[name])
+        check_nonnegative(h, "eps")
+        check_flags(h, "weight_decouple", "fixed_decay")
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         beta1, beta2, beta3 = (float(b) for b in group["betas"])
         t_alpha_beta3 = group["t_alpha_beta3"]
-        alpha = float(group["alpha"])
-        bc1, bc2_sqrt, alpha_t, beta3_t = ademamix_scalars(
-            beta1,
-            beta2,
-            beta3,
-            alpha,
-            0.0 if t_alpha_beta3 is None else float(t_alpha_beta3),
-            float(self._group_step(group)),
+        t_alpha_beta3 = 0.0 if t_alpha_beta3 is None else float(t_alpha_beta3)
+        bias_correction1, bias_correction2_sqrt, alpha_t, beta3_t = ademamix_scalars(
+            beta1, beta2, beta3, float(group["alpha"]), t_alpha_beta3, float(step)
         )
-        run.pick(ademamix_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            run.state["exp_avg_slow"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            beta3_t,
-            alpha_t,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bc1,
-            bc2_sqrt,
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            bool(self.maximize),
-        )
+        return {
+            "bias_correction1": bias_correction1,
+            "bias_correction2_sqrt": bias_correction2_sqrt,
+            "alpha_t": alpha_t,
+            "beta3_t": beta3_t,
+        }

@@ -9,12 +9,10 @@ from typing import Any
 from numba.extending import register_jitable
 
 from .._jit import kernel
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.adopt import adopt_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from .adam import _check_betas
 
 __all__ = ["ADOPT"]
 
@@ -37,6 +35,11 @@ def _functional_refuses(opt: Any) -> str | None:
     if opt.clip_lambda is step_quarter_power:
         return None
     return f"ADOPT's functional state takes the default clip_lambda (step ** 0.25) only, got {opt.clip_lambda!r}"
+
+
+def _check_clip_lambda(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable (step -> clip value) or None, got {value!r}")
 
 
 class ADOPT(GroupStepCount, Optimizer):
@@ -65,8 +68,7 @@ class ADOPT(GroupStepCount, Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.9999)
         Decay rates of the momentum of the normalized gradient and of the second moment, each in [0, 1).
     clip_lambda : callable or None, default ``step ** 0.25``
@@ -75,18 +77,11 @@ class ADOPT(GroupStepCount, Optimizer):
         clipping. Kept on the optimizer (``opt.clip_lambda``), not in the groups nor in the
         state dict, as in the reference; a lambda makes the optimizer unpicklable (the
         default, :func:`step_quarter_power`, pickles).
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default False
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
-    foreach : bool or None, default None
-        Accepted (numopt always runs one fused pass per buffer).
+    %(decay_args)s
+    %(foreach)s
     eps : float, default 1e-6
         Lower bound of the normalizing ``sqrt(v)`` (>= 0).
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    %(maximize)s
 
     State
     -----
@@ -120,6 +115,7 @@ class ADOPT(GroupStepCount, Optimizer):
     bench_kwargs = {"lr": 1e-3}
     reference = "pytorch_optimizer.ADOPT"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool, "clip_lambda": _check_clip_lambda}
 
     def __init__(
         self,
@@ -134,43 +130,14 @@ class ADOPT(GroupStepCount, Optimizer):
         eps: float = 1e-6,
         maximize: bool = False,
     ) -> None:
-        check_bool("maximize", maximize)
-        if clip_lambda is not None and not callable(clip_lambda):
-            raise TypeError(f"clip_lambda must be a callable (step -> clip value) or None, got {clip_lambda!r}")
-        # on the optimizer, not in the groups, as in the reference
-        self.maximize = maximize
-        self.clip_lambda = clip_lambda
-        self._construct(
-            params, {k: v for k, v in locals().items() if k not in ("maximize", "clip_lambda")}, betas=tuple
-        )
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        for name in ("weight_decouple", "fixed_decay"):
-            check_bool(name, h[name])
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"])
+        check_nonnegative(h, "weight_decay", "eps")
+        check_flags(h, "weight_decouple", "fixed_decay")
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
-        step = self._group_step(group)
-        first = step == 1
-        clip = math.inf if first or self.clip_lambda is None else float(self.clip_lambda(step))
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(adopt_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            clip,
-            float(group["weight_decay"]),
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            first,
-            bool(self.maximize),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        # the reference's clip: none at the first step (its group count, from 1)
+        return {"clip": math.inf if step == 1 or self.clip_lambda is None else float(self.clip_lambda(step))}

@@ -6,7 +6,7 @@ from typing import Any
 
 from .._jit import kernel
 from .._scalar_state import all_equal, stretches
-from .._validation import check_bool, check_number, check_torch_switches
+from .._validation import check_flags, check_nonnegative, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
 from ..kernels.asgd import asgd_advance, asgd_step
 from ..optimizer import Optimizer, StateTensor
@@ -45,8 +45,7 @@ class ASGD(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     lambd : float, default 1e-4
         Decay term.
     alpha : float, default 0.75
@@ -99,12 +98,11 @@ class ASGD(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("lambd", h["lambd"], label="lambd value")
-        check_number("alpha", h["alpha"], label="alpha value")
-        check_number("t0", h["t0"], label="t0 value")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "lr")
+        for name in ("lambd", "alpha", "t0"):
+            check_number(name, h[name])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "maximize")
         check_torch_switches(
             foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
         )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.lion import lion_step
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from .adam import _check_betas
 
 __all__ = ["Lion"]
 
@@ -39,12 +37,7 @@ class Lion(GroupStepCount, Optimizer):
         ``lr`` than Adam (3-10x smaller).
     betas : (float, float), default (0.9, 0.99)
         Interpolation weight of the update and decay rate of the momentum, each in [0, 1).
-    weight_decay : float, default 0
-        Weight decay (>= 0).
-    weight_decouple : bool, default True
-        Decay the parameters directly (as AdamW does) instead of through the gradient.
-    fixed_decay : bool, default False
-        With ``weight_decouple``, decay by ``weight_decay`` alone, not ``lr * weight_decay``.
+    %(decay_args)s
     %(torch_args)s
     %(state_dtype)s
 
@@ -74,6 +67,7 @@ class Lion(GroupStepCount, Optimizer):
     bench_kwargs = {"lr": 1e-4}
     reference = "pytorch_optimizer.Lion"
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}
 
     def __init__(
         self,
@@ -89,29 +83,10 @@ class Lion(GroupStepCount, Optimizer):
         state_dtype: str | None = None,
         min_8bit_size: int = 4096,
     ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"}, betas=tuple)
+        self._construct(params, locals(), betas=tuple)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        _check_betas(h["betas"])
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        for name in ("weight_decouple", "fixed_decay"):
-            check_bool(name, h[name])
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        self._stepped.add(id(group))
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(lion_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["weight_decay"]),
-            bool(group["weight_decouple"]),
-            bool(group["fixed_decay"]),
-            bool(self.maximize),
-        )
+        check_nonnegative(h, "lr")
+        check_betas(h["betas"])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "weight_decouple", "fixed_decay")

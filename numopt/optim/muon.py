@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._jit import CHUNK
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.muon import muon_apply, muon_momentum, ns_epilogue, ns_matmul, ns_scale, sum_squares
 from ..optimizer import Optimizer
@@ -44,7 +44,6 @@ def _bf16(v: np.float32) -> np.float32:
     return bits.astype(np.uint32).view(np.float32)[0]
 
 
-
 def _blas_product(
     a: np.ndarray, b: np.ndarray, out: np.ndarray, other: np.ndarray, alpha: Any, beta: Any, round_bf16: bool
 ) -> None:
@@ -52,6 +51,7 @@ def _blas_product(
     (``ns_dtype='float32'``), the combine by :func:`ns_epilogue` (no temporary)."""
     np.matmul(a, b, out=out)
     ns_epilogue(out.reshape(-1), other.reshape(-1), alpha, beta)
+
 
 class _NSWork:
     """Reusable float32 buffers for the Newton–Schulz iteration of an ``m x n`` matrix (``m <= n``)."""
@@ -123,8 +123,7 @@ class Muon(Optimizer):
     params : iterable
         2-D parameters, or groups of them (dicts). Optimize biases, embeddings
         and other non-matrix parameters with another optimizer (e.g. AdamW).
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     weight_decay : float, default 0.1
         Decoupled weight decay (>= 0): each step multiplies the parameter by
         ``1 - lr * weight_decay``.
@@ -199,11 +198,8 @@ class Muon(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("momentum", h["momentum"], low=0.0, label="momentum value")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_bool("nesterov", h["nesterov"])
+        check_nonnegative(h, "lr", "momentum", "weight_decay", "eps")
+        check_flags(h, "nesterov")
         coefs = h["ns_coefficients"]
         if not isinstance(coefs, (tuple, list)) or len(coefs) != 3:
             raise ValueError(f"ns_coefficients must be a tuple of exactly 3 values (a, b, c), got {coefs!r}")

@@ -6,7 +6,7 @@ from typing import Any
 
 from .._jit import kernel
 from .._scalar_state import stretches
-from .._validation import check_number
+from .._validation import check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.nadam import nadam_advance, nadam_step, nadam_step_sizes
 from ..optimizer import Optimizer, StateTensor
@@ -50,14 +50,7 @@ class NAdam(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 2e-3
-        Learning rate (>= 0).
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    weight_decay : float, default 0
-        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    %(adam_args)s
     momentum_decay : float, default 4e-3
         The momentum-decay rate :math:`\psi` (>= 0).
     decoupled_weight_decay : bool, default False
@@ -109,7 +102,7 @@ class NAdam(Optimizer):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
-        check_number("momentum_decay", h["momentum_decay"], low=0.0, label="momentum_decay value")
+        check_nonnegative(h, "momentum_decay")
 
     def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
         step = run.advance()

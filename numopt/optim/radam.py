@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._jit import kernel
-from ..flat import FlatBuffer, Run
 from ..kernels.radam import radam_scalars, radam_step
 from ..optimizer import Optimizer, StateTensor
 from .adam import _check_adam_family
@@ -43,14 +42,7 @@ class RAdam(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator for numerical stability (>= 0).
-    weight_decay : float, default 0
-        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0).
+    %(adam_args)s
     decoupled_weight_decay : bool, default False
         Decay the parameters directly (as AdamW does) instead of through the gradient.
     %(torch_args)s
@@ -98,24 +90,7 @@ class RAdam(Optimizer):
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        step = run.advance()
-        beta1, beta2 = (float(b) for b in group["betas"])
-        bias_correction1, bias_correction2_sqrt, rect = radam_scalars(beta1, beta2, step)
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        run.pick(radam_step)(
-            run.data,
-            run.grad,
-            run.state["exp_avg"],
-            run.state["exp_avg_sq"],
-            float(group["lr"]),
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            bias_correction1,
-            bias_correction2_sqrt,
-            rect,
-            bool(group["maximize"]),
-            bool(group["decoupled_weight_decay"]),
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        beta1, beta2 = group["betas"]
+        bias_correction1, bias_correction2_sqrt, rect = radam_scalars(float(beta1), float(beta2), step)
+        return {"bias_correction1": bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt, "rect": rect}

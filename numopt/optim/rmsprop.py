@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._validation import check_bool, check_number
+from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
 from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
 
 __all__ = ["RMSprop"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 class RMSprop(Optimizer):
@@ -33,8 +29,7 @@ class RMSprop(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-2
-        Learning rate (>= 0).
+    %(lr)s
     alpha : float, default 0.99
         Smoothing constant of the running averages (>= 0).
     eps : float, default 1e-8
@@ -97,36 +92,11 @@ class RMSprop(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
-        check_number("momentum", h["momentum"], low=0.0)
-        check_number("weight_decay", h["weight_decay"], low=0.0)
-        check_number("alpha", h["alpha"], low=0.0)
-        check_bool("centered", h["centered"])
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "lr", "eps", "momentum", "weight_decay", "alpha")
+        check_flags(h, "centered", "maximize")
 
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         if flat._runs is None and any(isinstance(p.grad, SparseGrad) for p in flat.params):
             # torch refuses these at the step; a cached run list means no gradient was assigned since
             raise RuntimeError("RMSprop does not support sparse gradients")
         return super()._prepare(group, flat)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        run.advance()
-        empty = _EMPTY[flat.dtype]
-        momentum = float(group["momentum"])
-        centered = bool(group["centered"])
-        run.pick(rmsprop_step)(
-            run.data,
-            run.grad,
-            run.state["square_avg"],
-            run.state["grad_avg"] if centered else empty,
-            run.state["momentum_buffer"] if momentum > 0 else empty,
-            float(group["lr"]),
-            float(group["alpha"]),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            momentum,
-            centered,
-            bool(group["maximize"]),
-        )

@@ -6,7 +6,6 @@ from typing import Any
 
 from .._jit import kernel
 from .._validation import check_bool, check_number, check_torch_switches
-from ..flat import FlatBuffer, Run
 from ..kernels.rprop import rprop_step
 from ..optimizer import Optimizer, StateTensor
 
@@ -110,21 +109,11 @@ class Rprop(Optimizer):
             foreach=h.get("foreach"), differentiable=h.get("differentiable"), capturable=h.get("capturable")
         )
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        etaminus, etaplus = group["etas"]
-        lo, hi = group["step_sizes"]
-        first = run.step == 0
-        run.advance()
-        run.pick(rprop_step)(
-            run.data,
-            run.grad,
-            run.state["prev"],
-            run.state["step_size"],
-            float(group["lr"]),
-            float(etaminus),
-            float(etaplus),
-            float(lo),
-            float(hi),
-            bool(group["maximize"]),
-            first,
-        )
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        (etaminus, etaplus), (step_size_min, step_size_max) = group["etas"], group["step_sizes"]
+        return {
+            "etaminus": float(etaminus),
+            "etaplus": float(etaplus),
+            "step_size_min": float(step_size_min),
+            "step_size_max": float(step_size_max),
+        }

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validation import check_bool, check_number
+from .._validation import check_betas, check_bool, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.schedulefree import adamw_schedulefree_step, schedule_scalars, schedulefree_swap, sgd_schedulefree_step
 from ..optimizer import Optimizer, StateTensor
-from .adam import _check_betas
 
 __all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
 
@@ -23,8 +22,7 @@ _SCHEDULE_ARGS = """warmup_steps : int, default 0
         Polynomial weighting of the average: step ``k`` weighs ``(k + 1)**r``.
     weight_lr_power : float, default 2
         The average's weights also scale with ``lr_max**weight_lr_power`` (>= 0; 0: no weighting).
-    foreach : bool or None, default True
-        Accepted (numopt always runs one fused pass per buffer)."""
+    %(foreach)s"""
 
 
 class _ScheduleFree(Optimizer):
@@ -47,9 +45,7 @@ class _ScheduleFree(Optimizer):
         raise NotImplementedError
 
     def _validate_schedule(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_number("warmup_steps", h["warmup_steps"], low=0.0, label="warmup_steps value")
+        check_nonnegative(h, "lr", "weight_decay", "warmup_steps")
         check_number("r", h["r"], label="r value")
         check_number("weight_lr_power", h["weight_lr_power"], low=0.0, label="weight_lr_power value")
         check_bool("train_mode", h["train_mode"])
@@ -102,7 +98,7 @@ class _ScheduleFree(Optimizer):
 
     def _update_all(self) -> None:
         # the schedule advances for every group at every step, with or without gradients (as the reference)
-        self._scalars: dict[int, tuple[float, ...]] = {}
+        self._scalars: dict[int, dict[str, float]] = {}
         for group in self.param_groups:
             k = group["k"]
             lr, lr_max, weight_sum, ckp1 = schedule_scalars(
@@ -115,7 +111,7 @@ class _ScheduleFree(Optimizer):
                 group["weight_sum"],
             )
             self._record(group, scheduled_lr=lr, lr_max=lr_max, weight_sum=weight_sum)
-            self._scalars[id(group)] = (lr, ckp1, *self._extra_scalars(group, k))
+            self._scalars[id(group)] = {"lr": lr, "ckp1": ckp1, **self._extra_scalars(group, k)}
         try:
             super()._update_all()
         finally:
@@ -123,8 +119,13 @@ class _ScheduleFree(Optimizer):
         for group in self.param_groups:
             self._record(group, k=group["k"] + 1)
 
-    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
-        return ()
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> dict[str, float]:
+        """The rule's other scalars that follow the schedule's step ``k`` (from 0)."""
+        return {}
+
+    def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
+        # the scheduled lr (not the group's) and the averaging weight, formed once per group and step
+        return self._scalars[id(group)]
 
 
 def _runs_with_state(flat: FlatBuffer) -> list[Run]:
@@ -232,19 +233,6 @@ class SGDScheduleFree(_ScheduleFree):
     def _beta(self, group: dict[str, Any]) -> float:
         return float(group["momentum"])
 
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        lr, ckp1 = self._scalars[id(group)]
-        run.pick(sgd_schedulefree_step)(
-            run.data,
-            run.grad,
-            run.state["z"],
-            lr,
-            float(group["momentum"]),
-            float(group["weight_decay"]),
-            ckp1,
-            run.step == 0,
-        )
-
 
 class AdamWScheduleFree(_ScheduleFree):
     r"""Schedule-Free AdamW: Adam-normalized steps, an average of the iterates instead of a schedule.
@@ -274,8 +262,7 @@ class AdamWScheduleFree(_ScheduleFree):
     Parameters
     ----------
     %(params)s
-    lr : float, default 0.0025
-        Learning rate (>= 0).
+    %(lr)s
     betas : (float, float), default (0.9, 0.999)
         ``beta1``, the interpolation constant of ``y`` between ``z`` and ``x``, in (0, 1);
         ``beta2``, the decay rate of the second moment, in [0, 1).
@@ -329,33 +316,15 @@ class AdamWScheduleFree(_ScheduleFree):
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         self._validate_schedule(h)
-        beta1, _ = _check_betas(h["betas"])
+        beta1, _ = check_betas(h["betas"])
         if beta1 == 0:
             raise ValueError(
                 f"Invalid beta parameter at index 0: {h['betas'][0]!r} (betas[0] must be > 0: eval() divides by it)"
             )
-        check_number("eps", h["eps"], low=0.0, label="epsilon value")
+        check_nonnegative(h, "eps")
 
     def _beta(self, group: dict[str, Any]) -> float:
         return float(group["betas"][0])
 
-    def _extra_scalars(self, group: dict[str, Any], k: Any) -> tuple[float, ...]:
-        return (1 - float(group["betas"][1]) ** (k + 1),)
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        lr, ckp1, bias_correction2 = self._scalars[id(group)]
-        beta1, beta2 = (float(b) for b in group["betas"])
-        run.pick(adamw_schedulefree_step)(
-            run.data,
-            run.grad,
-            run.state["z"],
-            run.state["exp_avg_sq"],
-            lr,
-            beta1,
-            beta2,
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            ckp1,
-            bias_correction2,
-            run.step == 0,
-        )
+    def _extra_scalars(self, group: dict[str, Any], k: Any) -> dict[str, float]:
+        return {"bias_correction2": 1 - float(group["betas"][1]) ** (k + 1)}

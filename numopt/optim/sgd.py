@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._validation import check_bool, check_number
-from ..flat import FlatBuffer, Run
+from .._validation import check_flags, check_nonnegative, check_number
 from ..kernels.sgd import sgd_step
 from ..optimizer import Optimizer, StateTensor
 
 __all__ = ["SGD"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 class SGD(Optimizer):
@@ -31,8 +26,7 @@ class SGD(Optimizer):
     Parameters
     ----------
     %(params)s
-    lr : float, default 1e-3
-        Learning rate (>= 0).
+    %(lr)s
     momentum : float, default 0
         Momentum factor (>= 0).
     dampening : float, default 0
@@ -83,31 +77,12 @@ class SGD(Optimizer):
         self._construct(params, locals())
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
-        check_number("lr", h["lr"], low=0.0, label="learning rate")
-        check_number("momentum", h["momentum"], low=0.0, label="momentum value")
+        check_nonnegative(h, "lr", "momentum")
         check_number("dampening", h["dampening"], label="dampening value")
-        check_number("weight_decay", h["weight_decay"], low=0.0, label="weight_decay value")
-        check_bool("nesterov", h["nesterov"])
-        check_bool("maximize", h["maximize"])
+        check_nonnegative(h, "weight_decay")
+        check_flags(h, "nesterov", "maximize")
         if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires a momentum and zero dampening "
                 f"(got momentum={h['momentum']!r}, dampening={h['dampening']!r})"
             )
-
-    def _update(self, group: dict[str, Any], flat: FlatBuffer, run: Run) -> None:
-        momentum = float(group["momentum"])
-        buf = run.state["momentum_buffer"] if momentum != 0 else _EMPTY[flat.dtype]
-        # Scalars go to the kernel as float64, which casts them to the buffer's dtype.
-        run.pick(sgd_step)(
-            run.data,
-            run.grad,
-            buf,
-            float(group["lr"]),
-            momentum,
-            float(group["dampening"]),
-            float(group["weight_decay"]),
-            bool(group["nesterov"]),
-            bool(group["maximize"]),
-            run.step == 0,
-        )
