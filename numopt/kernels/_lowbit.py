@@ -382,13 +382,9 @@ def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...]) ->
         *[f"            m_{a} = max(m_{a}, magnitude_bits({a}_i))" for a in updated],
     ]
     for a in updated:
-        lines += [
-            f"        scale = scale_of(m_{a})",
-            f"        {a}_absmax[b] = scale",
-            "        inv = inverse(scale)",
-            "        for j in range(n):",
-            f"            {a}[lo + u64(j)] = quantize(scratch[t, {row[a]}, j], inv, {a}_qpacked)",
-        ]
+        lines += [f"        {a}_absmax[b] = scale_of(m_{a})", f"        inv_{a} = inverse({a}_absmax[b])"]
+    lines += ["        for j in range(n):", "            i = lo + u64(j)"]
+    lines += [f"            {a}[i] = quantize(scratch[t, {row[a]}, j], inv_{a}, {a}_qpacked)" for a in updated]
     return lines
 
 
