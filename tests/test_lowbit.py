@@ -127,6 +127,33 @@ def test_int8_quantization_error_is_within_the_map_resolution() -> None:
         assert np.all(err <= half_gap * (1 + 1e-5) + 1e-30)
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_int8_code_table_gives_the_nearest_entry(signed: bool) -> None:
+    """The loops' constant-time look-up (``QuantMap.packed``, read as ``QuantMap.lookup`` reads it) gives the
+    codes ``searchsorted`` gives: on random values over every decade, on every threshold and its neighbours,
+    and on the edges of the table's buckets; the compiled ``quantize`` reads the table the same way."""
+    from numba import njit
+
+    from numopt.kernels._lowbit import quant_map, quantize
+
+    qmap = quant_map(signed)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, 200_000) * 10.0 ** rng.uniform(-9, 0, 200_000)
+    x = np.concatenate([x.astype(np.float32), qmap._probes()])
+    x = x if signed else np.abs(x)
+    expected = np.searchsorted(qmap.thresholds[:-1], x, side="left").astype(np.uint8)
+    np.testing.assert_array_equal(qmap.lookup(x), expected)
+
+    @njit
+    def codes(values, packed):
+        out = np.empty(values.size, np.uint8)
+        for i in range(values.size):
+            out[i] = quantize(values[i], np.float32(1), packed)
+        return out
+
+    np.testing.assert_array_equal(codes(x, qmap.packed), expected)
+
+
 def test_int8_results_do_not_depend_on_the_thread_count() -> None:
     results = []
     threads = numba.get_num_threads()
