@@ -272,6 +272,16 @@ _SHARED_DOCS = {
         "    weight_decay : float, default {weight_decay}\n"
         "        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0)."
     ),
+    # compact optimizer state (numopt.lowbit)
+    "state_dtype": (
+        "state_dtype : {{None, 'bfloat16', 'int8'}}, default None\n"
+        "        How the per-element state is stored: None, in the parameters' dtype; ``'bfloat16'``,\n"
+        "        two bytes per element (rounded to nearest even); ``'int8'``, one byte per element plus a\n"
+        "        float32 scale per block of 256 (bitsandbytes' block-wise dynamic map). The math runs in\n"
+        "        the parameters' dtype either way. See :mod:`numopt.lowbit`.\n"
+        "    min_8bit_size : int, default 4096\n"
+        "        With ``'int8'``, parameters with fewer elements keep full-precision state."
+    ),
     # pytorch-optimizer's weight decay options (Lion, ADOPT, AdEMAMix)
     "decay_args": (
         "weight_decay : float, default {weight_decay}\n"

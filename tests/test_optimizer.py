@@ -258,3 +258,13 @@ def test_kernel_compiles_once_per_dtype() -> None:
                 # scalars: Python floats, cast inside; the optional grad_scale left out (clipping not pending)
                 assert all(str(t) in ("float64", "bool", "omitted(default=1.0)") for t in s[3:]), s
         assert all(len(v) == 1 for v in by_dtype.values()), by_dtype
+
+
+def test_every_shared_doc_placeholder_is_filled() -> None:
+    """Class docstrings share argument docs through ``%(name)s`` placeholders: none is left unfilled."""
+    import numopt.optim
+    from numopt.optimizer import registered
+
+    classes = {*registered(), *(getattr(numopt.optim, n) for n in numopt.optim.__all__)}
+    left = [c.__name__ for c in classes if isinstance(c, type) and c.__doc__ and "%(" in c.__doc__]
+    assert left == []

@@ -39,7 +39,15 @@ Quantization, exactly (what the NumPy reference in the tests does)::
     x     = float32(v) * inv
     code  = number of thresholds t with t < x          (thresholds: the float32 midpoints of
                                                         neighbouring map entries)
+    code  = 1 if code == 0 and x > 0                   (a positive value never reads back as 0)
     value = map[code] * scale  (float32)
+
+The last rule departs from bitsandbytes' codes on purpose: with the unsigned map (whose code 0 is
+0), a second moment under about 1.6e-7 times its block's largest would read back as exactly 0
+while the first moment of the same element does not; a zero gradient on the next step (a dead
+ReLU unit, a blank input pixel) then moves the weight by ``lr * m / eps``, and training diverged
+(``examples/lowbit_quality.py``: 4 of 5 seeds without the rule, none with it). With the signed
+map code 0 is the most negative entry, which no positive value takes: the rule changes nothing.
 
 ``code`` is found in constant time: a table indexed by the sign, exponent and top 7 mantissa bits
 of ``x`` (a *bucket*) gives the count for the smallest value of that bucket, and one comparison
@@ -172,7 +180,7 @@ class QuantMap:
         if np.any(inside & ((bits >> 16) != top) & (np.arange(2 * _NMAG) % _NMAG != 0)):  # pragma: no cover
             raise AssertionError("a bucket's threshold does not share the bucket's top 16 bits")
         packed = (self.index.astype(np.int64) | (limit << 8)).astype(np.uint32)
-        if not np.array_equal(self.lookup(self._probes(), packed), self.quantize(self._probes())):  # pragma: no cover
+        if not np.array_equal(self.lookup(self._probes(), packed), self.nearest(self._probes())):  # pragma: no cover
             raise AssertionError("the packed table does not reproduce the thresholds")
         return packed
 
@@ -193,9 +201,17 @@ class QuantMap:
         low = (bits & 0xFFFF) ^ (negative * 0xFFFF)
         return ((entry & 0xFF) + (low > (entry >> 8))).astype(np.uint8)
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Codes of the float32 values ``x`` (already divided by their scale): ``searchsorted`` on the thresholds."""
+    def nearest(self, x: np.ndarray) -> np.ndarray:
+        """The nearest entries' codes of the float32 values ``x`` in [-1, 1]: ``searchsorted`` on the thresholds
+        (what the table gives)."""
         return np.searchsorted(self.thresholds[:-1], np.asarray(x, np.float32), side="left").astype(np.uint8)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Codes of the float32 values ``x`` (already divided by their scale): :meth:`nearest`, then code 1
+        for a positive value that would take code 0 (see the module docstring)."""
+        codes = self.nearest(x)
+        codes[(codes == 0) & (np.asarray(x, np.float32) > 0)] = 1
+        return codes
 
 
 @functools.cache
@@ -264,6 +280,7 @@ def _store_compiled(a, i, v):
 
 
 # -- 8-bit pieces ----------------------------------------------------------------------------------
+_F0 = np.float32(0)
 _F1 = np.float32(1)
 _F0 = np.float32(0)
 _MASK = np.uint32(0x7FFF)
@@ -315,7 +332,8 @@ def quantize(v, inv, packed):
     bucket = _I32(_I32(np.uint32(bits >> _SHIFT) & _MASK) - _LO32)
     entry = _I32(packed[_I32(min(max(bucket, _Z32), _TOP32) + _I32(negative * _NMAG32))])
     low = _I32(_I32(bits & _ULOW16) ^ _I32(negative * _LOW16))  # magnitudes order negative values the other way
-    return np.uint8(_I32(entry & _BYTE) + _I32(low > _I32(entry >> _EIGHT)))
+    code = _I32(_I32(entry & _BYTE) + _I32(low > _I32(entry >> _EIGHT)))
+    return np.uint8(code + _I32(_I32(code == _Z32) & _I32(x > _F0)))  # a positive value: code 1 at least
 
 
 # -- the loops -------------------------------------------------------------------------------------
