@@ -35,7 +35,7 @@ import argparse
 import inspect
 from dataclasses import asdict
 
-from ._cpu import CLIP_SUFFIX, STATE_SUFFIXES, bench_numopt, bench_row, cold_start, numopt_optimizer
+from ._cpu import CLIP_SUFFIX, STATE_SUFFIXES, bench_numopt, bench_row, cold_start, numopt_optimizer, parse_row
 from ._report import (
     NOISE_IQR,
     ROOFLINE_MAX,
@@ -180,7 +180,8 @@ def run(argv: list[str] | None = None) -> dict:
             del roofs
         model = next((w for w in work if w.name.startswith("gpt")), None)
         if worker is not None and model is not None:
-            mixed = {"algo": "Adam" if "Adam" in algos else algos[0]}
+            plain = [parse_row(a)[0] for a in algos]  # "AdamW+clip" -> "AdamW": the step the worker runs
+            mixed = {"algo": "Adam" if "Adam" in plain else plain[0]}
             mixed["ms"] = worker.ask(cmd="mixed", shapes=model.shapes, timing=timing, **mixed)["median_s"] * 1e3
     finally:
         if worker is not None:

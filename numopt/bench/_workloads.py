@@ -169,9 +169,10 @@ def _read(ro):
     n = ro.size
     total = 0.0
     for c in prange((n + CHUNK - 1) // CHUNK):
+        x = ro[c * CHUNK : min(n, c * CHUNK + CHUNK)]  # indices from 0: the loop vectorizes
         s = ro.dtype.type(0)
-        for i in range(c * CHUNK, min(n, c * CHUNK + CHUNK)):
-            s += ro[i]
+        for i in range(x.size):
+            s += x[i]
         total += s
     return total
 

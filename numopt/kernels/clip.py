@@ -31,14 +31,15 @@ def _chunk_sum(grad, lo, hi, square):
     and machine, the same for any thread count (each chunk is summed by one thread), and within
     float64 rounding of any other order (what a float32 gradient's norm needs is 24 bits).
     """
+    x = grad[lo:hi]  # a view: indices from 0, so no negative-index check keeps the loop off vector registers
     s = np.float64(0)
     if square:
-        for i in range(lo, hi):
-            a = np.float64(grad[i])
+        for i in range(x.size):
+            a = np.float64(x[i])
             s += a * a
     else:
-        for i in range(lo, hi):
-            s += abs(np.float64(grad[i]))
+        for i in range(x.size):
+            s += abs(np.float64(x[i]))
     return s
 
 
