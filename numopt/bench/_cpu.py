@@ -222,11 +222,12 @@ def bench_row(
     if samples.get("roofline"):
         row.roofline_gbps = nbytes / pooled("roofline") / 1e9
         ratio("roofline")
-    if worker is not None:
-        for mode in WORKER_MODES:
-            row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
-            if mode in samples:
-                ratio(mode)
-            else:
-                row.speedup[mode] = None
+    # the torch columns, and the reference column (numopt's own unfused or float32-state step for +clip and
+    # compact-state rows: timed without torch too)
+    for mode in WORKER_MODES if worker is not None else ("reference",):
+        row.torch_ms[mode] = pooled(mode) * 1e3 if mode in samples else None
+        if mode in samples:
+            ratio(mode)
+        else:
+            row.speedup[mode] = None
     return row

@@ -35,7 +35,7 @@ def _gather_chunk(src, dst, d, negate, use_d, lo, hi):
     dot = np.float64(0)
     asum = np.float64(0)
     amax = np.float64(0)
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index check
         v = src[i]
         if negate:
             v = -v
@@ -83,7 +83,7 @@ def lbfgs_gather(src, dst, d, negate, parallel, partials):
 
 @njit(cache=CACHE, nogil=True)
 def _axpy_chunk(out, x, d, t, lo, hi):
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index check
         out[i] = fma(d[i], t, x[i])
 
 
@@ -107,7 +107,7 @@ def lbfgs_axpy(out, x, d, t, parallel):
 def _push_chunk(g, prev, d, t, y, s, lo, hi):
     ys = np.float64(0)
     yy = np.float64(0)
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index check
         yi = g[i] - prev[i]
         si = d[i] * t
         y[i] = yi
@@ -154,7 +154,7 @@ def _direction_chunk(d, g, xs, xr, coef, zs, zr, scale, h, from_g, use_axpy, use
     dot = np.float64(0)
     gd = np.float64(0)
     vmax = np.float64(0)
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index check
         v = -g[i] if from_g else d[i]
         if use_axpy:
             v = fma(xs[xr, i], coef, v)
