@@ -217,17 +217,14 @@ class Elementwise:
             if not self.optional:
                 lines += [*self._loop(public, loop, (), storage), ""]
                 continue
-            combos = list(itertools.product((False, True), repeat=len(self.optional)))
-            for bits in combos:
-                present = tuple(a for a, on in zip(self.optional, bits) if on)
-                lines += [*self._loop(f"{self.name}_{tag}{_bits(bits)}", loop, present, storage), ""]
             call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
-            lines.append(f"def {public}({self._signature()}):")
-            lines += [f"    use_{a} = {a}.size != 0" for a in self.optional]
-            for k, bits in enumerate(combos):
-                cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(self.optional, bits))
-                head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
-                lines += [f"    {head}", f"        {self.name}_{tag}{_bits(bits)}({call_args})"]
+
+            def variant(fname: str, present: tuple[str, ...], loop: str = loop) -> list[str]:
+                return self._loop(fname, loop, present, storage)
+
+            lines += presence_variants(
+                public, self._signature(), call_args, self.optional, f"{self.name}_{tag}", variant
+            )
             lines.append("")
         call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
         lines += [
@@ -294,6 +291,32 @@ def elementwise(
 
 def _bits(bits: tuple) -> str:
     return "".join("1" if b else "0" for b in bits)
+
+
+def presence_variants(
+    public: str,
+    signature: str,
+    call_args: str,
+    optional: tuple[str, ...],
+    prefix: str,
+    variant: Callable[[str, tuple[str, ...]], list[str]],
+) -> list[str]:
+    """Source lines: one loop per combination of the ``optional`` arrays present (``variant(name, present)``,
+    named ``<prefix><bits>``), then ``def <public>(<signature>)``, which calls (with ``call_args``) the one
+    whose arrays are there. Each loop reads and writes its arrays unconditionally: a load or store under a
+    condition keeps LLVM from vectorizing it."""
+    combos = list(itertools.product((False, True), repeat=len(optional)))
+    lines: list[str] = []
+    for bits in combos:
+        present = tuple(a for a, on in zip(optional, bits) if on)
+        lines += [*variant(f"{prefix}{_bits(bits)}", present), ""]
+    lines.append(f"def {public}({signature}):")
+    lines += [f"    use_{a} = {a}.size != 0" for a in optional]
+    for k, bits in enumerate(combos):
+        cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(optional, bits))
+        head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
+        lines += [f"    {head}", f"        {prefix}{_bits(bits)}({call_args})"]
+    return lines
 
 
 # -- where generated sources live --------------------------------------------------------------------

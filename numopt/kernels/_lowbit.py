@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 from typing import Any
 
 import numba
@@ -72,7 +71,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .._jit import JIT_OPTIONS, kernel
-from ._generate import Elementwise, _bits, _file_digest, _source_file
+from ._generate import Elementwise, _file_digest, _source_file, presence_variants
 from ._intrinsics import _bits_f32, _f32_bits, bf16_round
 
 __all__ = [
@@ -442,18 +441,11 @@ def blocked_source(rule: Elementwise) -> str:
     fname = f"{name}_q8"
     if not rule.optional:
         return "\n".join(_blocked_variant(rule, fname, ())) + "\n"
-    lines: list[str] = []
-    combos = list(itertools.product((False, True), repeat=len(rule.optional)))
-    for bits in combos:
-        present = tuple(a for a, on in zip(rule.optional, bits) if on)
-        lines += [*_blocked_variant(rule, f"{fname}_{_bits(bits)}", present), ""]
-    names = [a.split("=")[0] for a in blocked_signature(rule)]
-    lines.append(f"def {fname}({', '.join(blocked_signature(rule))}):")
-    lines += [f"    use_{a} = {a}.size != 0" for a in rule.optional]
-    for k, bits in enumerate(combos):
-        cond = " and ".join(f"{'' if on else 'not '}use_{a}" for a, on in zip(rule.optional, bits))
-        head = "else:" if k == len(combos) - 1 else f"{'if' if k == 0 else 'elif'} {cond}:"
-        lines += [f"    {head}", f"        {fname}_{_bits(bits)}({', '.join(names)})"]
+    signature = blocked_signature(rule)
+    call_args = ", ".join(a.split("=")[0] for a in signature)
+    lines = presence_variants(
+        fname, ", ".join(signature), call_args, rule.optional, f"{fname}_", lambda f, p: _blocked_variant(rule, f, p)
+    )
     return "\n".join(lines) + "\n"
 
 
