@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._jit import CACHE, CHUNK, kernel
+from ..kernels._generate import _source_file
 
 # -- optimizers -------------------------------------------------------------------------------------
 
@@ -74,80 +76,25 @@ def workloads(sizes: list[int], model: bool = True, tiny: bool = True) -> list[W
 # -- roofline kernels: the optimizer's streams with no math ----------------------------------------
 
 
-@kernel
-def _stream_1(ro, a):
-    n = a.size
-    for i in prange(n):
-        a[i] = a[i] + ro[i]
+def _no_math_pass(updated: int, read: int) -> Any:
+    """A parallel loop with an optimizer's memory streams and no math: each of ``updated`` float32 arrays
+    gets the sum of ``read`` read-only ones added, one pass. Arguments ``(reads..., updated...)``. Generated
+    as source (compiled from a file, so Numba's cache keeps it) for any pair of counts."""
+    name = f"stream_{updated}_{read}"
+    reads, outs = [f"r{k}" for k in range(read)], [f"u{k}" for k in range(updated)]
+    lines = [f"def {name}({', '.join(reads + outs)}):", "    for i in prange(u0.size):"]
+    lines.append(f"        g = {' + '.join(f'{r}[i]' for r in reads)}")
+    lines += [f"        {u}[i] = {u}[i] + g" for u in outs]
+    src = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {"__name__": __name__, "prange": prange}
+    exec(compile(src, _source_file(name, src, sys.modules[__name__]), "exec"), namespace)  # noqa: S102
+    return kernel(namespace[name], twin=False)
 
 
-@kernel
-def _stream_2(ro, a, b):
-    n = a.size
-    for i in prange(n):
-        g = ro[i]
-        a[i] = a[i] + g
-        b[i] = b[i] + g
-
-
-@kernel
-def _stream_3(ro, a, b, d):
-    n = a.size
-    for i in prange(n):
-        g = ro[i]
-        a[i] = a[i] + g
-        b[i] = b[i] + g
-        d[i] = d[i] + g
-
-
-@kernel
-def _stream_4(ro, a, b, d, e):
-    n = a.size
-    for i in prange(n):
-        g = ro[i]
-        a[i] = a[i] + g
-        b[i] = b[i] + g
-        d[i] = d[i] + g
-        e[i] = e[i] + g
-
-
-@kernel
-def _stream_5(ro, a, b, d, e, f):
-    n = a.size
-    for i in prange(n):
-        g = ro[i]
-        a[i] = a[i] + g
-        b[i] = b[i] + g
-        d[i] = d[i] + g
-        e[i] = e[i] + g
-        f[i] = f[i] + g
-
-
-_STREAMS = {1: _stream_1, 2: _stream_2, 3: _stream_3, 4: _stream_4, 5: _stream_5}
-
-
-@kernel
-def _reads_2(a, r, s):
-    n = a.size
-    for i in prange(n):
-        a[i] = a[i] + r[i] + s[i]
-
-
-@kernel
-def _reads_3(a, r, s, u):
-    n = a.size
-    for i in prange(n):
-        a[i] = a[i] + r[i] + s[i] + u[i]
-
-
-@kernel
-def _reads_4(a, r, s, u, v):
-    n = a.size
-    for i in prange(n):
-        a[i] = a[i] + r[i] + s[i] + u[i] + v[i]
-
-
-_READS = {1: _stream_1, 2: _reads_2, 3: _reads_3, 4: _reads_4}
+#: the roofline loops of the optimizers' patterns: ``rw`` arrays updated from one read-only array
+_STREAMS = {rw: _no_math_pass(rw, 1) for rw in range(1, 6)}
+#: the one-pass roofline loops of compact state: one array updated from ``reads`` read-only arrays
+_READS = {reads: _no_math_pass(1, reads) for reads in range(1, 5)}
 
 
 def one_pass_roofline(n: int, reads: int) -> tuple[Callable[[], Any], int]:
@@ -156,7 +103,7 @@ def one_pass_roofline(n: int, reads: int) -> tuple[Callable[[], Any], int]:
     state), matched by byte count. Arrays written before timing (see :func:`roofline_kernel`)."""
     if reads not in _READS:
         raise ValueError(f"no one-pass roofline kernel for {reads} read-only streams")
-    arrays = [np.full(n, 1e-3 if i else 1.0, np.float32) for i in range(reads + 1)]
+    arrays = [np.full(n, 1e-3 if i < reads else 1.0, np.float32) for i in range(reads + 1)]
     fn = _READS[reads]
     fn(*arrays)  # compile
     return (lambda: fn(*arrays)), stream_bytes(n, 1, reads)
