@@ -210,7 +210,7 @@ def lamb_update(on, param, grad, exp_avg, exp_avg_sq, seg, weight_norm, adam_nor
     ----------
     You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.
     """
-    step_size, eps, reciprocal, mode = scalars[0], scalars[4], scalars[10], scalars[11]
+    step_size, _, _, _, eps, *_, reciprocal, mode = scalars  # lamb_constants' arguments, named where used here
     on.run(MOMENTS, param, grad, exp_avg, exp_avg_sq, seg.offs, seg.start, seg.owner, seg.partials, *scalars)
     if mode == SKIP:
         return
