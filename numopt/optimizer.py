@@ -272,6 +272,14 @@ _SHARED_DOCS = {
         "    weight_decay : float, default {weight_decay}\n"
         "        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0)."
     ),
+    # the start of most Examples sections: a parameter of three ones with a gradient of ones
+    "example": (
+        "Examples\n"
+        "    --------\n"
+        "    >>> import numpy as np, numopt\n"
+        "    >>> w = numopt.Parameter(np.ones(3, np.float32))\n"
+        "    >>> w.grad = np.ones(3, np.float32)"
+    ),
     # compact optimizer state (numopt.lowbit)
     "state_dtype": (
         "state_dtype : {{None, 'bfloat16', 'int8'}}, default None\n"
@@ -432,6 +440,12 @@ class WrapsOptimizer:
         if inner is None or name.startswith("_"):
             raise AttributeError(name)
         return getattr(inner, name)
+
+    def _share(self, optimizer: Any) -> None:
+        """Wrap ``optimizer``: its groups and flat buffers are the wrapper's too (shared, not copied)."""
+        self.optimizer = optimizer
+        self.param_groups = optimizer.param_groups
+        self._flats = optimizer._flats
 
     def _repr_around(self, head: str) -> str:
         """``head``, then the wrapped optimizer's repr indented, closed by ``)``."""

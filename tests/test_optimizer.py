@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
 import numopt
 
-from .optim_db import ERROR_DB, ErrorCase
+from .optim_db import ERROR_DB, OPTIM_DB, ErrorCase, reference_for, reference_signature
 
 
 def _params(n: int = 3) -> list[numopt.Parameter]:
@@ -268,3 +270,29 @@ def test_every_shared_doc_placeholder_is_filled() -> None:
     classes = {*registered(), *(getattr(numopt.optim, n) for n in numopt.optim.__all__)}
     left = [c.__name__ for c in classes if isinstance(c, type) and c.__doc__ and "%(" in c.__doc__]
     assert left == []
+
+
+#: constructor arguments numopt adds to its reference's (keyword-only, after the reference's own)
+_NUMOPT_EXTRAS = {"state_dtype", "min_8bit_size", "c1", "c2", "max_ls"}
+
+
+@pytest.mark.parametrize("name", sorted({c.name for c in OPTIM_DB}))
+def test_constructor_signature_follows_the_reference(name: str) -> None:
+    """Every argument the reference takes too has its name, order, kind and default; a torch.optim
+    reference's signature is matched exactly (numopt's own extras come last, keyword-only)."""
+    ours = inspect.signature(getattr(numopt, name)).parameters
+    theirs = reference_signature(reference_for(name)).parameters
+    common = [k for k in ours if k in theirs]
+    assert common == [k for k in theirs if k in ours]
+    for k in common:
+        if not callable(theirs[k].default):  # a function (ADOPT's clip_lambda): checked by the parity rows
+            assert ours[k].default == theirs[k].default, k
+    if all(c.reference_is_torch for c in OPTIM_DB if c.name == name):
+        extras = [k for k in ours if k not in theirs]
+        assert set(extras) <= _NUMOPT_EXTRAS and list(ours)[len(ours) - len(extras) :] == extras, extras
+        assert all(ours[k].kind is inspect.Parameter.KEYWORD_ONLY for k in extras), extras
+        assert common == list(theirs)
+        for k in common:
+            assert ours[k].kind == theirs[k].kind, k
+    annotated = [k for k, p in ours.items() if p.annotation is inspect.Parameter.empty]
+    assert annotated == [], f"arguments without a type: {annotated}"

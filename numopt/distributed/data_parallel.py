@@ -120,15 +120,13 @@ class DistributedOptimizer(WrapsOptimizer, Optimizer):
             raise TypeError(f"bucket_mb must be a finite positive number, got {bucket_mb!r}")
         if bucket_mb <= 0:
             raise ValueError(f"bucket_mb must be > 0, got bucket_mb={bucket_mb!r}")
-        self.optimizer = optimizer
+        self._share(optimizer)
         self.comm = get_comm(comm)
         self.average = bool(average)
         self.bucket_mb = bucket_mb
         # The wrapped optimizer's bookkeeping, shared (not copied).
         self.defaults = optimizer.defaults
         self.state = optimizer.state
-        self.param_groups = optimizer.param_groups
-        self._flats = optimizer._flats
         self._step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._masks = GradMasks()

@@ -3,6 +3,7 @@ their runs (on the device for a device buffer), the refusal of sparse gradients.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
@@ -57,6 +58,14 @@ class SegmentCache:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (SegmentCache, ())  # scratch: pickles and copies start empty
+
+
+class UsesSegments:
+    """Mixin: ``self._segments``, the optimizer's :class:`SegmentCache`, made on first use."""
+
+    @functools.cached_property
+    def _segments(self) -> SegmentCache:
+        return SegmentCache()
 
 
 def refuse_sparse(name: str, params: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._validation import check_flags, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.adadelta import adadelta_step
@@ -46,12 +47,8 @@ class Adadelta(Optimizer):
     ----------
     Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701 (2012).
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.Adadelta([w], lr=1.0)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()
     >>> bool(np.all(w.data < 1))
     True
@@ -61,20 +58,10 @@ class Adadelta(Optimizer):
     state_tensors = (StateTensor("square_avg", signed=False), StateTensor("acc_delta", signed=False))
     bench_kwargs = {"lr": 1.0}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1.0,
-        rho: float = 0.9,
-        eps: float = 1e-6,
-        weight_decay: float = 0,
-        foreach: bool | None = None,
-        *,
-        capturable: bool = False,
-        maximize: bool = False,
-        differentiable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False, maximize=False,"
+        " differentiable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

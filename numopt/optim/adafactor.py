@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._jit import CHUNK
 from .._validation import check_flags, check_nonnegative, check_number, check_torch_switches
 from ..flat import FlatBuffer, Run
@@ -105,31 +107,14 @@ class Adafactor(Optimizer):
 
     _state_keys = ("step", "row_var", "col_var", "variance")
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-2,
-        beta2_decay: float = -0.8,
-        eps: tuple[float | None, float] = (None, 1e-3),
-        d: float = 1.0,
-        weight_decay: float = 0.0,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-    ) -> None:
-        check_torch_switches(foreach=foreach)
-        defaults = {
-            "lr": lr,
-            "beta2_decay": beta2_decay,
-            "eps": eps,
-            "d": d,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "maximize": maximize,
-        }
-        self._validate_hparams(defaults)
+    __init__ = constructor(
+        "lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *, foreach=None, maximize=False"
+    )
+
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """Also start the per-buffer segment tables empty."""
         self._segments: weakref.WeakKeyDictionary[FlatBuffer, np.ndarray] = weakref.WeakKeyDictionary()
-        super().__init__(params, defaults)
+        super()._construct(params, arguments, **convert)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
@@ -76,27 +78,17 @@ class Adagrad(Optimizer):
     state_tensors = (StateTensor("sum", fill="initial_accumulator_value", signed=False),)
     bench_kwargs = {"lr": 1e-2}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-2,
-        lr_decay: float = 0,
-        weight_decay: float = 0,
-        initial_accumulator_value: float = 0,
-        eps: float = 1e-10,
-        foreach: bool | None = None,
-        *,
-        maximize: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        self._construct(params, locals())
-        # torch creates every parameter's state here, not at its first step.
+    __init__ = constructor(
+        "lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, foreach=None, *,"
+        " maximize=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096"
+    )
+
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """Then create every parameter's state, as torch does here (not at its first step)."""
+        super()._construct(params, arguments, **convert)
         for flats in self._flats:
             for flat in flats:
-                flat.ensure_state("sum", initial_accumulator_value)
+                flat.ensure_state("sum", arguments["initial_accumulator_value"])
                 for i, p in enumerate(flat.params):
                     self.state[p]["step"] = flat.step_view(i)
                     self.state[p]["sum"] = flat.state_view("sum", i)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_betas, check_flags, check_nonnegative
 from ..kernels.adam import adam_scalars, adam_step
@@ -61,12 +62,8 @@ class Adam(Optimizer):
     ``'step'``, ``'exp_avg'``, ``'exp_avg_sq'`` and, with ``amsgrad``,
     ``'max_exp_avg_sq'`` per parameter once it has been stepped.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.Adam([w], lr=0.1)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()          # the first step moves each element by lr against the gradient's sign
     >>> w.data.round(6)
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -86,25 +83,12 @@ class Adam(Optimizer):
     )
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        amsgrad: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        decoupled_weight_decay: bool = False,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        self._construct(params, locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None, maximize=False,"
+        " capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False, state_dtype=None,"
+        " min_8bit_size=4096",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from ..kernels.adamax import adamax_scalars, adamax_step
 from ..optimizer import Optimizer, StateTensor
@@ -47,12 +48,8 @@ class Adamax(Optimizer):
     -----
     ``'step'``, ``'exp_avg'`` and ``'exp_inf'`` per parameter once it has been stepped.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.Adamax([w], lr=0.1)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()
     >>> w.data
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -67,20 +64,10 @@ class Adamax(Optimizer):
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_inf", signed=False))
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        foreach: bool | None = None,
-        *,
-        maximize: bool = False,
-        differentiable: bool = False,
-        capturable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *, maximize=False,"
+        " differentiable=False, capturable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

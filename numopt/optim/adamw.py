@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .adam import Adam
 
 __all__ = ["AdamW"]
@@ -58,39 +59,12 @@ class AdamW(Adam):
     Loshchilov and Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        super().__init__(
-            params,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            amsgrad,
-            foreach=foreach,
-            maximize=maximize,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=True,
-            state_dtype=state_dtype,
-            min_8bit_size=min_8bit_size,
-        )
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False, foreach=None,"
+        " capturable=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096",
+        convert={"betas": tuple},
+        fixed={"decoupled_weight_decay": True},
+    )
 
     def load_state_dict(self, state_dict: dict[str, Any], match: str = "position", strict: bool = True) -> Any:
         """Load a state like :meth:`Adam.load_state_dict`; every group stays decoupled (torch's rule)."""

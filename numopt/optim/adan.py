@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..flat import Run
@@ -118,19 +119,11 @@ class Adan(Optimizer):
     #: this step's clipping factor (``_update_all`` sets it before the update pass)
     _clip: float = 1.0
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
-        weight_decay: float = 0.0,
-        weight_decouple: bool = False,
-        max_grad_norm: float = 0.0,
-        foreach: bool | None = None,
-        eps: float = 1e-8,
-        maximize: bool = False,
-    ) -> None:
-        self._construct(params, locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.98, 0.92, 0.99), weight_decay=0.0, weight_decouple=False, max_grad_norm=0.0, foreach=None,"
+        " eps=1e-8, maximize=False",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

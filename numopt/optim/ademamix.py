@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_betas, check_bool, check_flags, check_nonnegative, check_number
 from ..kernels.ademamix import ademamix_scalars, ademamix_step
@@ -77,12 +78,8 @@ class AdEMAMix(GroupStepCount, Optimizer):
     stepped. As in the reference, the step count is kept per group (``param_groups[i]['step']``,
     one more at every ``step()`` call, gradients or not) and ``maximize`` on the optimizer.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.AdEMAMix([w], lr=0.1, alpha=0.0)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()          # with alpha = 0, Adam's first step: lr against the gradient's sign
     >>> w.data.round(6)
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -100,21 +97,11 @@ class AdEMAMix(GroupStepCount, Optimizer):
     _tracks_step = False
     _optimizer_attributes = {"maximize": check_bool}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
-        weight_decay: float = 0.0,
-        weight_decouple: bool = False,
-        fixed_decay: bool = False,
-        alpha: float = 5.0,
-        t_alpha_beta3: float | None = None,
-        eps: float = 1e-8,
-        maximize: bool = False,
-        foreach: bool | None = None,
-    ) -> None:
-        self._construct(params, locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0, weight_decouple=False, fixed_decay=False, alpha=5.0,"
+        " t_alpha_beta3=None, eps=1e-8, maximize=False, foreach=None",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

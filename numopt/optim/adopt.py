@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from numba.extending import register_jitable
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.adopt import adopt_step
@@ -117,20 +117,11 @@ class ADOPT(GroupStepCount, Optimizer):
     _tracks_step = False
     _optimizer_attributes = {"maximize": check_bool, "clip_lambda": _check_clip_lambda}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.9999),
-        clip_lambda: Callable[[float], float] | None = step_quarter_power,
-        weight_decay: float = 0.0,
-        weight_decouple: bool = False,
-        fixed_decay: bool = False,
-        foreach: bool | None = None,
-        eps: float = 1e-6,
-        maximize: bool = False,
-    ) -> None:
-        self._construct(params, locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.9999), clip_lambda=step_quarter_power, weight_decay=0.0, weight_decouple=False,"
+        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._scalar_state import all_equal, stretches
 from .._validation import check_flags, check_nonnegative, check_number, check_torch_switches
@@ -65,12 +66,8 @@ class ASGD(Optimizer):
     B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic approximation by
     averaging", SIAM J. Control Optim. 30(4), 1992.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.ASGD([w], lr=0.1, lambd=0.0)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()
     >>> w.data
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -82,20 +79,10 @@ class ASGD(Optimizer):
     scalar_state = (("eta", 0.0), ("mu", 1.0))  # eta starts at lr, set on the first step
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-2,
-        lambd: float = 1e-4,
-        alpha: float = 0.75,
-        t0: float = 1e6,
-        weight_decay: float = 0,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        differentiable: bool = False,
-        capturable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None, maximize=False, differentiable=False,"
+        " capturable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._device import kernel_for
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
@@ -14,13 +15,13 @@ from ..kernels.lamb import ADAM, MOMENTUM, RECTIFIED, SKIP, lamb_update
 from ..kernels.segments import segment_sum_squares
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from ._trust import SegmentCache, refuse_sparse
+from ._trust import UsesSegments, refuse_sparse
 from .adam import _check_betas
 
 __all__ = ["Lamb"]
 
 
-class Lamb(GroupStepCount, Optimizer):
+class Lamb(UsesSegments, GroupStepCount, Optimizer):
     r"""LAMB: Adam updates scaled, per parameter tensor, by the trust ratio ``||theta|| / ||update||``.
 
     At step :math:`t` (counted per group), for each parameter :math:`\theta` with gradient :math:`g_t`::
@@ -121,38 +122,20 @@ class Lamb(GroupStepCount, Optimizer):
     reference = "pytorch_optimizer.Lamb"
     runs_on_cuda = True
     _tracks_step = False
+    #: on the optimizer, not in the groups, as in the reference
+    _optimizer_attributes = {
+        "degenerated_to_sgd": check_bool,
+        "pre_norm": check_bool,
+        "maximize": check_bool,
+        "n_sma_threshold": lambda name, value: check_number(name, value, label=f"{name} value"),
+    }
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        rectify: bool = False,
-        degenerated_to_sgd: bool = False,
-        n_sma_threshold: int = 5,
-        grad_averaging: bool = True,
-        max_grad_norm: float = 1.0,
-        adam: bool = False,
-        pre_norm: bool = False,
-        eps: float = 1e-6,
-        foreach: bool | None = None,
-        maximize: bool = False,
-    ) -> None:
-        arguments = dict(locals())
-        for name, value in (("degenerated_to_sgd", degenerated_to_sgd), ("pre_norm", pre_norm), ("maximize", maximize)):
-            check_bool(name, value)
-        check_number("n_sma_threshold", n_sma_threshold, label="n_sma_threshold value")
-        # on the optimizer, not in the groups, as in the reference
-        self.degenerated_to_sgd = degenerated_to_sgd
-        self.n_sma_threshold = n_sma_threshold
-        self.pre_norm = pre_norm
-        self.maximize = maximize
-        self._segments = SegmentCache()
-        optimizer_wide = ("degenerated_to_sgd", "n_sma_threshold", "pre_norm", "maximize")
-        self._construct(params, {k: v for k, v in arguments.items() if k not in optimizer_wide}, betas=tuple)
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=True, fixed_decay=False, rectify=False,"
+        " degenerated_to_sgd=False, n_sma_threshold=5, grad_averaging=True, max_grad_norm=1.0, adam=False,"
+        " pre_norm=False, eps=1e-6, foreach=None, maximize=False",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -6,19 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.lars import lars_update
 from ..optimizer import Optimizer, StateTensor
 from ._group_step import GroupStepCount
-from ._trust import SegmentCache, refuse_sparse
+from ._trust import UsesSegments, refuse_sparse
 
 __all__ = ["LARS"]
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-class LARS(GroupStepCount, Optimizer):
+class LARS(UsesSegments, GroupStepCount, Optimizer):
     r"""LARS: SGD whose gradient is scaled, per parameter tensor, by ``||theta|| / ||g||``.
 
     For each parameter :math:`\theta` of 2 or more dimensions, with gradient :math:`g_t`
@@ -88,23 +89,12 @@ class LARS(GroupStepCount, Optimizer):
     reference = "pytorch_optimizer.LARS"
     runs_on_cuda = True
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}  # on the optimizer, not in the groups, as in the reference
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        dampening: float = 0.0,
-        trust_coefficient: float = 1e-3,
-        nesterov: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-    ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._segments = SegmentCache()
-        self._construct(params, {k: v for k, v in locals().items() if k != "maximize"})
+    __init__ = constructor(
+        "lr=1e-3, weight_decay=0.0, momentum=0.9, dampening=0.0, trust_coefficient=1e-3, nesterov=False,"
+        " foreach=None, maximize=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

@@ -12,17 +12,7 @@ import numpy as np
 from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer
-from ..kernels.lbfgs import (
-    POOL,
-    WOLFE_EVALS,
-    lbfgs_axpy,
-    lbfgs_direction,
-    lbfgs_gather,
-    lbfgs_push,
-    new_wolfe_state,
-    wolfe_next,
-    wolfe_start,
-)
+from ..kernels import lbfgs as rules
 from ..optimizer import LoadStateDictResult, Optimizer
 from ..parameter import Parameter
 
@@ -62,9 +52,9 @@ class _GroupState:
         self.dtype = dtype
         self.parallel = n >= _PARALLEL_MIN
         self.partials = np.zeros((3, max(1, (n + CHUNK - 1) // CHUNK)), np.float64)
-        self.pool: list[np.ndarray | None] = [None] * POOL
-        self.gmax = [0.0] * POOL
-        self.gsum = [0.0] * POOL
+        self.pool: list[np.ndarray | None] = [None] * rules.POOL
+        self.gmax = [0.0] * rules.POOL
+        self.gsum = [0.0] * rules.POOL
         self.d: np.ndarray | None = None
         self.prev: np.ndarray | None = None
         self.x0: np.ndarray | None = None
@@ -73,7 +63,7 @@ class _GroupState:
         self.ro = np.empty(0, np.float64)
         self.rows: list[int] = []
         self.al: np.ndarray | None = None
-        self.wolfe = new_wolfe_state()
+        self.wolfe = rules.new_wolfe_state()
         self.t: float | None = None
         self.h_diag: float | None = None
         self.prev_loss: float | None = None
@@ -399,7 +389,7 @@ class LBFGS(Optimizer):
             for i, h in enumerate(has):
                 if not h:
                     flat.grad[flat.offsets[i] : flat.offsets[i + 1]] = 0
-        gd, gsum, gmax = lbfgs_gather(flat.grad, gs.pool[slot], d, negate, gs.parallel, gs.partials)
+        gd, gsum, gmax = rules.lbfgs_gather(flat.grad, gs.pool[slot], d, negate, gs.parallel, gs.partials)
         gs.gsum[slot] = gsum
         gs.gmax[slot] = gmax
         return gd
@@ -453,7 +443,7 @@ class LBFGS(Optimizer):
                 np.copyto(gs.prev, g)
             else:
                 row = gs.scratch_row(history_size)
-                ys, yy = lbfgs_push(g, gs.prev, d, tp(t), gs.dirs[row], gs.stps[row], gs.parallel, gs.partials)
+                ys, yy = rules.lbfgs_push(g, gs.prev, d, tp(t), gs.dirs[row], gs.stps[row], gs.parallel, gs.partials)
                 if ys > 1e-10:
                     while len(gs.rows) >= history_size:
                         gs.rows.pop(0)
@@ -462,7 +452,9 @@ class LBFGS(Optimizer):
                     h_diag = ys / yy
             al = gs.ensure_al(max(history_size, len(gs.rows)))
             order = np.array(gs.rows, np.int64)
-            gtd, d_max = lbfgs_direction(g, d, gs.dirs, gs.stps, order, gs.ro, al, tp(h_diag), gs.parallel, gs.partials)
+            gtd, d_max = rules.lbfgs_direction(
+                g, d, gs.dirs, gs.stps, order, gs.ro, al, tp(h_diag), gs.parallel, gs.partials
+            )
             prev_loss = loss
 
             # step length
@@ -491,12 +483,12 @@ class LBFGS(Optimizer):
                 loss, gi, t, ls_func_evals = self._strong_wolfe(
                     group, flat, gs, closure, t, loss, gi, gtd, d_max, max_ls, sign
                 )
-                lbfgs_axpy(flat.data, gs.x0, d, tp(t), gs.parallel)
+                rules.lbfgs_axpy(flat.data, gs.x0, d, tp(t), gs.parallel)
                 self._moved_since_eval = False
                 opt_cond = gs.gmax[gi] <= tolerance_grad
                 evaluated = True
             else:
-                lbfgs_axpy(flat.data, flat.data, d, tp(t), gs.parallel)
+                rules.lbfgs_axpy(flat.data, flat.data, d, tp(t), gs.parallel)
                 self._moved_since_eval = True
                 evaluated = False
                 opt_cond = False
@@ -552,14 +544,14 @@ class LBFGS(Optimizer):
         tp = flat.dtype.type
         d, x0 = gs.d, gs.x0
         fs, ns = gs.wolfe
-        t, slot = wolfe_start(fs, ns, t, f, g0, gtd, d_norm, float(group["c1"]), float(group["c2"]), max_ls)
+        t, slot = rules.wolfe_start(fs, ns, t, f, g0, gtd, d_norm, float(group["c1"]), float(group["c2"]), max_ls)
         while True:
-            lbfgs_axpy(flat.data, x0, d, tp(t), gs.parallel)
+            rules.lbfgs_axpy(flat.data, x0, d, tp(t), gs.parallel)
             f_new = sign * _as_float(closure())
             gtd_new = self._gather(flat, gs, gs.buffer(slot), d, maximize)
-            more, t, f_end, slot = wolfe_next(fs, ns, f_new, gtd_new)
+            more, t, f_end, slot = rules.wolfe_next(fs, ns, f_new, gtd_new)
             if not more:
-                return f_end, slot, t, int(ns[WOLFE_EVALS])
+                return f_end, slot, t, int(ns[rules.WOLFE_EVALS])
 
     # -- state dicts ------------------------------------------------------------
     def load_state_dict(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._validation import check_betas, check_bool, check_flags, check_nonnegative
 from ..kernels.lion import lion_step
 from ..optimizer import Optimizer, StateTensor
@@ -69,21 +70,11 @@ class Lion(GroupStepCount, Optimizer):
     _tracks_step = False
     _optimizer_attributes = {"maximize": check_bool}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        *,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        self._construct(params, locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, weight_decouple=True, fixed_decay=False, foreach=None,"
+        " maximize=False, *, state_dtype=None, min_8bit_size=4096",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr")

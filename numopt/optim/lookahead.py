@@ -101,13 +101,10 @@ class Lookahead(WrapsOptimizer, Optimizer, register=False):  # a wrapper: not in
         check_number("alpha", alpha, low=0.0, high=1.0, high_open=True)
         if pullback_momentum not in _PULLBACK:
             raise ValueError(f"pullback_momentum must be one of {_PULLBACK}, got {pullback_momentum!r}")
-        self.optimizer = optimizer
+        self._share(optimizer)
         self.k = int(k)
         self.alpha = float(alpha)
         self.pullback_momentum = pullback_momentum
-        # the wrapped optimizer's groups and buffers, shared (not copied)
-        self.param_groups = optimizer.param_groups
-        self._flats = optimizer._flats
         self.defaults = {
             "lookahead_alpha": self.alpha,
             "lookahead_k": self.k,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._jit import CHUNK
 from .._validation import check_flags, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
@@ -167,35 +169,16 @@ class Muon(Optimizer):
     _tracks_step = False
     _state_keys = ("momentum_buffer",)
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        weight_decay: float = 0.1,
-        momentum: float = 0.95,
-        nesterov: bool = True,
-        ns_coefficients: tuple[float, float, float] = DEFAULT_NS_COEFFICIENTS,
-        eps: float = DEFAULT_EPS,
-        ns_steps: int = DEFAULT_NS_STEPS,
-        adjust_lr_fn: str | None = None,
-        *,
-        ns_dtype: str = "bfloat16",
-    ) -> None:
-        defaults = {
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "ns_coefficients": ns_coefficients,
-            "eps": eps,
-            "ns_steps": ns_steps,
-            "adjust_lr_fn": adjust_lr_fn,
-            "ns_dtype": ns_dtype,
-        }
-        self._validate_hparams(defaults)
+    __init__ = constructor(
+        "lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=DEFAULT_NS_COEFFICIENTS,"
+        " eps=1e-7, ns_steps=5, adjust_lr_fn=None, *, ns_dtype='bfloat16'"
+    )
+
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """Also start the Newton–Schulz scratch (per matrix shape) empty."""
         self._ns_work: dict[tuple[int, int], _NSWork] = {}
         self._ns_input: dict[int, np.ndarray] = {}
-        super().__init__(params, defaults)
+        super()._construct(params, arguments, **convert)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr", "momentum", "weight_decay", "eps")

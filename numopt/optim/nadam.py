@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._scalar_state import stretches
 from .._validation import check_nonnegative
@@ -62,12 +63,8 @@ class NAdam(Optimizer):
     ``'step'``, ``'mu_product'`` (a float), ``'exp_avg'`` and ``'exp_avg_sq'``
     per parameter once it has been stepped.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.NAdam([w], lr=0.1)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()          # lr * g plus the Nesterov look-ahead on the momentum
     >>> w.data.round(4)
     array([0.8944, 0.8944, 0.8944], dtype=float32)
@@ -83,22 +80,10 @@ class NAdam(Optimizer):
     functional_scalars = _functional_scalars
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum_decay: float = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3, decoupled_weight_decay=False, *,"
+        " foreach=None, maximize=False, capturable=False, differentiable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.prodigy import prodigy_reduce, prodigy_step
 from ..optimizer import Optimizer, StateTensor
 from ..parameter import SparseGrad
-from ._trust import SegmentCache
+from ._trust import UsesSegments
 from .adam import _check_betas
 
 __all__ = ["Prodigy"]
@@ -22,7 +24,30 @@ __all__ = ["Prodigy"]
 _ESTIMATES = ("d", "d_max", "d_numerator", "d_de_nom", "d_hat")
 
 
-class Prodigy(Optimizer):
+#: the constructor's arguments as the groups keep them: the reference's keys, in its order (``maximize`` is
+#: the optimizer's, see ``_optimizer_attributes``)
+_GROUP_KEYS = (
+    "maximize",
+    "lr",
+    "betas",
+    "beta3",
+    "d",
+    "d0",
+    "d_max",
+    "d_coef",
+    "growth_rate",
+    "weight_decay",
+    "weight_decouple",
+    "fixed_decay",
+    "bias_correction",
+    "safeguard_warmup",
+    "step",
+    "foreach",
+    "eps",
+)
+
+
+class Prodigy(UsesSegments, Optimizer):
     r"""Prodigy: Adam whose step size ``d`` is learned from the distance the parameters travelled.
 
     One step, with ``d`` the current estimate and :math:`g` each gradient (negated if
@@ -121,47 +146,19 @@ class Prodigy(Optimizer):
     reference = "pytorch_optimizer.Prodigy"
     runs_on_cuda = True
     _tracks_step = False
+    _optimizer_attributes = {"maximize": check_bool}  # on the optimizer, as in the reference
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        beta3: float | None = None,
-        d0: float = 1e-6,
-        d_coef: float = 1.0,
-        growth_rate: float = float("inf"),
-        weight_decay: float = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        bias_correction: bool = False,
-        safeguard_warmup: bool = False,
-        eps: float | None = 1e-8,
-        maximize: bool = False,
-        foreach: bool | None = None,
-    ) -> None:
-        check_bool("maximize", maximize)
-        self.maximize = maximize  # on the optimizer, not in the groups, as in the reference
-        self._segments = SegmentCache()
-        defaults = {  # the reference's group keys, in its order
-            "lr": lr,
-            "betas": betas,
-            "beta3": beta3,
-            "d": d0,
-            "d0": d0,
-            "d_max": d0,
-            "d_coef": d_coef,
-            "growth_rate": growth_rate,
-            "weight_decay": weight_decay,
-            "weight_decouple": weight_decouple,
-            "fixed_decay": fixed_decay,
-            "bias_correction": bias_correction,
-            "safeguard_warmup": safeguard_warmup,
-            "step": 1,
-            "foreach": foreach,
-            "eps": eps,
-        }
-        self._construct(params, defaults, betas=tuple)
+    __init__ = constructor(
+        "lr=1.0, betas=(0.9, 0.999), beta3=None, d0=1e-6, d_coef=1.0, growth_rate=float('inf'), weight_decay=0.0,"
+        " weight_decouple=True, fixed_decay=False, bias_correction=False, safeguard_warmup=False, eps=1e-8,"
+        " maximize=False, foreach=None",
+        convert={"betas": tuple},
+    )
+
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """The groups keep the reference's keys, in its order: ``d`` and ``d_max`` start at ``d0``, ``step`` at 1."""
+        given = {**arguments, "d": arguments["d0"], "d_max": arguments["d0"], "step": 1}
+        super()._construct(params, {k: given[k] for k in _GROUP_KEYS}, **convert)
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

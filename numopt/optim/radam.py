@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from ..kernels.radam import radam_scalars, radam_step
 from ..optimizer import Optimizer, StateTensor
@@ -51,12 +52,8 @@ class RAdam(Optimizer):
     -----
     ``'step'``, ``'exp_avg'`` and ``'exp_avg_sq'`` per parameter once it has been stepped.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.RAdam([w], lr=0.1)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()          # rho_1 = 1 <= 5: a plain momentum step, 1 - 0.1 * 1
     >>> w.data
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -71,21 +68,10 @@ class RAdam(Optimizer):
     state_tensors = (StateTensor("exp_avg"), StateTensor("exp_avg_sq", signed=False))
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        decoupled_weight_decay: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False, *, foreach=None,"
+        " maximize=False, capturable=False, differentiable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         _check_adam_family(h)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._validation import check_flags, check_nonnegative
 from ..flat import FlatBuffer, Run
 from ..kernels.rmsprop import rmsprop_step
@@ -53,12 +54,8 @@ class RMSprop(Optimizer):
     Hinton, "Neural Networks for Machine Learning", lecture 6e (2012);
     Graves, "Generating Sequences With Recurrent Neural Networks", arXiv:1308.0850 (centered form).
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.RMSprop([w], lr=0.01, momentum=0.9, centered=True)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()
     >>> sorted(opt.state[w])
     ['grad_avg', 'momentum_buffer', 'square_avg', 'step']
@@ -72,24 +69,10 @@ class RMSprop(Optimizer):
     )
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum: float = 0,
-        centered: bool = False,
-        capturable: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        differentiable: bool = False,
-        *,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, capturable=False, foreach=None,"
+        " maximize=False, differentiable=False, *, state_dtype=None, min_8bit_size=4096"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr", "eps", "momentum", "weight_decay", "alpha")

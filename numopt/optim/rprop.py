@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._jit import kernel
 from .._validation import check_bool, check_number, check_torch_switches
 from ..kernels.rprop import rprop_step
@@ -77,19 +78,10 @@ class Rprop(Optimizer):
     state_tensors = (StateTensor("prev"), StateTensor("step_size"))  # step sizes start at lr, set on the first step
     bench_kwargs = {"lr": 1e-3}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-2,
-        etas: tuple[float, float] = (0.5, 1.2),
-        step_sizes: tuple[float, float] = (1e-6, 50),
-        *,
-        capturable: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        differentiable: bool = False,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, capturable=False, foreach=None, maximize=False,"
+        " differentiable=False"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, label="learning rate")

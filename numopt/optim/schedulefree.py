@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .._arguments import constructor
 from .._validation import check_betas, check_bool, check_nonnegative, check_number
 from ..flat import FlatBuffer, Run
 from ..kernels.schedulefree import adamw_schedulefree_step, schedule_scalars, schedulefree_swap, sgd_schedulefree_step
@@ -35,10 +37,11 @@ class _ScheduleFree(Optimizer):
             cls.__doc__ = cls.__doc__.replace("%(schedule_args)s", _SCHEDULE_ARGS)
         super().__init_subclass__(**kwargs)
 
-    def _construct_schedule_free(self, arguments: dict[str, Any], **convert: Any) -> None:
+    def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:
+        """The groups also keep the reference's per-group scalars (``_GROUP_SCALARS``), before ``foreach``."""
         arguments = dict(arguments)
         foreach = arguments.pop("foreach")
-        self._construct(arguments.pop("params"), {**arguments, **_GROUP_SCALARS, "foreach": foreach}, **convert)
+        super()._construct(params, {**arguments, **_GROUP_SCALARS, "foreach": foreach}, **convert)
 
     def _beta(self, group: dict[str, Any]) -> float:
         """The interpolation constant of ``y`` between ``z`` and ``x`` (SGD's momentum, AdamW's beta1)."""
@@ -213,18 +216,9 @@ class SGDScheduleFree(_ScheduleFree):
     bench_kwargs = {"lr": 1e-3}
     reference = "schedulefree.SGDScheduleFree"
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1.0,
-        momentum: float = 0.9,
-        weight_decay: float = 0,
-        warmup_steps: int = 0,
-        r: float = 0.0,
-        weight_lr_power: float = 2,
-        foreach: bool | None = True,
-    ) -> None:
-        self._construct_schedule_free(locals())
+    __init__ = constructor(
+        "lr=1.0, momentum=0.9, weight_decay=0, warmup_steps=0, r=0.0, weight_lr_power=2, foreach=True"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         self._validate_schedule(h)
@@ -300,19 +294,11 @@ class AdamWScheduleFree(_ScheduleFree):
     bench_kwargs = {"lr": 1e-3}
     reference = "schedulefree.AdamWScheduleFree"
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 0.0025,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        warmup_steps: int = 0,
-        r: float = 0.0,
-        weight_lr_power: float = 2.0,
-        foreach: bool | None = True,
-    ) -> None:
-        self._construct_schedule_free(locals(), betas=tuple)
+    __init__ = constructor(
+        "lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, warmup_steps=0, r=0.0, weight_lr_power=2.0,"
+        " foreach=True",
+        convert={"betas": tuple},
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         self._validate_schedule(h)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._arguments import constructor
 from .._validation import check_flags, check_nonnegative, check_number
 from ..kernels.sgd import sgd_step
 from ..optimizer import Optimizer, StateTensor
@@ -42,12 +43,8 @@ class SGD(Optimizer):
     -----
     ``'momentum_buffer'`` per parameter once stepped with ``momentum != 0``.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example)s
     >>> opt = numopt.SGD([w], lr=0.1, momentum=0.9)
-    >>> w.grad = np.ones(3, np.float32)
     >>> opt.step()
     >>> w.data
     array([0.9, 0.9, 0.9], dtype=float32)
@@ -58,23 +55,10 @@ class SGD(Optimizer):
     state_tensors = (StateTensor("momentum_buffer", when="momentum"),)
     bench_kwargs = {"lr": 1e-3, "momentum": 0.9}
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        momentum: float = 0,
-        dampening: float = 0,
-        weight_decay: float = 0,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: str | None = None,
-        min_8bit_size: int = 4096,
-    ) -> None:
-        self._construct(params, locals())
+    __init__ = constructor(
+        "lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False, foreach=None,"
+        " differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096"
+    )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_nonnegative(h, "lr", "momentum")

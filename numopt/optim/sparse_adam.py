@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import constructor
 from .._jit import CHUNK
 from .._validation import check_bool, check_number
 from ..flat import FlatBuffer, Run
@@ -70,17 +71,7 @@ class SparseAdam(Optimizer):
     _state_keys = ("step", "exp_avg", "exp_avg_sq")
     _sparse_grads = True
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        maximize: bool = False,
-    ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
-        self._validate_hparams(defaults)
-        super().__init__(params, defaults)
+    __init__ = constructor("lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False")
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
         check_number("lr", h["lr"], low=0.0, low_open=True, label="learning rate")

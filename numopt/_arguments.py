@@ -1,0 +1,169 @@
+"""Optimizer constructors declared once: the reference's signature as text, each argument's type from one table.
+
+Every numopt optimizer takes its reference's constructor arguments (``torch.optim.Adam(params,
+lr=1e-3, betas=(0.9, 0.999), ...)``), in the reference's order, with its defaults. A class
+declares them in one statement, its ``__init__``::
+
+    class Adam(Optimizer):
+        __init__ = constructor(
+            "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None, ..."
+        )
+
+The text is the signature after ``params`` as Python writes it (``*`` starts the keyword-only
+arguments; defaults are expressions evaluated in the class's module). :func:`constructor` turns it
+into a real function: ``inspect.signature``, ``help()`` and IPython show the arguments, their
+defaults and their types, which come from :data:`ARGUMENT_TYPES`, the one table of every
+argument's type. The function hands the arguments to ``Optimizer._construct`` (checks, then
+the groups). A class whose construction does more overrides ``_construct`` and calls the base's.
+
+Static type checkers see ``__init__`` as ``Callable[..., None]``: they accept any arguments and
+check none, since the signature exists only once the class is built.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ARGUMENT_TYPES", "constructor"]
+
+#: every optimizer constructor argument's type, by name (as annotations: text)
+ARGUMENT_TYPES: dict[str, str] = {
+    "params": "Any",
+    # rates and decays
+    "lr": "float",
+    "lr_decay": "float",
+    "weight_decay": "float",
+    "momentum": "float",
+    "dampening": "float",
+    "momentum_decay": "float",
+    "rho": "float",
+    "alpha": "float",
+    "lambd": "float",
+    "t0": "float",
+    "beta2_decay": "float",
+    "beta3": "float | None",
+    "d": "float",
+    "d0": "float",
+    "d_coef": "float",
+    "growth_rate": "float",
+    "r": "float",
+    "weight_lr_power": "float",
+    "trust_coefficient": "float",
+    "max_grad_norm": "float",
+    "initial_accumulator_value": "float",
+    "t_alpha_beta3": "float | None",
+    "clip_lambda": "Callable[[float], float] | None",
+    "eps": "float",
+    # counts
+    "warmup_steps": "int",
+    "n_sma_threshold": "int",
+    "ns_steps": "int",
+    "min_8bit_size": "int",
+    # flags
+    "amsgrad": "bool",
+    "nesterov": "bool",
+    "centered": "bool",
+    "maximize": "bool",
+    "decoupled_weight_decay": "bool",
+    "weight_decouple": "bool",
+    "fixed_decay": "bool",
+    "rectify": "bool",
+    "degenerated_to_sgd": "bool",
+    "grad_averaging": "bool",
+    "adam": "bool",
+    "pre_norm": "bool",
+    "bias_correction": "bool",
+    "safeguard_warmup": "bool",
+    # torch's implementation switches
+    "foreach": "bool | None",
+    "fused": "bool | None",
+    "capturable": "bool",
+    "differentiable": "bool",
+    # choices
+    "adjust_lr_fn": "str | None",
+    "ns_dtype": "str",
+    "state_dtype": "str | None",
+}
+
+#: arguments whose type depends on the class's default: a tuple of that many floats
+_TUPLES = ("betas", "etas", "step_sizes", "ns_coefficients")
+
+
+def _annotation(name: str, default: Any, owner: str) -> str:
+    if name in _TUPLES and isinstance(default, tuple):
+        return f"tuple[{', '.join(['float'] * len(default))}]"
+    if name == "eps" and isinstance(default, tuple):  # Adafactor's (eps1, eps2)
+        return "tuple[float | None, float]"
+    try:
+        return ARGUMENT_TYPES[name]
+    except KeyError:
+        raise TypeError(
+            f"{owner}: constructor argument {name!r} has no type in numopt._arguments.ARGUMENT_TYPES"
+        ) from None
+
+
+def constructor(
+    arguments: str,
+    *,
+    convert: dict[str, Callable[[Any], Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> Callable[..., None]:
+    """An optimizer's ``__init__(self, params, <arguments>)``, called in the class body.
+
+    Parameters
+    ----------
+    arguments : str
+        The arguments after ``params``, as a Python signature writes them (``"lr=1e-3, *, maximize=False"``);
+        every one has a default, evaluated in the calling module.
+    convert : dict, optional
+        Argument name -> a function applied to its value before the groups are built (``betas=tuple``).
+    fixed : dict, optional
+        Hyperparameters every group gets that are not arguments (AdamW's ``decoupled_weight_decay=True``).
+
+    Returns
+    -------
+    callable
+        ``__init__``: it passes ``{name: value}`` of every argument (then ``fixed``) to
+        ``self._construct(params, hparams, **convert)``.
+    """
+    caller = sys._getframe(1)
+    module, owner = caller.f_globals["__name__"], caller.f_locals.get("__qualname__", "<class>")
+    try:
+        tree = ast.parse(f"def __init__(self, params, {arguments}): pass")
+    except SyntaxError as e:
+        raise TypeError(f"{owner}: the constructor's arguments do not parse: {e.msg} in {arguments!r}") from None
+    spec = tree.body[0].args
+    if spec.vararg or spec.kwarg or spec.posonlyargs:
+        raise TypeError(f"{owner}: the constructor's arguments take no *args, **kwargs or '/'")
+    positional, keyword = [a.arg for a in spec.args[2:]], [a.arg for a in spec.kwonlyargs]
+    if len(spec.defaults) != len(positional) or None in spec.kw_defaults:
+        raise TypeError(f"{owner}: every constructor argument after params needs a default")
+
+    def value(node: ast.expr) -> Any:
+        return eval(compile(ast.Expression(node), f"<{owner} arguments>", "eval"), caller.f_globals)
+
+    defaults = [value(n) for n in spec.defaults]
+    kwdefaults = {k: value(n) for k, n in zip(keyword, spec.kw_defaults)}
+    names = [*positional, *keyword]
+    star = ", *, " if keyword else ""
+    source = (
+        f"def __init__(self, params, {', '.join(positional)}{star}{', '.join(keyword)}):\n"
+        f"    self._construct(params, {{{', '.join(f'{n!r}: {n}' for n in names)}, **_fixed}}, **_convert)\n"
+    )
+    namespace: dict[str, Any] = {"_fixed": dict(fixed or {}), "_convert": dict(convert or {})}
+    exec(compile(source, f"<{owner}.__init__>", "exec"), namespace)
+    init = namespace["__init__"]
+    init.__defaults__ = tuple(defaults) or None
+    init.__kwdefaults__ = kwdefaults or None
+    init.__module__, init.__qualname__ = module, f"{owner}.__init__"
+    every = {**dict(zip(positional, defaults)), **kwdefaults}
+    init.__annotations__ = {
+        "params": ARGUMENT_TYPES["params"],
+        **{n: _annotation(n, every[n], owner) for n in names},
+        "return": "None",
+    }
+    init.__doc__ = f"Build the optimizer (see :class:`{owner}`): its reference's arguments and defaults."
+    return init
