@@ -150,13 +150,14 @@ def test_hyperparameters_edited_between_steps_match_torch_without_recompiling(na
         for p, tp in zip(ours, ref):
             np.testing.assert_allclose(p.data, tp.detach().numpy(), **tol, err_msg=f"step {t}")
     # no new specialization after the first step, whatever the values or flags were: arrays of the
-    # parameters' dtype, scalars float64 (every kernel casts them once inside) and flags bool
+    # parameters' dtype, scalars float64 (every kernel casts them once inside) and flags bool; the optional
+    # grad_scale left out (no clipping pending)
     assert set(signatures(kernel)) == compiled
     name_ = np.dtype(dtype).name
     for sig in compiled - before:  # what this test compiled (nothing, if an earlier test did it)
         arrays = [a for a in sig if hasattr(a, "dtype")]
         scalars = {str(a) for a in sig if not hasattr(a, "dtype")}
-        assert {str(a.dtype) for a in arrays} == {name_} and scalars <= {"float64", "bool"}, sig
+        assert {str(a.dtype) for a in arrays} == {name_} and scalars <= {"float64", "bool", "omitted(default=1.0)"}, sig
 
 
 # -- RMSprop state keys -----------------------------------------------------------

@@ -38,6 +38,7 @@ class Adadelta(Optimizer):
     weight_decay : float, default 0
         L2 penalty (>= 0).
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -60,7 +61,7 @@ class Adadelta(Optimizer):
 
     __init__ = constructor(
         "lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False, maximize=False,"
-        " differentiable=False"
+        " differentiable=False, state_dtype=None, min_8bit_size=4096"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

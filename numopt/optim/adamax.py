@@ -43,6 +43,7 @@ class Adamax(Optimizer):
     weight_decay : float, default 0
         L2 penalty (>= 0).
     %(torch_args)s
+    %(state_dtype)s
 
     State
     -----
@@ -66,7 +67,7 @@ class Adamax(Optimizer):
 
     __init__ = constructor(
         "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *, maximize=False,"
-        " differentiable=False, capturable=False"
+        " differentiable=False, capturable=False, state_dtype=None, min_8bit_size=4096"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -82,6 +82,7 @@ class ADOPT(GroupStepCount, Optimizer):
     eps : float, default 1e-6
         Lower bound of the normalizing ``sqrt(v)`` (>= 0).
     %(maximize)s
+    %(state_dtype)s
 
     State
     -----
@@ -119,7 +120,7 @@ class ADOPT(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.9999), clip_lambda=step_quarter_power, weight_decay=0.0, weight_decouple=False,"
-        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False",
+        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False, *, state_dtype=None, min_8bit_size=4096",
         convert={"betas": tuple},
     )
 
