@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -75,6 +76,75 @@ def test_bench_cli_writes_json(tmp_path) -> None:
     from benchmarks.to_markdown import from_numopt_bench
 
     assert "| SGD |" in from_numopt_bench(data)
+
+
+def _bitsandbytes_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+@pytest.mark.parametrize("installed", [False, True], ids=["without-bitsandbytes", "with-bitsandbytes"])
+def test_int8_rows_time_bitsandbytes_when_it_is_installed(tmp_path, installed: bool) -> None:
+    # AdamW+int8 next to bitsandbytes' CPU AdamW8bit: an extra column when bitsandbytes imports, else
+    # no column and a one-line note; hidden here by a module of that name that fails to import
+    if installed and not _bitsandbytes_importable():
+        pytest.skip("bitsandbytes is not installed")
+    env = dict(os.environ)
+    if not installed:
+        (tmp_path / "bitsandbytes.py").write_text("raise ImportError(\"No module named 'bitsandbytes'\")\n")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path), env.get("PYTHONPATH")) if p)
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "numopt", "bench", "--quick", "--rounds", "1", "--threads", "1"]
+    cmd += ["--optimizers", "adamw+int8", "--sizes", "5000", "--workloads", "flat", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert row["algo"] == "AdamW+int8" and row["torch_ms"]["fused"] > 0  # torch's float32 step is still timed
+    if installed:
+        assert data["bitsandbytes"]["version"] and row["torch_ms"]["bitsandbytes"] > 0
+        assert row["speedup"]["bitsandbytes"] > 0 and len(row["spread"]["bitsandbytes"]) == 2
+        assert "| bitsandbytes 8-bit ms |" in proc.stdout and "| x bitsandbytes 8-bit |" in proc.stdout
+        assert f"bitsandbytes {data['bitsandbytes']['version']} 8-bit: its CPU optimizer" in proc.stdout
+    else:
+        assert "ImportError" in data["bitsandbytes"]["error"] and row["torch_ms"]["bitsandbytes"] is None
+        assert "bitsandbytes 8-bit ms" not in proc.stdout
+        assert "bitsandbytes: no 8-bit column (ImportError: No module named 'bitsandbytes')" in proc.stdout
+
+
+def test_the_bitsandbytes_worker_mode_is_8_bit_and_on_the_cpu(monkeypatch) -> None:
+    pytest.importorskip("torch")
+    from numopt.bench._torch import BITSANDBYTES
+    from numopt.bench._torch_worker import build
+
+    assert BITSANDBYTES["AdamW"] == "AdamW8bit"
+    if _bitsandbytes_importable():
+        # the same shapes and options; 8-bit state from min_8bit_size=4096 elements on, as numopt's int8
+        opts, errors = build("AdamW", [[5000], [10]], {"lr": 1e-3}, eight_bit="AdamW8bit")
+        assert errors == {} and sorted(opts) == ["bitsandbytes", "default", "foreach", "fused"]
+        opt = opts["bitsandbytes"].__self__
+        big, small = opt.param_groups[0]["params"]
+        assert str(opt.state[big]["state1"].dtype) == "torch.uint8" and big.device.type == "cpu"
+        assert str(opt.state[small]["state1"].dtype) == "torch.float32"
+        assert opt.param_groups[0]["lr"] == 1e-3
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    opts, errors = build("Lion", [[5000]], {"lr": 1e-4}, eight_bit="Lion8bit")  # torch.optim lacks Lion
+    assert opts == {} and errors["bitsandbytes"].split(":")[0] in ("ImportError", "ModuleNotFoundError")
+
+
+def test_the_bitsandbytes_columns_appear_only_with_bitsandbytes_times() -> None:
+    from numopt.bench import Row, render_table
+
+    plain = Row("AdamW+int8", "flat 1e6", 10**6, 0.5, torch_ms={"fused": 1.0, "bitsandbytes": None})
+    assert "bitsandbytes" not in render_table([plain])
+    timed = Row("AdamW+int8", "flat 1e7", 10**7, 5.0, torch_ms={"fused": 9.0, "bitsandbytes": 200.0})
+    timed.speedup["bitsandbytes"] = 40.0
+    table = render_table([plain, timed]).splitlines()
+    head = [c.strip() for c in table[0].strip("|").split("|")]
+    assert head[-2] == "x bitsandbytes 8-bit" and "bitsandbytes 8-bit ms" in head
+    assert table[2].endswith("| - | - |") and table[3].endswith("| 40.00 | - |")
+    assert all(line.count("|") == table[0].count("|") for line in table)
 
 
 def test_compact_state_rows_count_their_bytes() -> None:

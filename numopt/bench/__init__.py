@@ -9,7 +9,10 @@ What is measured, for every optimizer numopt has:
   of ~150 tensors (~28M parameters) and on a tiny 10-tensor model (~1k parameters);
 * ``torch.optim`` on the same workloads, in its default, ``foreach`` and ``fused``
   modes, timed in a separate worker process (two OpenMP pools in one process
-  slow torch down, which would flatter numopt).
+  slow torch down, which would flatter numopt);
+* with ``--state-dtype int8``, also bitsandbytes' CPU 8-bit optimizer of the
+  ``+int8`` rows (``AdamW8bit`` next to ``AdamW+int8``), in the same worker, when
+  bitsandbytes is installed (a measurement aid, not a dependency of numopt).
 
 Each row is timed in alternating rounds (numopt, roofline, each torch mode,
 then again), one process working at a time. Times are medians over all rounds;
@@ -111,7 +114,8 @@ def run(argv: list[str] | None = None) -> dict:
         "--state-dtype",
         default="",
         help="also time each optimizer with compact state: int8, bfloat16 or both (rows Adam+int8, Adam+bf16; "
-        "their reference column is numopt's float32-state step); single rows also by name, e.g. adamw+int8",
+        "their reference column is numopt's float32-state step; int8 rows also time bitsandbytes' CPU 8-bit "
+        "optimizer, e.g. AdamW8bit, when it is installed); single rows also by name, e.g. adamw+int8",
     )
     parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
@@ -196,6 +200,8 @@ def run(argv: list[str] | None = None) -> dict:
     }
     if worker is not None:
         result["machine"]["torch"] = worker.version
+        if worker.eight_bit:  # an +int8 row asked for bitsandbytes: its version, or why it is absent
+            result["bitsandbytes"] = worker.eight_bit
     if mixed is not None:
         result["mixed_process"] = mixed
     if "minimize" in kinds:

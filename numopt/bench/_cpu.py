@@ -15,7 +15,7 @@ import numpy as np
 
 from ._report import Row, add_ratio
 from ._timing import sample_times, time_call
-from ._torch import WORKER_MODES, TorchWorker
+from ._torch import BITSANDBYTES, WORKER_MODES, TorchWorker
 from ._workloads import Workload, algorithms, one_pass_roofline, roofline_kernel, stream_bytes
 
 
@@ -144,7 +144,8 @@ def bench_row(
     """One table row: numopt's step, the roofline kernel and torch's modes, timed in alternating rounds.
 
     Each round times numopt, then the no-math kernel of the same access pattern,
-    then each torch mode in the worker. Times are medians over all rounds; the
+    then each torch mode in the worker (and, for an ``+int8`` row, bitsandbytes'
+    8-bit optimizer when it is installed, in the worker too). Times are medians over all rounds; the
     ratios (% of roofline, speed-ups) are medians of the per-round ratios, each
     taken between neighbours in time: this machine's bandwidth can jump by 1.5x
     from one second to the next, and a jump between rounds then moves both
@@ -191,7 +192,11 @@ def bench_row(
         if clipped:  # torch: clip_grad_norm_(foreach=True), then the step, in every mode
             worker.setup(base, work.shapes, kwargs, clip=CLIP_NORM)
         else:
-            worker.setup(base, work.shapes, torch_kwargs, type(opt).reference)
+            # a compact-state row's reference column is numopt's float32-state step: no third-party reference;
+            # an int8 row also times bitsandbytes' 8-bit counterpart, when it has one
+            reference = None if state_dtype is not None else type(opt).reference
+            eight_bit = BITSANDBYTES.get(base) if state_dtype == "int8" else None
+            worker.setup(base, work.shapes, torch_kwargs, reference, eight_bit=eight_bit)
     samples: dict[str, list[list[float]]] = {}  # contender -> one list of times per round
     for _ in range(rounds):
         samples.setdefault("numopt", []).append(sample_times(step, **timing))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._torch import WORKER_MODES
+from ._torch import EIGHT_BIT, WORKER_MODES
 
 
 @dataclass
@@ -135,22 +135,43 @@ def fmt_spread(x: float | None, spread: Sequence[float] | None, spec: str) -> st
     return f"{x:{spec}} ({lo:{spec}}–{hi:{spec}})"
 
 
+#: the table's heading of each worker column: its time, its ratio
+_COLUMNS = {
+    "default": ("torch default ms", "x default"),
+    "foreach": ("torch foreach ms", "x foreach"),
+    "fused": ("torch fused ms", "x fused"),
+    "reference": ("reference ms", "x reference"),
+    EIGHT_BIT: ("bitsandbytes 8-bit ms", "x bitsandbytes 8-bit"),
+}
+
+
 def render_table(rows: list[Row]) -> str:
-    """The CPU table: ratios as the median of the rounds and their interquartile range; ``!`` marks noise."""
-    head = (
-        "| optimizer | workload | numopt ms | GB/s | roofline GB/s | % roofline | torch default ms | torch foreach ms "
-        "| torch fused ms | reference ms | x default | x foreach | x fused | x reference | noise |"
-    )
-    lines = [head, "|" + "---|" * 15]
+    """The CPU table: ratios as the median of the rounds and their interquartile range; ``!`` marks noise.
+
+    The bitsandbytes columns are there only when a row timed bitsandbytes (``+int8`` rows, installed)."""
+    modes = [m for m in WORKER_MODES if m != EIGHT_BIT or any(r.torch_ms.get(m) is not None for r in rows)]
+    heads = ["optimizer", "workload", "numopt ms", "GB/s", "roofline GB/s", "% roofline"]
+    heads += [_COLUMNS[m][0] for m in modes] + [_COLUMNS[m][1] for m in modes] + ["noise"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         t, s = r.torch_ms, r.speedup
         cells = [r.algo, r.workload, fmt(r.numopt_ms, ".3f"), fmt(r.gbps, ".1f"), fmt(r.roofline_gbps, ".1f")]
         cells.append(fmt_spread(r.pct_roofline, r.spread.get("roofline"), ".0f"))
-        cells += [fmt(t.get(m), ".3f") for m in WORKER_MODES]
-        cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in WORKER_MODES]
+        cells += [fmt(t.get(m), ".3f") for m in modes]
+        cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in modes]
         cells.append("! " + "; ".join(r.noise) if r.noise else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def eight_bit_line(eight_bit: dict[str, str]) -> str:
+    """What the bitsandbytes columns hold, or why they are absent (``result["bitsandbytes"]``)."""
+    if "error" in eight_bit:
+        return f"bitsandbytes: no 8-bit column ({eight_bit['error']})"
+    return (
+        f"bitsandbytes {eight_bit['version']} 8-bit: its CPU optimizer for the +int8 row's (e.g. AdamW8bit for "
+        "AdamW+int8) on float32 torch parameters of the same shapes, with the same options"
+    )
 
 
 def noise_line(rows: list[Row]) -> str | None:
@@ -208,6 +229,8 @@ def print_report(result: dict, rows: list[Row]) -> None:
             "reference: the implementation an optimizer torch lacks follows; for +clip rows numopt's "
             "utils.clip_grad_norm_ then step(); for +int8 / +bf16 rows numopt's step with float32 state"
         )
+    if "bitsandbytes" in result:
+        print(eight_bit_line(result["bitsandbytes"]))
     if "mixed_process" in result:
         mp = result["mixed_process"]
         alone = next((r.numopt_ms for r in rows if r.workload.startswith("gpt") and r.algo == mp["algo"]), None)

@@ -16,9 +16,26 @@ from typing import Any
 
 #: torch.optim's implementations: its default, then ``foreach=True``, then ``fused=True``.
 TORCH_MODES = ("default", "foreach", "fused")
+#: the column of bitsandbytes' CPU 8-bit optimizers, timed next to the ``+int8`` rows
+EIGHT_BIT = "bitsandbytes"
 #: the columns timed in the worker: torch.optim's modes, then ``"reference"``, the third-party
-#: implementation an optimizer torch.optim lacks follows (``Optimizer.reference``)
-WORKER_MODES = (*TORCH_MODES, "reference")
+#: implementation an optimizer torch.optim lacks follows (``Optimizer.reference``), then
+#: bitsandbytes' 8-bit counterpart of an ``+int8`` row's optimizer (:data:`BITSANDBYTES`)
+WORKER_MODES = (*TORCH_MODES, "reference", EIGHT_BIT)
+
+#: numopt's optimizers -> their counterparts among bitsandbytes' 8-bit optimizers (``bitsandbytes.optim``:
+#: block-wise 8-bit state, 256-element blocks, state kept in 32 bits under ``min_8bit_size=4096`` elements,
+#: as numopt's ``state_dtype="int8"``), timed on CPU float32 torch parameters when bitsandbytes is importable.
+#: bitsandbytes is a measurement aid, not a dependency of numopt.
+BITSANDBYTES = {
+    "Adam": "Adam8bit",
+    "AdamW": "AdamW8bit",
+    "Lion": "Lion8bit",
+    "SGD": "SGD8bit",
+    "RMSprop": "RMSprop8bit",
+    "Adagrad": "Adagrad8bit",
+    "AdEMAMix": "AdEMAMix8bit",
+}
 
 #: What torch raises for a mode it lacks for an optimizer or a device.
 TORCH_ERRORS = (RuntimeError, TypeError, ValueError)
@@ -81,6 +98,9 @@ class TorchWorker:
         self.version = self._recv()["torch"]
         self.modes: list[str] = []
         self.errors: dict[str, str] = {}
+        #: bitsandbytes, once a row asked for it: ``{"version": ...}`` when it stepped on the CPU,
+        #: ``{"error": ...}`` when it is not importable or refused (the first such error)
+        self.eight_bit: dict[str, str] = {}
 
     @classmethod
     def start(cls, threads: int) -> TorchWorker | None:
@@ -115,12 +135,22 @@ class TorchWorker:
         kwargs: dict[str, Any],
         reference: str | None = None,
         clip: float | None = None,
+        eight_bit: str | None = None,
     ) -> None:
         """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``, or, given
         ``reference`` (an import path), that implementation instead (mode ``"reference"``). ``clip``:
-        each step is ``torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)`` then ``step()``."""
-        out = self.ask(cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference, clip=clip)
+        each step is ``torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)`` then ``step()``.
+        ``eight_bit``: also ``bitsandbytes.optim.<eight_bit>`` over the same parameters (mode
+        :data:`EIGHT_BIT`), if bitsandbytes is importable and steps on the CPU."""
+        out = self.ask(
+            cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference, clip=clip, eight_bit=eight_bit
+        )
         self.modes, self.errors = out["modes"], out["errors"]
+        if eight_bit is not None and "error" not in self.eight_bit:
+            if EIGHT_BIT in self.errors:
+                self.eight_bit = {"error": self.errors[EIGHT_BIT]}
+            elif EIGHT_BIT in self.modes:
+                self.eight_bit = {"version": out[EIGHT_BIT]}
 
     def time(self, **timing: Any) -> dict[str, list[float]]:
         """Step times of every mode that :meth:`setup` built, one mode after the other."""

@@ -1,7 +1,8 @@
 """The torch side of ``python -m numopt bench``, in a process of its own.
 
 Two OpenMP pools in one process slow torch down, which would flatter numopt, so
-torch.optim is timed here:
+torch.optim is timed here (and, next to the ``+int8`` rows, bitsandbytes' 8-bit
+optimizers on CPU torch parameters, when bitsandbytes is installed):
 
 * ``python -m numopt.bench._torch_worker THREADS``: driven by
   :class:`numopt.bench._torch.TorchWorker`, one JSON job a line on stdin and one
@@ -12,6 +13,7 @@ torch.optim is timed here:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 
 from ._timing import sample_times, time_events
-from ._torch import TORCH_ERRORS, TORCH_MODES, error_text, torch_optimizer, torch_params
+from ._torch import EIGHT_BIT, TORCH_ERRORS, TORCH_MODES, error_text, torch_optimizer, torch_params
 
 
 def reply(obj: Any) -> None:
@@ -29,28 +31,43 @@ def reply(obj: Any) -> None:
 
 
 def build(
-    algo: str, shapes: list[list[int]], kwargs: dict[str, Any], reference: str | None = None, clip: float | None = None
+    algo: str,
+    shapes: list[list[int]],
+    kwargs: dict[str, Any],
+    reference: str | None = None,
+    clip: float | None = None,
+    eight_bit: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One step function per mode over the same parameters (each run twice), and the modes torch refused.
 
     ``reference``: for an optimizer torch.optim lacks, the import path of the implementation numopt
     follows (``"pytorch_optimizer.Lion"``), built as the one mode ``"reference"``. ``clip``: each
     step clips the gradient norm first (``torch.nn.utils.clip_grad_norm_``, ``foreach=True``).
+    ``eight_bit``: the name of a bitsandbytes 8-bit optimizer (``"AdamW8bit"``), built as one more
+    mode, ``"bitsandbytes"``, when bitsandbytes imports and steps on the CPU.
     """
     opts: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    builders: dict[str, tuple[Any, str]] = {}
     if reference is not None:
         module, _, attr = reference.rpartition(".")
         try:
-            builders = {"reference": (getattr(importlib.import_module(module), attr), "default")}
+            builders["reference"] = (getattr(importlib.import_module(module), attr), "default")
         except (ImportError, AttributeError) as e:
             return opts, {"reference": error_text(e)}
     elif hasattr(torch.optim, algo):
-        builders = {mode: (getattr(torch.optim, algo), mode) for mode in TORCH_MODES}
-    else:
+        builders.update({mode: (getattr(torch.optim, algo), mode) for mode in TORCH_MODES})
+    if eight_bit is not None:
+        try:
+            builders[EIGHT_BIT] = (getattr(_bitsandbytes().optim, eight_bit), "default")
+        except Exception as e:  # any failure to import a third-party package: no column
+            errors[EIGHT_BIT] = error_text(e)
+    if not builders:
         return opts, errors
     params = torch_params(shapes)
     for name, (cls, mode) in builders.items():
+        # bitsandbytes refusing the CPU may raise anything (an old build: AttributeError on its missing library)
+        refused = Exception if name == EIGHT_BIT else TORCH_ERRORS
         try:
             opt = torch_optimizer(cls, params, kwargs, mode)
             prepare = getattr(opt, "train", None)  # schedule-free optimizers step in train mode only
@@ -61,9 +78,16 @@ def build(
                 for _ in range(2):
                     step()
             opts[name] = step
-        except TORCH_ERRORS as e:
+        except refused as e:
             errors[name] = error_text(e)
     return opts, errors
+
+
+def _bitsandbytes() -> Any:
+    """``import bitsandbytes``, anything it prints at import going to stderr (stdout carries the replies)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        import bitsandbytes
+    return bitsandbytes
 
 
 def _clipped(opt: Any, params: list[Any], max_norm: float) -> Any:
@@ -94,8 +118,13 @@ def serve(threads: int, lines: Iterable[str]) -> None:
         job = json.loads(line)
         if job["cmd"] == "setup":
             opts = {}  # free the last row's optimizers before building this row's
-            opts, errors = build(job["algo"], job["shapes"], job["kwargs"], job.get("reference"), job.get("clip"))
-            reply({"modes": sorted(opts), "errors": errors})
+            opts, errors = build(
+                job["algo"], job["shapes"], job["kwargs"], job.get("reference"), job.get("clip"), job.get("eight_bit")
+            )
+            out = {"modes": sorted(opts), "errors": errors}
+            if EIGHT_BIT in opts:
+                out[EIGHT_BIT] = sys.modules["bitsandbytes"].__version__
+            reply(out)
         elif job["cmd"] == "time":  # each mode in turn: one hand-over between the processes per round
             with torch.no_grad():
                 reply({m: sample_times(opts[m], **job["timing"]) for m in job["modes"]})
