@@ -169,8 +169,8 @@ def eight_bit_line(eight_bit: dict[str, str]) -> str:
     if "error" in eight_bit:
         return f"bitsandbytes: no 8-bit column ({eight_bit['error']})"
     return (
-        f"bitsandbytes {eight_bit['version']} 8-bit: its CPU optimizer for the +int8 row's (e.g. AdamW8bit for "
-        "AdamW+int8) on float32 torch parameters of the same shapes, with the same options"
+        f"bitsandbytes 8-bit: the +int8 row's optimizer from bitsandbytes {eight_bit['version']} (AdamW8bit for "
+        "AdamW+int8) on CPU float32 torch parameters of the same shapes, with the same options"
     )
 
 
