@@ -405,3 +405,51 @@ def test_numopt_works_without_ml_dtypes() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+# -- torch models -----------------------------------------------------------------------------------------
+def test_torch_bind_takes_a_bfloat16_model() -> None:
+    torch = pytest.importorskip("torch")
+    from numopt.interop.torch import bind
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4).to(torch.bfloat16)
+    start = [t.detach().float().numpy().astype(BF16) for t in model.parameters()]
+    opt = bind(model, numopt.AdamW, lr=1e-2, seed=3, compensation="kahan")
+    ref_params = [numopt.Parameter(a.copy()) for a in start]
+    ref = numopt.AdamW(ref_params, lr=1e-2, seed=3, compensation="kahan")
+    x = torch.randn(16, 8, dtype=torch.bfloat16)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        for q, t in zip(ref_params, model.parameters()):
+            q.grad = t.grad.detach().float().numpy().astype(BF16)
+        opt.step()
+        ref.step()
+    for q, t in zip(ref_params, model.parameters()):
+        assert t.dtype == torch.bfloat16
+        np.testing.assert_array_equal(t.detach().view(torch.int16).numpy().view(np.uint16), q.data.view(np.uint16))
+    flat = opt._flats[0][0]
+    assert model.weight.data_ptr() == flat.data.ctypes.data  # zero-copy: torch's tensors view the flat buffers
+    assert model.weight.grad.data_ptr() == flat.grad.ctypes.data
+    assert opt.binding.copies == 0
+    sd = opt.state_dict()  # torch's layout: the compensation a bfloat16 tensor
+    assert sd["state"][0]["kahan_comp"].dtype == torch.bfloat16
+    opt.load_state_dict(sd)
+    weight = opt.param_groups[0]["params"][0]
+    np.testing.assert_array_equal(
+        opt.state[weight]["kahan_comp"].view(np.uint16), ref.state[ref_params[0]]["kahan_comp"].view(np.uint16)
+    )
+
+
+def test_torch_bind_bfloat16_without_ml_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    import numopt._bf16
+    from numopt.interop.torch import bind
+
+    def missing() -> None:
+        raise ImportError("No module named 'ml_dtypes'")
+
+    monkeypatch.setattr(numopt._bf16, "_import_ml_dtypes", missing)
+    with pytest.raises(ImportError, match="ml_dtypes"):
+        bind(torch.nn.Linear(2, 2).to(torch.bfloat16), numopt.AdamW)
