@@ -453,3 +453,8 @@ def test_torch_bind_bfloat16_without_ml_dtypes(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(numopt._bf16, "_import_ml_dtypes", missing)
     with pytest.raises(ImportError, match="ml_dtypes"):
         bind(torch.nn.Linear(2, 2).to(torch.bfloat16), numopt.AdamW)
+
+
+def test_lookahead_refuses_bfloat16_parameters() -> None:
+    with pytest.raises(TypeError, match="Lookahead does not support bfloat16 parameters"):
+        numopt.Lookahead(numopt.AdamW(_params(), lr=1e-2))
