@@ -84,7 +84,7 @@ from numba.extending import overload
 
 from .._jit import JIT_OPTIONS, kernel
 from ._generate import BF16_PARAM_ARGS, Elementwise, _file_digest, _source_file, presence_variants
-from ._intrinsics import _bits_f32, _f32_bits, bf16_round
+from ._intrinsics import _bits_f32, _f32_bits, bf16_round, fmix32, low32
 
 __all__ = [
     "BLOCK",
@@ -297,28 +297,20 @@ def _store_compiled(a, i, v):
 
 # -- writing bfloat16 parameters: stochastic or nearest rounding -------------------------------------
 _U32 = np.uint32
-_M1 = np.uint32(0x85EBCA6B)
-_M2 = np.uint32(0xC2B2AE35)
-_S13 = np.uint32(13)
 _LOW16_MASK = np.uint32(0xFFFF)
 _NEAREST_BIAS = np.uint32(0x7FFF)
 _ONE_U32 = np.uint32(1)
 _ABS_U32 = np.uint32(0x7FFFFFFF)
 _INF_U32 = np.uint32(0x7F800000)
 _QNAN16 = np.uint16(0x7FC0)
-_LOW32 = np.uint64(0xFFFFFFFF)
 _F32_0 = np.float32(0)
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
 def mix32(h):
-    """murmur3's 32-bit finalizer of ``h`` (a bijection of the 32-bit integers that mixes every bit)."""
-    h = _U32(h)
-    h = _U32(h ^ (h >> _SHIFT))
-    h = _U32(h * _M1)
-    h = _U32(h ^ (h >> _S13))
-    h = _U32(h * _M2)
-    return _U32(h ^ (h >> _SHIFT))
+    """murmur3's 32-bit finalizer of ``h`` (a bijection of the 32-bit integers that mixes every bit):
+    ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16`` modulo 2**32."""
+    return fmix32(_U32(h))
 
 
 def rounding_key(seed: int, step: float) -> int:
@@ -334,7 +326,7 @@ def round_bits(v, key, index, stochastic):
     ``mix32(key ^ index)`` (``index``: the element's index in its flat buffer, low 32 bits), or nearest
     even; NaN becomes a quiet NaN, infinities stay."""
     bits = _f32_bits(np.float32(v))
-    random = _U32(mix32(_U32(key) ^ _U32(np.uint64(index) & _LOW32)) & _LOW16_MASK)
+    random = _U32(fmix32(_U32(_U32(key) ^ low32(np.int64(index)))) & _LOW16_MASK)
     nearest = _U32(_NEAREST_BIAS + ((bits >> _SHIFT) & _ONE_U32))
     rounded = np.uint16(_U32(bits + (random if stochastic else nearest)) >> _SHIFT)
     return _QNAN16 if (bits & _ABS_U32) > _INF_U32 else rounded
