@@ -17,6 +17,13 @@ a float array
 These are live views while in ``optimizer.state`` and copies in ``state_dict()``, which
 ``load_state_dict`` and :func:`numopt.save` / :func:`numopt.load` carry bit for bit. Loading a
 full-precision array into a compact state (or the other way) converts it.
+
+bfloat16 parameters (``ml_dtypes.bfloat16``, see :mod:`numopt._bf16`) run through the same
+loops, generated once more for bfloat16 ``param`` and ``grad`` (:func:`pick`): the update in
+float32, the parameter written back by stochastic or nearest rounding. Their state is float32
+with ``state_dtype=None`` (not the parameter's dtype, as torch would keep it: bfloat16 moments
+lose most of an update's precision, and ``state_dtype='bfloat16'`` asks for that explicitly), or
+the compact form ``state_dtype`` names.
 """
 
 from __future__ import annotations
