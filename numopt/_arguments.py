@@ -86,6 +86,9 @@ ARGUMENT_TYPES: dict[str, str] = {
     "adjust_lr_fn": "str | None",
     "ns_dtype": "str",
     "state_dtype": "str | None",
+    "rounding": "str",
+    "compensation": "str | None",
+    "seed": "int",
 }
 
 #: arguments whose type depends on the class's default: a tuple of that many floats

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._bf16 import COMPENSATION_KEY, is_bfloat16
 from ._device import kernel_for
 from ._jit import CHUNK
 from .parameter import Parameter, SparseGrad
@@ -52,6 +53,7 @@ class Run:
         "fmt",
         "blocks",
         "_flat",
+        "bf16",
     )
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
@@ -61,8 +63,12 @@ class Run:
         self.step = float(flat.steps[p0])
         self.small = self.hi - self.lo < CHUNK
         self.cuda = flat.is_cuda
+        #: bfloat16 parameters and gradients: ``data`` and ``grad`` are their bits (``uint16`` views)
+        self.bf16 = flat.bf16
         self.data = flat.data[self.lo : self.hi]
         self.grad = flat.grad[self.lo : self.hi]
+        if self.bf16:
+            self.data, self.grad = self.data.view(np.uint16), self.grad.view(np.uint16)
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
         #: the clipping coefficient this step's rule applies to the gradient (set by ``_update_all``)
         self.scale = 1.0
@@ -71,7 +77,7 @@ class Run:
         #: for 'int8': the element offsets of the run's quantization blocks (see ``numopt.lowbit``)
         self.blocks = None
         self._flat = None
-        if self.fmt is not None:
+        if self.fmt is not None or self.bf16:
             from .lowbit import blocks_of
 
             self._flat = weakref.ref(flat)
@@ -84,7 +90,7 @@ class Run:
         its registered twin, :data:`numopt.kernels.cuda.KERNELS`), else ``kernel`` itself,
         or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements; with a pending
         clipping coefficient (``scale``), that loop with its ``grad_scale`` bound."""
-        if self.fmt is not None:
+        if self.fmt is not None or self.bf16:
             from .lowbit import pick
 
             loop = pick(self, kernel)
@@ -131,6 +137,10 @@ class FlatBuffer:
     def __init__(self, params: list[Parameter], owner: Optimizer) -> None:
         dtype = params[0].dtype
         self.dtype: np.dtype = dtype
+        #: bfloat16 parameters (``ml_dtypes.bfloat16``): updated in float32, written back rounded
+        self.bf16: bool = is_bfloat16(dtype)
+        #: the dtype of the update's math and of full-precision state: float32 for bfloat16 parameters
+        self.math_dtype: np.dtype = np.dtype(np.float32) if self.bf16 else dtype
         self.params: list[Parameter] = params
         offsets = [0]
         for p in params:
@@ -317,7 +327,7 @@ class FlatBuffer:
         if self._scratch is None or self._scratch.shape[1] < rows:
             from .lowbit import new_scratch
 
-            self._scratch = new_scratch(self.dtype, rows)
+            self._scratch = new_scratch(self.math_dtype, rows)
         return self._scratch
 
     def step_view(self, i: int) -> np.ndarray:
@@ -346,11 +356,15 @@ class FlatBuffer:
                     offsets.append(offsets[-1] + (0 if shape is None else int(np.prod(shape, dtype=np.int64))))
                 self.layouts[name] = (offsets, list(shapes))
                 size = offsets[-1]
-            if self.state_format is not None and shapes is None:
+            if name == COMPENSATION_KEY:  # a bfloat16 parameter's Kahan compensation: bfloat16, like it
+                arr = self._new_array(size, fill)
+            elif self.state_format is not None and shapes is None:
                 from .lowbit import StateStore
 
                 fmt, min_size, signed = self.state_format
                 arr = StateStore(self, name, fill, fmt, name in signed, min_size)
+            elif self.bf16:  # the state of bfloat16 parameters: float32
+                arr = np.full(size, fill, np.float32)
             else:
                 arr = self._new_array(size, fill)
             self.state[name] = arr

@@ -17,6 +17,13 @@ a float array
 These are live views while in ``optimizer.state`` and copies in ``state_dict()``, which
 ``load_state_dict`` and :func:`numopt.save` / :func:`numopt.load` carry bit for bit. Loading a
 full-precision array into a compact state (or the other way) converts it.
+
+bfloat16 parameters (``ml_dtypes.bfloat16``, see :mod:`numopt._bf16`) run through the same
+loops, generated once more for bfloat16 ``param`` and ``grad`` (:func:`pick`): the update in
+float32, the parameter written back by stochastic or nearest rounding. Their state is float32
+with ``state_dtype=None`` (not the parameter's dtype, as torch would keep it: bfloat16 moments
+lose most of an update's precision, and ``state_dtype='bfloat16'`` asks for that explicitly), or
+the compact form ``state_dtype`` names.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from .kernels._lowbit import BLOCK, blocked_loop, quant_map, storage_loops, updated_state
+from ._bf16 import COMPENSATION_KEY
+from .kernels._lowbit import BLOCK, blocked_loop, quant_map, rounding_key, storage_loops, updated_state
 
 __all__ = [
     "STATE_DTYPES",
@@ -225,7 +233,7 @@ class StateStore:
             self.block_first, self.full_first = block_first, full_first
             self.codes = np.empty(flat.size if any(self.quantized) else 0, np.uint8)
             self.absmax = np.empty(block_first[-1], np.float32)
-            self.full = np.empty(full_first[-1], flat.dtype)
+            self.full = np.empty(full_first[-1], flat.math_dtype)
             qmap = quant_map(self.signed)
             self.table, self.packed = qmap.table, qmap.packed
         for i in range(n):
@@ -307,18 +315,38 @@ def blocks_of(store: StateStore, p0: int, p1: int) -> np.ndarray:
 
 _EMPTY_CODES = np.empty(0, np.uint8)
 _EMPTY_SCALES = np.empty(0, np.float32)
+_EMPTY_BITS = np.empty(0, np.uint16)
+
+
+def bf16_arguments(run: Any) -> tuple[np.ndarray, int, int, bool]:
+    """The arguments a loop for bfloat16 parameters takes after its arrays (``BF16_PARAM_ARGS``), for ``run``
+    at its current step: the Kahan compensation (``uint16``, empty without), the rounding key (from the
+    optimizer's ``seed`` and the step), the run's offset in its flat buffer, and ``rounding == 'stochastic'``."""
+    owner = run._flat().owner
+    comp = run.state.get(COMPENSATION_KEY)
+    bits = _EMPTY_BITS if comp is None else comp.view(np.uint16)
+    return bits, rounding_key(owner.seed, run.step), run.lo, owner.rounding == "stochastic"
 
 
 def pick(run: Any, kernel: Any) -> Any:
-    """The loop of ``kernel`` for a run whose state is compact (``run.fmt``), called as ``kernel`` is."""
+    """The loop of ``kernel`` for a run whose state is compact (``run.fmt``) or whose parameters are bfloat16
+    (``run.bf16``), called as ``kernel`` is."""
     rule = getattr(kernel, "rule", None)
     if rule is None:  # pragma: no cover  (refused at construction)
-        raise RuntimeError(f"{kernel!r} has no generated rule: it cannot run on compact state")
-    if run.fmt == "bfloat16":
-        parallel, serial = storage_loops(rule)
-        return serial if run.small else parallel
-    loop = blocked_loop(rule)
+        raise RuntimeError(f"{kernel!r} has no generated rule: it cannot run on compact state or bfloat16")
     nstate = len(rule.state)
+    extra = bf16_arguments(run) if run.bf16 else ()
+    if run.fmt != "int8":  # state in a float array or bfloat16: the loops through load / store
+        parallel, serial = storage_loops(rule, run.bf16)
+        loop = serial if run.small else parallel
+        if not run.bf16:
+            return loop
+
+        def call_bf16(param: np.ndarray, grad: np.ndarray, *rest: Any, **kw: Any) -> Any:
+            return loop(param, grad, *rest[:nstate], *extra, *rest[nstate:], **kw)
+
+        return call_bf16
+    loop = blocked_loop(rule, run.bf16)
     qmap = quant_map(True)
     scratch = run.scratch(len(updated_state(rule)))
     blocks = run.blocks
@@ -330,7 +358,7 @@ def pick(run: Any, kernel: Any) -> Any:
                 args += [a.codes, a.absmax, a.table, a.packed]
             else:  # an optional array turned off (empty)
                 args += [_EMPTY_CODES, _EMPTY_SCALES, qmap.table, qmap.packed]
-        return loop(*args, blocks, scratch, *rest[nstate:], **kw)
+        return loop(*args, blocks, scratch, *extra, *rest[nstate:], **kw)
 
     return call
 

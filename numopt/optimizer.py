@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _step_clip
+from ._bf16 import COMPENSATION_KEY, is_bfloat16
 from ._validation import check_torch_switches
 from .flat import FlatBuffer, Run, new_flat_buffer
 from .parameter import TORCH_TENSOR_ADVICE, Parameter, is_torch_tensor
@@ -286,9 +287,20 @@ _SHARED_DOCS = {
         "        How the per-element state is stored: None, in the parameters' dtype; ``'bfloat16'``,\n"
         "        two bytes per element (rounded to nearest even); ``'int8'``, one byte per element plus a\n"
         "        float32 scale per block of 256 (bitsandbytes' block-wise dynamic map). The math runs in\n"
-        "        the parameters' dtype either way. See :mod:`numopt.lowbit`.\n"
+        "        the parameters' dtype either way (float32 for bfloat16 parameters). See :mod:`numopt.lowbit`.\n"
         "    min_8bit_size : int, default 4096\n"
-        "        With ``'int8'``, parameters with fewer elements keep full-precision state."
+        "        With ``'int8'``, parameters with fewer elements keep full-precision state.\n"
+        "    rounding : {{'stochastic', 'nearest'}}, default 'stochastic'\n"
+        "        How a bfloat16 parameter (``ml_dtypes.bfloat16``) is written back after its float32 update:\n"
+        "        stochastic rounding (unbiased; random bits from ``seed``, the step and the element's index:\n"
+        "        reproducible, the same for any thread count) or to nearest even (which loses every update\n"
+        "        smaller than half a bfloat16 step: training stalls). No effect on float32/float64 parameters.\n"
+        "    compensation : {{None, 'kahan'}}, default None\n"
+        "        ``'kahan'``: each bfloat16 parameter keeps what rounding lost in a bfloat16 buffer\n"
+        "        (``state[p]['kahan_comp']``, 2 bytes per element) and adds it back at its next step. No\n"
+        "        effect on float32/float64 parameters.\n"
+        "    seed : int, default 0\n"
+        "        The seed of stochastic rounding, in [0, 2**32)."
     ),
     # pytorch-optimizer's weight decay options (Lion, ADOPT, AdEMAMix)
     "decay_args": (
@@ -559,6 +571,8 @@ class Optimizer:
             setattr(self, name, defaults.pop(name))
         if "state_dtype" in defaults:  # compact state (numopt.lowbit): the optimizer's, not a group's
             self._set_state_dtype(defaults.pop("state_dtype"), defaults.pop("min_8bit_size", 4096))
+        if "rounding" in defaults:  # bfloat16 parameters (numopt._bf16): the optimizer's, not a group's
+            self._set_bf16_options(defaults.pop("rounding"), defaults.pop("compensation"), defaults.pop("seed"))
         check_torch_switches(**{k: defaults[k] for k in _TORCH_SWITCHES if k in defaults})
         if defaults.get("fused") and defaults.get("foreach"):
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -579,6 +593,26 @@ class Optimizer:
         check_state_dtype(type(self), state_dtype, min_8bit_size)
         self.state_dtype = state_dtype
         self.min_8bit_size = int(min_8bit_size)
+
+    #: how bfloat16 parameters are written back: 'stochastic' or 'nearest' (see ``numopt._bf16``)
+    rounding: str = "stochastic"
+    #: None, or 'kahan': a bfloat16 compensation buffer per bfloat16 parameter
+    compensation: str | None = None
+    #: the seed of stochastic rounding
+    seed: int = 0
+
+    def _set_bf16_options(self, rounding: Any, compensation: Any, seed: Any) -> None:
+        """Check and set ``rounding``, ``compensation`` and ``seed`` (for bfloat16 parameters)."""
+        from ._bf16 import check_bf16_options
+
+        check_bf16_options(rounding, compensation, seed)
+        self.rounding, self.compensation, self.seed = rounding, compensation, int(seed)
+
+    @classmethod
+    def _takes_bf16_params(cls) -> bool:
+        """Whether this class updates bfloat16 parameters: those that take ``state_dtype`` (a generated
+        elementwise rule whose state is shaped like the parameters)."""
+        return cls.rule is not None and "state_dtype" in inspect.signature(cls.__init__).parameters
 
     def _state_format(self) -> tuple[str, int, frozenset[str]] | None:
         """What ``FlatBuffer.state_format`` is for this optimizer's buffers."""
@@ -694,9 +728,10 @@ class Optimizer:
 
         ``run.advance()`` for an algorithm that keeps ``'step'``; otherwise the count is left to
         the base class (see ``_update_all``) and this returns ``run.step + 1`` (1 on a parameter's
-        first step). The generic ``_update`` passes ``first_step = (count == 1)``.
+        first step). bfloat16 parameters always count their steps
+        (stochastic rounding reads the count). The generic ``_update`` passes ``first_step = (count == 1)``.
         """
-        return run.advance() if self._tracks_step else run.step + 1.0
+        return run.advance() if self._tracks_step or run.bf16 else run.step + 1.0
 
     def _step_scalars(self, group: dict[str, Any], step: float) -> dict[str, Any]:
         """The rule's scalars at step ``step`` that are not read from the group by name (see ``_update``).
@@ -795,6 +830,15 @@ class Optimizer:
         group["params"] = params
         if names:
             group["param_names"] = names
+        bf16 = [p for p in params if is_bfloat16(p.dtype)]
+        if bf16 and not self._takes_bf16_params():
+            raise TypeError(
+                f"{type(self).__name__} does not update bfloat16 parameters (it has no generated elementwise rule "
+                "with per-element state shaped like its parameters); use float32 parameters, or an optimizer "
+                "that takes state_dtype (Adam, AdamW, SGD, Lion, ...)"
+            )
+        if bf16:
+            _EMPTY.setdefault(bf16[0].dtype, np.empty(0, np.float32))  # an optional state array turned off
         if self.state_dtype is not None and any(p.is_cuda for p in params):
             raise ValueError(
                 f"state_dtype={self.state_dtype!r} is not supported for CUDA parameters yet; "
@@ -838,6 +882,8 @@ class Optimizer:
     def _prepare(self, group: dict[str, Any], flat: FlatBuffer) -> list[Run]:
         """Runs to update for ``flat``; creates state lazily, like torch, on first use."""
         spec = self._state_spec(group)
+        if flat.bf16 and self.compensation == "kahan":  # a bfloat16 parameter's compensation (numopt._bf16)
+            spec = (*spec, (COMPENSATION_KEY, 0.0))
         scalar_spec = self._scalar_spec(group)
         if flat._runs is not None and flat.spec == (spec, scalar_spec):
             return flat._runs
@@ -848,12 +894,13 @@ class Optimizer:
         flat.spec = (spec, scalar_spec)
         flat.mark_dirty()
         runs = flat.runs()
-        if not (spec or scalar_spec or self._tracks_step):
+        counts = self._tracks_step or flat.bf16  # bfloat16 parameters count their steps (stochastic rounding)
+        if not (spec or scalar_spec or counts):
             return runs
         for run in runs:
             for i in range(run.p0, run.p1):
                 st = self.state[flat.params[i]]
-                if self._tracks_step and "step" not in st:
+                if counts and "step" not in st:
                     st["step"] = flat.step_view(i)
                 for name, _ in scalar_spec:
                     if name not in st:
@@ -1521,7 +1568,10 @@ class Optimizer:
             if name == "step" and (x < 0 or x != int(x)):
                 raise ValueError(f"{where} must be a non-negative whole number, got {x}")
             return x
-        if self._state_keys and name not in self._state_keys:
+        bf16 = is_bfloat16(p.dtype)
+        if name == COMPENSATION_KEY and bf16 and self.compensation == "kahan":
+            pass  # a bfloat16 parameter's compensation (numopt._bf16)
+        elif self._state_keys and name not in self._state_keys:
             raise ValueError(
                 f"{where}: unexpected state key for {type(self).__name__} (expected one of {list(self._state_keys)})"
             )
@@ -1535,7 +1585,7 @@ class Optimizer:
             )
             raise ValueError(f"{where} must be a NumPy array, got {type(value).__name__} {str(value)[:40]}{hint}")
         arr = np.asarray(value)
-        if not np.issubdtype(arr.dtype, np.floating):
+        if not (np.issubdtype(arr.dtype, np.floating) or is_bfloat16(arr.dtype)):
             raise ValueError(f"{where} must be a floating-point array, got dtype {arr.dtype}")
         layout = self._state_layout(p._flat, name) if p._flat is not None else None
         expected = p.shape if layout is None else layout[p._index]
@@ -1546,7 +1596,8 @@ class Optimizer:
                 f"{where} has shape {arr.shape}, but its parameter has shape {p.shape}"
                 + ("" if layout is None else f" (expected {expected})")
             )
-        return arr.astype(p.dtype, copy=True)
+        # the state of a bfloat16 parameter is float32 (its compensation bfloat16)
+        return arr.astype(np.float32 if bf16 and name != COMPENSATION_KEY else p.dtype, copy=True)
 
     def _import_compact(self, where: str, p: Parameter, name: str, value: Any) -> Any:
         """A copy of the compact state ``value`` (``numopt.lowbit``), once its arrays fit ``p``."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._bf16 import bfloat16, dtype_expression, is_bfloat16
 from ._device import cuda_backend, is_cuda_array
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,15 +20,18 @@ _ON_DEVICE = (
     "or view it with CuPy or torch (cupy.asarray(p), torch.as_tensor(p, device='cuda'))"
 )
 
-#: Floating dtypes a parameter may have.
+#: Floating dtypes a parameter may have (and bfloat16, ``ml_dtypes.bfloat16``, on the host: see ``numopt._bf16``).
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_dtype(dtype: Any, what: str) -> np.dtype:
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        return bfloat16()  # ImportError naming ml_dtypes without it
     dt = np.dtype(dtype)
-    if dt not in SUPPORTED_DTYPES:
+    if dt not in SUPPORTED_DTYPES and not is_bfloat16(dt):
         raise TypeError(
-            f"{what} must have dtype float32 or float64, got {dt}; convert it first, e.g. arr.astype(np.float32)"
+            f"{what} must have dtype float32 or float64 (or ml_dtypes.bfloat16), got {dt}; convert it first, "
+            "e.g. arr.astype(np.float32)"
         )
     return dt
 
@@ -83,7 +87,8 @@ def _as_device_param_array(value: Any, dtype: Any = None) -> Any:
             f"Parameter does not convert CUDA arrays (dtype {arr.dtype} given, {np.dtype(dtype)} asked); "
             "convert it on the device first"
         )
-    _check_dtype(arr.dtype, "Parameter data")
+    if is_bfloat16(_check_dtype(arr.dtype, "Parameter data")):  # pragma: no cover  (needs a GPU)
+        raise TypeError("bfloat16 parameters are host-only: keep them in host memory, or use float32 on the GPU")
     if not arr.is_c_contiguous():
         raise ValueError("Parameter data must be C-contiguous; pass a contiguous copy of the CUDA array")
     if memory.is_readonly(value):
@@ -149,10 +154,14 @@ class Parameter:
     ----------
     array_or_shape : ndarray, CUDA array, int or tuple of int
         The initial values (kept without copying: it must be float32/float64,
-        C-contiguous and writable), or a shape for a zero-filled parameter.
+        or ``ml_dtypes.bfloat16`` on the host, C-contiguous and writable), or a
+        shape for a zero-filled parameter.
     dtype : dtype, optional
-        float32 (the default for a shape) or float64. Given with an array of
-        another dtype, the array is converted, which copies it.
+        float32 (the default for a shape), float64, or bfloat16
+        (``ml_dtypes.bfloat16`` or ``'bfloat16'``; needs the optional package
+        ``ml_dtypes``). Given with an array of another dtype, the array is
+        converted, which copies it. A bfloat16 parameter takes bfloat16
+        gradients only (a float32 gradient is refused: convert it).
     name : str, optional
         Recorded in ``state_dict()`` and used to load state by name.
 
@@ -336,8 +345,8 @@ class Parameter:
                 if value.dtype != self.dtype:
                     raise TypeError(
                         f"assigned grad has dtype {value.dtype}, parameter has dtype {self.dtype}; convert the "
-                        f"gradient (g.astype(np.{self.dtype})) or make the parameter {value.dtype} "
-                        f"(numopt.Parameter(arr.astype(np.{value.dtype})))"
+                        f"gradient (g.astype({dtype_expression(self.dtype)})) or make the parameter {value.dtype} "
+                        f"(numopt.Parameter(arr.astype({dtype_expression(value.dtype)})))"
                     )
         self._grad = value
         if self._flat is not None:

@@ -21,7 +21,9 @@ finite floats, integers, booleans, ``null`` and lists stand for themselves; ever
 other value is a one-key object: ``{"d": [[key, value], ...]}`` a dict,
 ``{"t": [...]}`` a tuple, ``{"a": i}`` an array, ``{"s": i}`` a NumPy scalar
 (stored as a 0-d array), ``{"f": "nan" | "inf" | "-inf"}`` a non-finite float,
-``{"c": [re, im]}`` a complex number and ``{"b": i}`` a bytes object.
+``{"c": [re, im]}`` a complex number, ``{"b": i}`` a bytes object and ``{"h": i}``
+a bfloat16 array (``ml_dtypes.bfloat16``, stored as its ``uint16`` bits; loading it
+needs ``ml_dtypes``).
 
 Loading reads JSON and raw bytes only: no unpickling, no imports, no code.
 The magic, the header CRC, the file size, the structure CRC and the final
@@ -50,6 +52,8 @@ import zlib
 from typing import Any
 
 import numpy as np
+
+from ._bf16 import bfloat16, is_bfloat16
 
 __all__ = ["CheckpointError", "FORMAT_VERSION", "load", "save"]
 
@@ -118,6 +122,8 @@ class _Encoder:
         # Order matters: np.float64 is a float subclass and bool an int subclass.
         if obj is None or isinstance(obj, str):
             return obj
+        if isinstance(obj, np.ndarray) and is_bfloat16(obj.dtype):  # ml_dtypes.bfloat16: its bits, as uint16
+            return {"h": self._array(obj.view(np.uint16), where)}
         if isinstance(obj, np.ndarray):
             return {"a": self._array(obj, where)}
         if isinstance(obj, np.generic):
@@ -383,6 +389,8 @@ def _decode(path: str, node: Any, arrays: list[np.ndarray]) -> Any:
                 return arrays[v]
             if tag == "s":
                 return arrays[v][()]
+            if tag == "h":
+                return arrays[v].view(bfloat16())  # ImportError naming ml_dtypes without it
             if tag == "f":
                 return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}[v]
             if tag == "c":

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._bf16 import is_bfloat16
 from ._device import cuda_backend, is_cuda_array, kernel_for
 from ._jit import CHUNK
 from ._validation import check_torch_switches
@@ -68,8 +69,8 @@ def _loose_segment(a: Any, writable: bool) -> _Segment:
 
     A CUDA array is used where it is (never copied): it must be C-contiguous.
     """
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"gradients must be float32 or float64 arrays, got dtype {a.dtype}")
+    if a.dtype not in (np.float32, np.float64) and not is_bfloat16(a.dtype):
+        raise TypeError(f"gradients must be float32 or float64 (or bfloat16) arrays, got dtype {a.dtype}")
     if not isinstance(a, np.ndarray):
         if not a.is_c_contiguous():
             raise ValueError(
@@ -155,6 +156,8 @@ def _result_dtype(arrays: Iterable[Any]) -> np.dtype:
 def _partials(a: Any, mode: int, p: float) -> np.ndarray:
     """Host float64 partials of the 1-D array ``a`` (host or device), one per ``CHUNK`` elements."""
     out = np.empty((a.size + CHUNK - 1) // CHUNK, np.float64)
+    if a.size and is_bfloat16(a.dtype):  # bfloat16 gradients: their float32 values (a copy; Numba lacks bfloat16)
+        a = a.astype(np.float32)
     if a.size:
         kernel_for(norm_partials, a)(a, mode, p, out)
     return out
@@ -272,7 +275,10 @@ def _scale_by(segments: list[_Segment], coef: Any) -> None:
     if coef == 1:
         return  # multiplying by exactly one changes nothing
     for s in segments:
-        if s.array.size:
+        if s.array.size and is_bfloat16(s.array.dtype):  # in float32, rounded to nearest (NumPy; Numba lacks bf16)
+            s.array[...] = (s.array.astype(np.float32) * np.float32(coef)).astype(s.array.dtype)
+            s.write_back()
+        elif s.array.size:
             kernel_for(scale_, s.array)(s.array, s.array.dtype.type(coef))
             s.write_back()
 
@@ -390,7 +396,10 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = 
     v = float(clip_value)
     segments, _ = _grad_segments(params, writable=True)
     for s in segments:
-        if s.array.size:
+        if s.array.size and is_bfloat16(s.array.dtype):  # bfloat16 gradients: NumPy (Numba lacks bfloat16)
+            np.clip(s.array, s.array.dtype.type(-v), s.array.dtype.type(v), out=s.array)
+            s.write_back()
+        elif s.array.size:
             t = s.array.dtype.type
             kernel_for(clamp_, s.array)(s.array, t(-v), t(v))
             s.write_back()

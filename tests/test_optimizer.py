@@ -273,7 +273,7 @@ def test_every_shared_doc_placeholder_is_filled() -> None:
 
 
 #: constructor arguments numopt adds to its reference's (keyword-only, after the reference's own)
-_NUMOPT_EXTRAS = {"state_dtype", "min_8bit_size", "c1", "c2", "max_ls"}
+_NUMOPT_EXTRAS = {"state_dtype", "min_8bit_size", "rounding", "compensation", "seed", "c1", "c2", "max_ls"}
 
 
 @pytest.mark.parametrize("name", sorted({c.name for c in OPTIM_DB}))

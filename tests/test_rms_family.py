@@ -264,7 +264,7 @@ def test_constructor_signature_and_defaults_match_torch(name) -> None:
 
     ours = inspect.signature(getattr(numopt, name))
     ref = reference_signature(reference_for(name))
-    own = [k for k in ("state_dtype", "min_8bit_size") if k in ours.parameters]  # numopt.lowbit's, keyword-only
+    own = [k for k in ("state_dtype", "min_8bit_size", "rounding", "compensation", "seed") if k in ours.parameters]
     assert list(ours.parameters)[len(ours.parameters) - len(own) :] == own
     assert [k for k in ours.parameters if k not in own] == list(ref.parameters)
     for k, param in ref.parameters.items():

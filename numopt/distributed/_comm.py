@@ -18,6 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(see the README, 'Distributed (MPI)')"
     ) from exc
 
+from .._bf16 import is_bfloat16
 from ..flat import FlatBuffer
 
 __all__ = [
@@ -45,6 +46,8 @@ def get_comm(comm: Any) -> Any:
 
 def mpi_type(dtype: np.dtype) -> Any:
     """The MPI datatype of a NumPy dtype."""
+    if is_bfloat16(np.dtype(dtype)):
+        raise TypeError("numopt.distributed does not support bfloat16 parameters yet; use float32 parameters")
     return from_numpy_dtype(np.dtype(dtype))
 
 

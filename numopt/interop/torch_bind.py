@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._bf16 import bfloat16, is_bfloat16
 from .torch_state import _torch, from_torch_state_dict, to_torch_state_dict
 
 __all__ = ["TorchBinding", "bind"]
@@ -46,8 +47,8 @@ class TorchBinding:
         self.copies = 0
         self._torch = torch
         self._grad_np = [p._flat.grad_view(p._index) for p in params]
-        self._data_t = [torch.from_numpy(p.data) for p in params]
-        self._grad_t = [torch.from_numpy(g) for g in self._grad_np]
+        self._data_t = [_from_numpy(p.data, torch) for p in params]
+        self._grad_t = [_from_numpy(g, torch) for g in self._grad_np]
         self._data_ptr = [t.data_ptr() for t in self._data_t]
         self._grad_ptr = [t.data_ptr() for t in self._grad_t]
 
@@ -62,7 +63,7 @@ class TorchBinding:
                 g = t.grad
                 if g is not None:
                     _check_grad(g, self._label(i), self._torch)
-                    np.copyto(self._grad_np[i], g.detach().numpy())
+                    np.copyto(self._grad_np[i], _to_numpy(g.detach(), self._torch))
                 t.data = self._data_t[i]
                 t.grad = self._grad_t[i]
                 self.params[i].grad = self._grad_np[i]
@@ -83,7 +84,7 @@ class TorchBinding:
                     p.grad = None
             elif g.data_ptr() != self._grad_ptr[i]:
                 _check_grad(g, self._label(i), self._torch)
-                np.copyto(self._grad_np[i], g.detach().numpy())
+                np.copyto(self._grad_np[i], _to_numpy(g.detach(), self._torch))
                 t.grad = self._grad_t[i]
                 self.copies += 1
                 if p._grad is not self._grad_np[i]:
@@ -111,10 +112,24 @@ class TorchBinding:
                 f"{new.device}, but it is bound with shape {p.shape}, {self._data_t[i].dtype} on cpu; "
                 "bind the model again after changing its dtype, device or shapes"
             )
-        np.copyto(p.data, new.numpy())
+        np.copyto(p.data, _to_numpy(new, self._torch))
         with self._torch.no_grad():
             t.data = self._data_t[i]
         self.copies += 1
+
+
+def _to_numpy(t: Any, torch: Any) -> np.ndarray:
+    """A CPU tensor's memory as a NumPy array (no copy); a bfloat16 tensor as an ``ml_dtypes.bfloat16`` array."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(bfloat16())
+    return t.numpy()
+
+
+def _from_numpy(a: np.ndarray, torch: Any) -> Any:
+    """A tensor over ``a``'s memory (no copy); an ``ml_dtypes.bfloat16`` array as a ``torch.bfloat16`` tensor."""
+    if is_bfloat16(a.dtype):
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _check_grad(g: Any, label: str, torch: Any) -> None:
@@ -130,8 +145,10 @@ def _check_tensor(t: Any, label: str, torch: Any) -> None:
             f"bind: {label} is on {t.device}; bind shares CPU memory only (for CUDA tensors, wrap them in "
             "numopt.Parameter, which updates them on the GPU)"
         )
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"bind: {label} has dtype {t.dtype}; numopt optimizes float32 and float64 tensors")
+    if t.dtype not in (torch.float32, torch.float64, torch.bfloat16):
+        raise TypeError(f"bind: {label} has dtype {t.dtype}; numopt optimizes float32, float64 and bfloat16 tensors")
+    if t.dtype == torch.bfloat16:
+        bfloat16()  # ImportError naming ml_dtypes without it
     if t.layout != torch.strided:
         raise ValueError(f"bind: {label} has layout {t.layout}; bind takes dense (strided) tensors")
     if not t.is_contiguous():
@@ -255,7 +272,7 @@ def bind(module_or_params: Any, optimizer_cls: type, **kwargs: Any) -> Any:
         ``(name, tensor)`` pairs, or parameter groups: dicts with ``'params'``
         (any of the above but a module's parameters given as a list) and
         per-group hyperparameters. Tensors with ``requires_grad=False`` are
-        skipped (left as they are). Only CPU, float32 or float64, contiguous,
+        skipped (left as they are). Only CPU, float32, float64 or bfloat16 (with ``ml_dtypes``), contiguous,
         dense leaf tensors can be bound.
     optimizer_cls : type
         A numopt optimizer class (``numopt.AdamW``, ``numopt.SGD``, ...; not
@@ -352,7 +369,7 @@ def bind(module_or_params: Any, optimizer_cls: type, **kwargs: Any) -> Any:
             if id(t) in seen:
                 raise ValueError(f"bind: {label} is listed twice")
             seen.add(id(t))
-            p = Parameter(t.detach().numpy(), name=name)  # wraps torch's memory; packing copies it once
+            p = Parameter(_to_numpy(t.detach(), torch), name=name)  # wraps torch's memory; packing copies it once
             tensors.append(t)
             params.append(p)
             names.append(name)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._bf16 import is_bfloat16
 from ..optimizer import registered
 
 __all__ = ["SCALAR_STATE_KEYS", "from_torch_state_dict", "to_torch_state_dict"]
@@ -65,6 +66,8 @@ def _to_torch(value: Any, torch: Any) -> Any:
     """NumPy arrays -> tensors (copies), recursively; NumPy scalars -> Python numbers."""
 
     def leaf(v: Any) -> Any:
+        if isinstance(v, np.ndarray) and is_bfloat16(v.dtype):  # ml_dtypes.bfloat16 -> torch.bfloat16, bit for bit
+            return torch.from_numpy(np.array(v.view(np.int16), copy=True, order="C")).view(torch.bfloat16)
         if isinstance(v, np.ndarray):
             a = v if v.dtype.isnative else v.astype(v.dtype.newbyteorder("="))
             return torch.from_numpy(np.array(a, copy=True, order="C"))

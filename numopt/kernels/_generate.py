@@ -53,7 +53,13 @@ from numba.extending import overload
 
 from .._jit import CACHE, JIT_OPTIONS, PARALLEL_THRESHOLD, kernel
 
-__all__ = ["Elementwise", "elementwise", "portable"]
+__all__ = ["BF16_PARAM_ARGS", "Elementwise", "elementwise", "portable"]
+
+#: the arguments a loop for bfloat16 parameters (``Elementwise.source(bf16_param=True)``) takes after its
+#: arrays: the Kahan ``compensation`` array (``uint16``, may be empty), the rounding ``key`` (a 32-bit
+#: integer from the seed and the step), ``base`` (the element offset of ``param[0]`` in its flat buffer)
+#: and ``stochastic`` (a flag: stochastic rounding, else nearest even); see ``numopt.kernels._lowbit``
+BF16_PARAM_ARGS = ("compensation", "key", "base", "stochastic")
 
 
 def portable(fn: Callable) -> Callable:
@@ -144,39 +150,59 @@ class Elementwise:
         return self.name.removesuffix("_step")
 
     # -- the loops -------------------------------------------------------------------------------
-    def _signature(self) -> str:
-        params = [*self.arrays]
+    def _signature(self, extra: tuple[str, ...] = ()) -> str:
+        params = [*self.arrays, *extra]
         for p in self._const_params:
             params.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
         if self.scales_grad:
             params.append("grad_scale=1.0")
         return ", ".join(params)
 
-    def _loop(self, fname: str, loop: str, present: tuple[str, ...] | None, storage: bool = False) -> list[str]:
+    def _loop(
+        self,
+        fname: str,
+        loop: str,
+        present: tuple[str, ...] | None,
+        storage: bool = False,
+        bf16_param: bool = False,
+    ) -> list[str]:
         """One loop function. ``present``: the optional arrays it reads and writes unconditionally
         (the others are absent: read as zero, never written); ``None``: decide per array at run time.
         ``storage``: every element goes through ``load(a, i)`` / ``store(a, i, v)``, which decode and
-        encode by the array's dtype (``numopt.kernels._lowbit``: bfloat16 state in uint16 arrays)."""
+        encode by the array's dtype (``numopt.kernels._lowbit``: bfloat16 state in uint16 arrays).
+        ``bf16_param`` (with ``storage``): ``param`` and ``grad`` hold bfloat16 bits, the math runs in
+        float32 and the new parameter is written by ``round_store`` (stochastic or nearest rounding);
+        with ``'compensation'`` in ``present``, the parameter is read as ``param + compensation`` and
+        written by ``round_store_kahan``, which keeps what rounding lost in ``compensation``. The loop
+        takes the arguments :data:`BF16_PARAM_ARGS` after the arrays."""
+        kahan = bf16_param and present is not None and "compensation" in present
 
         def get(a: str) -> str:
+            if a == "param" and kahan:
+                return "(dt(load(param, i)) + dt(load(compensation, i)))"
             return f"dt(load({a}, i))" if storage else f"{a}[i]"
 
         def put(a: str, v: str) -> str:
+            if a == "param" and bf16_param and kahan:
+                return f"round_store_kahan(param, compensation, i, {v}, key, base, stochastic)"
+            if a == "param" and bf16_param:
+                return f"round_store(param, i, {v}, key, base, stochastic)"
             return f"store({a}, i, {v})" if storage else f"{a}[i] = {v}"
 
+        dtype = "float32" if bf16_param else f"{self.arrays[0]}.dtype.type"
         lines = [
-            f"def {fname}({self._signature()}):",
-            f"    c = constants({self.arrays[0]}.dtype.type, {', '.join(self.scalars)})",
+            f"def {fname}({self._signature(BF16_PARAM_ARGS if bf16_param else ())}):",
+            f"    c = constants({dtype}, {', '.join(self.scalars)})",
             f"    n = {self.arrays[0]}.size",
         ]
         if storage:
-            lines.append(f"    dt = {self.arrays[0]}.dtype.type")
+            lines.append(f"    dt = {dtype}")
         dynamic = self.optional if present is None else ()
         absent = () if present is None else tuple(a for a in self.optional if a not in present)
         if dynamic or absent:
-            lines.append(f"    zero = {self.arrays[0]}.dtype.type(0)")
+            lines.append(f"    zero = {dtype}(0)")
         if self.scales_grad:
-            lines.append(f"    gs = {self.arrays[0]}.dtype.type(grad_scale)")
+            lines.append(f"    gs = {dtype}(grad_scale)")
         lines += [f"    use_{a} = {a}.size != 0" for a in dynamic]
         lines.append(f"    for i in {loop}:")
         lines += [f"        {a}_i = {get(a)} if use_{a} else zero" for a in dynamic]
@@ -198,7 +224,7 @@ class Elementwise:
                 lines.append(f"        {put(a, f'{a}_i')}")
         return lines
 
-    def source(self, target: str = "cpu", storage: bool = False) -> str:
+    def source(self, target: str = "cpu", storage: bool = False, bf16_param: bool = False) -> str:
         """The generated Python source of the rule's loops: ``'cpu'`` or ``'cuda'``.
 
         On the CPU, each loop (parallel ``<name>``, serial ``<name>_serial``) is generated
@@ -208,27 +234,30 @@ class Elementwise:
         slower in Numba's parallel loops, 3x in serial ones). ``<name>_auto`` calls ``<name>_serial``
         or ``<name>`` by the first array's size. The CUDA loop tests per optional array whether it
         is there (a uniform branch costs a GPU nothing). ``storage``: the CPU loops with every
-        element read and written through ``load`` / ``store`` (see :meth:`_loop`).
+        element read and written through ``load`` / ``store`` (see :meth:`_loop`); ``bf16_param``: those
+        loops for bfloat16 parameters and gradients (math in float32), one variant more per loop for
+        the optional ``compensation`` array (Kahan summation), extra arguments :data:`BF16_PARAM_ARGS`.
         """
         if target == "cuda":
             return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
+        extra = BF16_PARAM_ARGS if bf16_param else ()
+        optional = (*self.optional, "compensation") if bf16_param else self.optional
+        call_args = ", ".join([*self.arrays, *extra, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
         lines: list[str] = []
         for public, tag, loop in ((f"{self.name}_serial", "s", "range(n)"), (self.name, "p", "prange(n)")):
-            if not self.optional:
+            if not optional:
                 lines += [*self._loop(public, loop, (), storage), ""]
                 continue
-            call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
 
             def variant(fname: str, present: tuple[str, ...], loop: str = loop) -> list[str]:
-                return self._loop(fname, loop, present, storage)
+                return self._loop(fname, loop, present, storage, bf16_param)
 
             lines += presence_variants(
-                public, self._signature(), call_args, self.optional, f"{self.name}_{tag}", variant
+                public, self._signature(extra), call_args, optional, f"{self.name}_{tag}", variant
             )
             lines.append("")
-        call_args = ", ".join([*self.arrays, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
         lines += [
-            f"def {self.name}_auto({self._signature()}):",
+            f"def {self.name}_auto({self._signature(extra)}):",
             f"    if {self.arrays[0]}.size < {PARALLEL_THRESHOLD}:",
             f"        {self.name}_serial({call_args})",
             "    else:",

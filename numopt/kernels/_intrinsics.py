@@ -22,7 +22,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["bf16_round", "fma"]
+__all__ = ["bf16_round", "fma", "fmix32", "low32"]
 
 
 @intrinsic
@@ -60,6 +60,36 @@ def _bits_f32(typingctx, x):  # noqa: ARG001
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def fmix32(typingctx, h):  # noqa: ARG001
+    """murmur3's 32-bit finalizer of ``h`` (``uint32``), in 32-bit operations (Numba's own ``uint32``
+    arithmetic widens to 64 bits, and a 64-bit vector multiply costs three 32-bit ones)."""
+    if h != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        i32 = ir.IntType(32)
+        x = args[0]
+        for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+            x = builder.xor(x, builder.lshr(x, ir.Constant(i32, shift)))
+            x = builder.mul(x, ir.Constant(i32, factor))
+        return builder.xor(x, builder.lshr(x, ir.Constant(i32, 16)))
+
+    return types.uint32(types.uint32), codegen
+
+
+@intrinsic
+def low32(typingctx, x):  # noqa: ARG001
+    """The low 32 bits of a 64-bit integer, as a ``uint32``."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.trunc(args[0], ir.IntType(32))
+
+    return types.uint32(x), codegen
 
 
 _ABS_MASK = np.uint32(0x7FFFFFFF)

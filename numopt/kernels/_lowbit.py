@@ -11,6 +11,18 @@ bfloat16 (``state_dtype="bfloat16"``)
     rounds to the nearest bfloat16, ties to even (:func:`~numopt.kernels._intrinsics.bf16_round`).
     The math runs in the parameter's dtype, in registers.
 
+bfloat16 parameters and gradients
+    ``param`` and ``grad`` hold bfloat16 bit patterns (``uint16`` views of ``ml_dtypes.bfloat16``
+    arrays); the loops are again the rule's loops (``Elementwise.source(storage=True,
+    bf16_param=True)``, or the 8-bit loop with ``bf16_param=True``), with the math in float32 and
+    the new parameter written by :func:`round_store`: stochastic rounding (the float32 bits plus
+    16 random bits, truncated; unbiased: ``E[round(x)] = x``) or rounding to nearest even. The
+    random bits are a counter-based hash (:func:`mix32`, murmur3's finalizer) of a key (from the
+    seed and the step, :func:`rounding_key`) and the element's index in its flat buffer: the same
+    for any thread count, and reproducible. With a Kahan compensation array the parameter is read
+    as ``param + compensation`` and :func:`round_store_kahan` keeps the rounding error there. The
+    state is float32 (or ``state_dtype``'s form).
+
 int8 (``state_dtype="int8"``)
     Block-wise 8-bit state as in bitsandbytes' 8-bit optimizers (Dettmers et al., "8-bit
     Optimizers via Block-wise Quantization", arXiv 2110.02861): each parameter's elements in
@@ -71,8 +83,8 @@ from numba import prange, types
 from numba.extending import overload
 
 from .._jit import JIT_OPTIONS, kernel
-from ._generate import Elementwise, _file_digest, _source_file, presence_variants
-from ._intrinsics import _bits_f32, _f32_bits, bf16_round
+from ._generate import BF16_PARAM_ARGS, Elementwise, _file_digest, _source_file, presence_variants
+from ._intrinsics import _bits_f32, _f32_bits, bf16_round, fmix32, low32
 
 __all__ = [
     "BLOCK",
@@ -80,7 +92,12 @@ __all__ = [
     "blocked_loop",
     "dynamic_map",
     "load",
+    "mix32",
     "quant_map",
+    "round_bits",
+    "round_store",
+    "round_store_kahan",
+    "rounding_key",
     "storage_loops",
     "store",
 ]
@@ -278,6 +295,60 @@ def _store_compiled(a, i, v):
     return impl_plain
 
 
+# -- writing bfloat16 parameters: stochastic or nearest rounding -------------------------------------
+_U32 = np.uint32
+_LOW16_MASK = np.uint32(0xFFFF)
+_NEAREST_BIAS = np.uint32(0x7FFF)
+_ONE_U32 = np.uint32(1)
+_ABS_U32 = np.uint32(0x7FFFFFFF)
+_INF_U32 = np.uint32(0x7F800000)
+_QNAN16 = np.uint16(0x7FC0)
+_F32_0 = np.float32(0)
+
+
+@numba.njit(cache=True, **JIT_OPTIONS)
+def mix32(h):
+    """murmur3's 32-bit finalizer of ``h`` (a bijection of the 32-bit integers that mixes every bit):
+    ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16`` modulo 2**32."""
+    return fmix32(_U32(h))
+
+
+def rounding_key(seed: int, step: float) -> int:
+    """The 32-bit key of stochastic rounding at step ``step`` (the parameter's count, from 1) for ``seed``:
+    ``mix32(seed ^ mix32(step + 0x9E3779B9))`` on the low 32 bits of each."""
+    s = (int(step) + 0x9E3779B9) & 0xFFFFFFFF
+    return int(mix32(np.uint32((seed & 0xFFFFFFFF) ^ int(mix32(np.uint32(s))))))
+
+
+@numba.njit(cache=True, **JIT_OPTIONS)
+def round_bits(v, key, index, stochastic):
+    """The bfloat16 bits (``uint16``) of float32 ``v``: stochastic rounding with the random low 16 bits
+    ``mix32(key ^ index)`` (``index``: the element's index in its flat buffer, low 32 bits), or nearest
+    even; NaN becomes a quiet NaN, infinities stay."""
+    bits = _f32_bits(np.float32(v))
+    random = _U32(fmix32(_U32(_U32(key) ^ low32(np.int64(index)))) & _LOW16_MASK)
+    nearest = _U32(_NEAREST_BIAS + ((bits >> _SHIFT) & _ONE_U32))
+    rounded = np.uint16(_U32(bits + (random if stochastic else nearest)) >> _SHIFT)
+    return _QNAN16 if (bits & _ABS_U32) > _INF_U32 else rounded
+
+
+@numba.njit(cache=True, **JIT_OPTIONS)
+def round_store(param, i, v, key, base, stochastic):
+    """``param[i] = round_bits(v, key, base + i, stochastic)``: a bfloat16 parameter written back."""
+    param[i] = round_bits(v, key, base + i, stochastic)
+
+
+@numba.njit(cache=True, **JIT_OPTIONS)
+def round_store_kahan(param, compensation, i, v, key, base, stochastic):
+    """:func:`round_store`, and the rounding error ``v - param[i]`` (exact in float32) kept in
+    ``compensation[i]`` (rounded to nearest bfloat16; 0 where it is not finite)."""
+    bits = round_bits(v, key, base + i, stochastic)
+    param[i] = bits
+    error = np.float32(v) - _bits_f32(_U32(_U32(bits) << _SHIFT))
+    error = error if error - error == _F32_0 else _F32_0
+    compensation[i] = np.uint16(_f32_bits(bf16_round(error)) >> _SHIFT)
+
+
 # -- 8-bit pieces ----------------------------------------------------------------------------------
 _F0 = np.float32(0)
 _F1 = np.float32(1)
@@ -340,56 +411,73 @@ _STORAGE: dict[str, tuple[Any, Any]] = {}
 _BLOCKED: dict[str, Any] = {}
 
 
-def storage_loops(rule: Elementwise) -> tuple[Any, Any]:
-    """``(parallel, serial)`` loops of ``rule`` that read and write through :func:`load` / :func:`store`."""
-    key = f"{rule._module.__name__}.{rule.name}"
+def storage_loops(rule: Elementwise, bf16_param: bool = False) -> tuple[Any, Any]:
+    """``(parallel, serial)`` loops of ``rule`` that read and write through :func:`load` / :func:`store`;
+    ``bf16_param``: those for bfloat16 parameters and gradients (arguments :data:`BF16_PARAM_ARGS` after
+    the arrays)."""
+    key = f"{rule._module.__name__}.{rule.name}" + ("/bf16" if bf16_param else "")
     if key not in _STORAGE:
         src = (
             f"# Generated by numopt.kernels._lowbit from {rule._module.__name__}.{rule.name}: do not edit.\n"
-            + rule.source("cpu", storage=True)
+            + rule.source("cpu", storage=True, bf16_param=bf16_param)
         )
-        ns = _exec(rule, f"{rule.name}_storage", src, {"prange": prange, "load": load, "store": store})
+        extra = {"prange": prange, "load": load, "store": store}
+        if bf16_param:
+            extra.update(float32=np.float32, round_store=round_store, round_store_kahan=round_store_kahan)
+        stem = f"{rule.name}_storage" + ("_bf16" if bf16_param else "")
+        ns = _exec(rule, stem, src, extra)
         loops = {}
         for fname in [k for k, v in ns.items() if k.startswith(rule.name) and inspect.isfunction(v)]:
             fn = ns[fname]
             fn.__qualname__ = fname
             tag = fname[len(rule.name) :]
-            parallel = tag.startswith("_p") or (fname == rule.name and not rule.optional)
+            parallel = tag.startswith("_p") or (fname == rule.name and not rule.optional and not bf16_param)
             loops[fname] = ns[fname] = kernel(fn, parallel=parallel, twin=False)
         _STORAGE[key] = (loops[rule.name], loops[f"{rule.name}_serial"])
     return _STORAGE[key]
 
 
-def blocked_signature(rule: Elementwise) -> list[str]:
-    """The 8-bit loop's arguments: ``param, grad``, four per state array, ``blocks, scratch``, the scalars."""
+def blocked_signature(rule: Elementwise, bf16_param: bool = False) -> list[str]:
+    """The 8-bit loop's arguments: ``param, grad``, four per state array, ``blocks, scratch``
+    (``bf16_param``: then :data:`BF16_PARAM_ARGS`), the scalars."""
     args = [*rule.arrays[:2]]
     for a in rule.state:
         args += [a, f"{a}_absmax", f"{a}_qtable", f"{a}_qpacked"]
-    args += ["blocks", "scratch"]
+    args += ["blocks", "scratch", *(BF16_PARAM_ARGS if bf16_param else ())]
     for p in rule._const_params:
         args.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
     args.append("grad_scale=1.0")
     return args
 
 
-def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...]) -> list[str]:
-    """The 8-bit loop with the optional state arrays ``present`` (the others absent: zero, never written)."""
+def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...], bf16_param: bool = False) -> list[str]:
+    """The 8-bit loop with the optional state arrays ``present`` (the others absent: zero, never written);
+    ``bf16_param``: for bfloat16 parameters and gradients (math in float32, the parameter written by
+    :func:`round_store`, or :func:`round_store_kahan` with ``'compensation'`` in ``present``)."""
     state = [a for a in rule.state if a not in rule.optional or a in present]
     updated = [a for a in updated_state(rule) if a in state]
     row = {a: k for k, a in enumerate(updated_state(rule))}
+    kahan = bf16_param and "compensation" in present
 
     def element(a: str) -> str:
         if a == "param":
-            return "param[i]"
+            if kahan:
+                return "(dt(load(param, i)) + dt(load(compensation, i)))"
+            return "dt(load(param, i))" if bf16_param else "param[i]"
         if a == "grad":
-            return "grad[i] * gs"
+            return "dt(load(grad, i)) * gs" if bf16_param else "grad[i] * gs"
         return f"dt({a}_qtable[{a}[i]] * scale_{a})" if a in state else "zero"
 
+    if kahan:
+        write = "round_store_kahan(param, compensation, i, param_i, key, base, stochastic)"
+    else:
+        write = "round_store(param, i, param_i, key, base, stochastic)" if bf16_param else "param[i] = param_i"
+    dtype = "float32" if bf16_param else "param.dtype.type"
     outs = ", ".join(f"{a}_i" if a == "param" or a in updated else "_" for a in rule.updates)
     lines = [
-        f"def {fname}({', '.join(blocked_signature(rule))}):",
-        f"    c = constants(param.dtype.type, {', '.join(rule.scalars)})",
-        "    dt = param.dtype.type",
+        f"def {fname}({', '.join(blocked_signature(rule, bf16_param))}):",
+        f"    c = constants({dtype}, {', '.join(rule.scalars)})",
+        f"    dt = {dtype}",
         "    zero = dt(0)",
         "    gs = dt(grad_scale)",
         "    base = blocks[0]",
@@ -402,7 +490,7 @@ def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...]) ->
         "        for j in range(n):",
         "            i = lo + u64(j)",
         f"            {outs} = body(c, {', '.join(element(a) for a in rule.arrays)})",
-        "            param[i] = param_i",
+        f"            {write}",
         *[f"            scratch[t, {row[a]}, j] = {a}_i" for a in updated],
         *[f"            m_{a} = max(m_{a}, magnitude_bits({a}_i))" for a in updated],
     ]
@@ -417,7 +505,7 @@ def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...]) ->
     return lines
 
 
-def blocked_source(rule: Elementwise) -> str:
+def blocked_source(rule: Elementwise, bf16_param: bool = False) -> str:
     """The 8-bit loop of an optimizer's rule (arrays ``param, grad, <state>...``), as Python source.
 
     ``blocks`` holds the start of every block (element offsets, plus the end of the last); a
@@ -439,24 +527,30 @@ def blocked_source(rule: Elementwise) -> str:
     """
     name = rule.name
     fname = f"{name}_q8"
-    if not rule.optional:
+    optional = (*rule.optional, "compensation") if bf16_param else rule.optional
+    if not optional:
         return "\n".join(_blocked_variant(rule, fname, ())) + "\n"
-    signature = blocked_signature(rule)
+    signature = blocked_signature(rule, bf16_param)
     call_args = ", ".join(a.split("=")[0] for a in signature)
     lines = presence_variants(
-        fname, ", ".join(signature), call_args, rule.optional, f"{fname}_", lambda f, p: _blocked_variant(rule, f, p)
+        fname,
+        ", ".join(signature),
+        call_args,
+        optional,
+        f"{fname}_",
+        lambda f, p: _blocked_variant(rule, f, p, bf16_param),
     )
     return "\n".join(lines) + "\n"
 
 
-def blocked_loop(rule: Elementwise) -> Any:
+def blocked_loop(rule: Elementwise, bf16_param: bool = False) -> Any:
     """The compiled 8-bit loop of ``rule`` (:func:`blocked_source`), built on first use."""
     if rule.arrays[:2] != ("param", "grad") or rule.updates[0] != "param":
         raise TypeError(f"{rule.name}: 8-bit state needs an optimizer's rule (arrays param, grad, <state>...)")
-    key = f"{rule._module.__name__}.{rule.name}"
+    key = f"{rule._module.__name__}.{rule.name}" + ("/bf16" if bf16_param else "")
     if key not in _BLOCKED:
         src = f"# Generated by numopt.kernels._lowbit from {rule._module.__name__}.{rule.name}: do not edit.\n"
-        src += blocked_source(rule)
+        src += blocked_source(rule, bf16_param)
         extra = {
             "prange": prange,
             "get_thread_id": numba.get_thread_id,
@@ -466,14 +560,18 @@ def blocked_loop(rule: Elementwise) -> Any:
             "inverse": inverse,
             "u64": np.uint64,
             "z32": _Z32,
+            "load": load,
+            "float32": np.float32,
+            "round_store": round_store,
+            "round_store_kahan": round_store_kahan,
         }
-        ns = _exec(rule, f"{rule.name}_q8", src, extra)
+        ns = _exec(rule, f"{rule.name}_q8" + ("_bf16" if bf16_param else ""), src, extra)
         compiled = {}
         for fname in [k for k, v in ns.items() if k.startswith(f"{rule.name}_q8") and inspect.isfunction(v)]:
             fn = ns[fname]
             fn.__qualname__ = fname
             # the variants run in parallel; the function that picks one among them runs none itself
-            parallel = fname != f"{rule.name}_q8" or not rule.optional
+            parallel = fname != f"{rule.name}_q8" or not (rule.optional or bf16_param)
             compiled[fname] = ns[fname] = kernel(fn, parallel=parallel, twin=False)
         _BLOCKED[key] = compiled[f"{rule.name}_q8"]
     return _BLOCKED[key]

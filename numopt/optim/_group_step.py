@@ -31,6 +31,8 @@ class GroupStepCount:
     def _count_step(self, group: dict[str, Any], run: Any) -> int:
         """The group's count for this step (see ``Optimizer._count_step``); the group is noted as updated."""
         self._stepped.add(id(group))
+        if run.bf16:  # bfloat16 parameters count their own steps too (stochastic rounding reads them)
+            run.advance()
         return self._group_step(group)
 
     def _update_all(self) -> None:

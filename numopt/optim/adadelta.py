@@ -61,7 +61,8 @@ class Adadelta(Optimizer):
 
     __init__ = constructor(
         "lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False, maximize=False,"
-        " differentiable=False, state_dtype=None, min_8bit_size=4096"
+        " differentiable=False, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

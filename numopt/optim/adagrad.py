@@ -80,7 +80,8 @@ class Adagrad(Optimizer):
 
     __init__ = constructor(
         "lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, foreach=None, *,"
-        " maximize=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096"
+        " maximize=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0"
     )
 
     def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:

@@ -67,7 +67,8 @@ class Adamax(Optimizer):
 
     __init__ = constructor(
         "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *, maximize=False,"
-        " differentiable=False, capturable=False, state_dtype=None, min_8bit_size=4096"
+        " differentiable=False, capturable=False, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -61,7 +61,8 @@ class AdamW(Adam):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False, foreach=None,"
-        " capturable=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096",
+        " capturable=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0",
         convert={"betas": tuple},
         fixed={"decoupled_weight_decay": True},
     )

@@ -120,7 +120,8 @@ class ADOPT(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.9999), clip_lambda=step_quarter_power, weight_decay=0.0, weight_decouple=False,"
-        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False, *, state_dtype=None, min_8bit_size=4096",
+        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False, *, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0",
         convert={"betas": tuple},
     )
 

@@ -72,7 +72,8 @@ class Lion(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, weight_decouple=True, fixed_decay=False, foreach=None,"
-        " maximize=False, *, state_dtype=None, min_8bit_size=4096",
+        " maximize=False, *, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0",
         convert={"betas": tuple},
     )
 

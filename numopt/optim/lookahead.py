@@ -138,6 +138,11 @@ class Lookahead(WrapsOptimizer, Optimizer, register=False):  # a wrapper: not in
             group.setdefault("counter", 0)
             entries = []
             for flat in flats:
+                if flat.bf16:
+                    raise TypeError(
+                        "Lookahead does not support bfloat16 parameters yet (its slow weights would need their own "
+                        "rounding); use float32 parameters with it"
+                    )
                 arrays = old.get(id(flat))
                 if arrays is None:
                     arrays = {}

@@ -71,7 +71,8 @@ class RMSprop(Optimizer):
 
     __init__ = constructor(
         "lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, capturable=False, foreach=None,"
-        " maximize=False, differentiable=False, *, state_dtype=None, min_8bit_size=4096"
+        " maximize=False, differentiable=False, *, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

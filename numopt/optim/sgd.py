@@ -57,7 +57,8 @@ class SGD(Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False, foreach=None,"
-        " differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096"
+        " differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
+        " rounding='stochastic', compensation=None, seed=0"
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
