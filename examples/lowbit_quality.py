@@ -1,4 +1,4 @@
-"""Does compact optimizer state cost quality? AdamW with fp32, bfloat16 and int8 state, several seeds.
+"""Do compact optimizer state and bfloat16 parameters cost quality? AdamW on an MLP, several seeds.
 
     python examples/lowbit_quality.py [OUTPUT.png] [--seeds N] [--epochs N] [--quick]
 
@@ -6,7 +6,10 @@ A three-layer MLP (64 -> 128 -> 512 -> 10, ReLU, softmax; backward pass by hand 
 NumPy) on scikit-learn's bundled digits (the split of ``digits_mlp.py``) is
 trained with ``numopt.AdamW`` (lr 1e-3 annealed to 0 along a cosine, weight decay
 1e-2) once per seed and per variant in :data:`VARIANTS`: float32 state
-(``state_dtype=None``), bfloat16 state and block-wise 8-bit state. Every weight
+(``state_dtype=None``), bfloat16 state and block-wise 8-bit state, then bfloat16
+parameters and gradients (``ml_dtypes.bfloat16``; the forward and backward passes
+in float32 from them) written back with stochastic rounding, with round-to-nearest,
+and with stochastic rounding and 8-bit state. Every weight
 matrix has at least 4096 elements, so ``state_dtype="int8"`` really quantizes all
 of them (only the biases, under ``min_8bit_size``, keep float32 state, as in
 bitsandbytes). Within a seed, every variant starts from the same weights and sees
@@ -27,8 +30,11 @@ next to this script by default) shows the training loss and the test accuracy
 per epoch (mean over the seeds, min-max shaded) of every variant side by side,
 and each seed's final loss against fp32's spread.
 
-A new variant (bfloat16 parameters with stochastic rounding, say) is one more
-entry in :data:`VARIANTS`. ``benchmarks/lowbit_state.py`` measures the speed and
+Round-to-nearest loses every update smaller than half a bfloat16 step of the
+weight (``2**-9`` of its magnitude): as the cosine schedule takes the learning rate
+to 0, its weights stop moving and its loss stays above the others'. A new variant
+is one more entry in :data:`VARIANTS`; the bfloat16-parameter variants are left
+out, with a note, where ``ml_dtypes`` is not installed. ``benchmarks/lowbit_state.py`` measures the speed and
 memory side; this script the quality side.
 
 Needs scikit-learn (``pip install scikit-learn``, part of numopt's test extra).
@@ -63,12 +69,14 @@ WEIGHT_DECAY = 1e-2
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the comparison: how the optimizer (and, later, the parameters) store their numbers."""
+    """One row of the comparison: how the optimizer and the parameters store their numbers."""
 
     label: str
-    #: extra keyword arguments of ``numopt.AdamW`` (``state_dtype``, ``min_8bit_size``, ...)
+    #: extra keyword arguments of ``numopt.AdamW`` (``state_dtype``, ``rounding``, ...)
     options: dict[str, Any] = field(default_factory=dict)
     color: str = "C0"
+    #: the parameters' (and gradients') dtype: "float32" or "bfloat16"
+    param_dtype: str = "float32"
 
 
 #: the variants compared, the first one the reference whose seed-to-seed spread the others are held to
@@ -76,18 +84,41 @@ VARIANTS: list[Variant] = [
     Variant("fp32 state", {"state_dtype": None}, "C0"),
     Variant("bfloat16 state", {"state_dtype": "bfloat16"}, "C1"),
     Variant("int8 state", {"state_dtype": "int8"}, "C2"),
+    Variant("bf16 params, SR", {"rounding": "stochastic"}, "C3", "bfloat16"),
+    Variant("bf16 params, nearest", {"rounding": "nearest"}, "C4", "bfloat16"),
+    Variant("bf16 params SR, int8", {"rounding": "stochastic", "state_dtype": "int8"}, "C5", "bfloat16"),
 ]
 
 
-def init_params(seed: int) -> list[numopt.Parameter]:
-    """He-initialized weights and zero biases, named like a torch model's (``fc1.weight``, ...)."""
+def _bfloat16() -> Any:
+    """``ml_dtypes.bfloat16``, or None where ml_dtypes is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return ml_dtypes.bfloat16
+
+
+if _bfloat16() is None:  # bfloat16 parameters need ml_dtypes
+    VARIANTS = [v for v in VARIANTS if v.param_dtype == "float32"]
+
+
+def init_params(seed: int, dtype: str = "float32") -> list[numopt.Parameter]:
+    """He-initialized weights and zero biases, named like a torch model's (``fc1.weight``, ...); the same
+    float32 values for every dtype, rounded to bfloat16 for ``dtype="bfloat16"``."""
     rng = np.random.default_rng(seed)
+    dt = np.float32 if dtype == "float32" else _bfloat16()
     params = []
     for i, (n_in, n_out) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:]), start=1):
         w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
-        params.append(numopt.Parameter(w.astype(np.float32), name=f"fc{i}.weight"))
-        params.append(numopt.Parameter(np.zeros(n_out, np.float32), name=f"fc{i}.bias"))
+        params.append(numopt.Parameter(w.astype(np.float32).astype(dt), name=f"fc{i}.weight"))
+        params.append(numopt.Parameter(np.zeros(n_out, dt), name=f"fc{i}.bias"))
     return params
+
+
+def values(p: numopt.Parameter) -> np.ndarray:
+    """The parameter's values in float32 (the passes compute in float32, whatever the storage)."""
+    return p.data if p.data.dtype == np.float32 else p.data.astype(np.float32)
 
 
 def logits_of(params: list[numopt.Parameter], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -96,7 +127,7 @@ def logits_of(params: list[numopt.Parameter], x: np.ndarray) -> tuple[np.ndarray
     h = x
     for layer in range(len(params) // 2):
         w, b = params[2 * layer], params[2 * layer + 1]
-        h = h @ w.data + b.data
+        h = h @ values(w) + values(b)
         if layer < len(params) // 2 - 1:
             h = np.maximum(h, 0)
             inputs.append(h)
@@ -120,10 +151,10 @@ def forward_backward(params: list[numopt.Parameter], x: np.ndarray, y: np.ndarra
     for layer in reversed(range(len(params) // 2)):
         w, b = params[2 * layer], params[2 * layer + 1]
         a = inputs[layer]
-        w.grad = a.T @ d
-        b.grad = d.sum(axis=0)
+        w.grad = (a.T @ d).astype(w.data.dtype)
+        b.grad = d.sum(axis=0).astype(b.data.dtype)
         if layer:
-            d = (d @ w.data.T) * (a > 0)
+            d = (d @ values(w).T) * (a > 0)
     return loss
 
 
@@ -136,7 +167,7 @@ def evaluate(params: list[numopt.Parameter], x: np.ndarray, y: np.ndarray) -> tu
 
 def finite(params: list[numopt.Parameter]) -> bool:
     """Whether every weight is finite (a run that diverged is not)."""
-    return all(np.isfinite(p.data).all() for p in params)
+    return all(np.isfinite(values(p)).all() for p in params)
 
 
 def state_bytes_per_param(opt: Any, params: list[numopt.Parameter]) -> float:
@@ -148,7 +179,7 @@ def state_bytes_per_param(opt: Any, params: list[numopt.Parameter]) -> float:
 def train(variant: Variant, seed: int, data: tuple[np.ndarray, ...], epochs: int) -> dict[str, Any]:
     """One run: per-epoch training loss and test accuracy, and the state bytes per parameter."""
     x_train, y_train, x_test, y_test = data
-    params = init_params(seed)
+    params = init_params(seed, variant.param_dtype)
     opt = numopt.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY, **variant.options)
     steps_per_epoch = -(-len(y_train) // BATCH)
     sched = numopt.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)  # to 0 at the last step
@@ -236,7 +267,7 @@ def compare(results: dict[str, dict[str, Any]]) -> list[str]:
     checked = verdicts(results)
     ref = checked[VARIANTS[0].label]
     lines = [
-        f"{'variant':<16} {'final train loss (mean +- std)':>31} {'min - max':>19} {'test acc':>16} "
+        f"{'variant':<21} {'final train loss (mean +- std)':>31} {'min - max':>19} {'test acc':>16} "
         f"{'state B/param':>13} {'diverged':>8}  {'mean vs fp32 spread':<19} {'vs fp32, same seed':>19} {'seconds':>7}"
     ]
     for v in VARIANTS:
@@ -250,7 +281,7 @@ def compare(results: dict[str, dict[str, Any]]) -> list[str]:
             verdict = f"{'within' if c['within'] else 'OUTSIDE'} ({c['sd']:+.2f} sd)"
         paired = "n/a" if c["diverged"] else f"{100 * c['same_seed'][0]:+7.2f}% +- {100 * c['same_seed'][1]:5.2f}%"
         lines.append(
-            f"{v.label:<16} {f_mean:20.5f} +- {f_std:8.5f} {f_min:9.5f} - {f_max:7.5f} {a_mean:8.2%} +- {a_std:5.2%} "
+            f"{v.label:<21} {f_mean:20.5f} +- {f_std:8.5f} {f_min:9.5f} - {f_max:7.5f} {a_mean:8.2%} +- {a_std:5.2%} "
             f"{c['state_bytes_per_param']:13.2f} {c['diverged']:4d}/{c['seeds']:<3d}  {verdict:<19} {paired:>19} "
             f"{c['seconds']:7.1f}"
         )
@@ -263,7 +294,7 @@ def compare(results: dict[str, dict[str, Any]]) -> list[str]:
     )
     lines.append("final training loss per seed:")
     for v in VARIANTS:
-        lines.append(f"  {v.label:<16} " + " ".join(f"{x:9.5f}" for x in checked[v.label]["per_seed"]))
+        lines.append(f"  {v.label:<21} " + " ".join(f"{x:9.5f}" for x in checked[v.label]["per_seed"]))
     return lines
 
 
@@ -317,7 +348,7 @@ def plot(results: dict[str, dict[str, Any]], out: Path, epochs: int, n_seeds: in
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(
         f"AdamW (lr {LR:g}, weight decay {WEIGHT_DECAY:g}) on digits, MLP {'-'.join(map(str, WIDTHS))}: "
-        "float32 vs compact optimizer state",
+        "float32 vs compact optimizer state and bfloat16 parameters",
         fontsize=12,
     )
     fig.tight_layout()
@@ -368,6 +399,8 @@ def main(argv: list[str] | None = None) -> Path:
         f"({n_params} parameters, weight matrices of {', '.join(str(a * b) for a, b in shapes)} elements); "
         f"AdamW lr {LR:g}, weight decay {WEIGHT_DECAY:g}, batch {BATCH}, {epochs} epochs, {seeds} seeds"
     )
+    if _bfloat16() is None:
+        print("ml_dtypes is not installed: the bfloat16-parameter variants are left out (pip install ml_dtypes)")
     with one_blas_thread():
         results = run(seeds, epochs, data)
     print()

@@ -24,7 +24,8 @@ EXPECT: dict[str, tuple[list[str], list[str]]] = {
     "optimizer_shootout": ([], ["AdamW", "Lion", "test acc", "step us", "left out: LBFGS"]),
     "lowbit_quality": (
         [],
-        ["fp32 state", "bfloat16 state", "int8 state", "state B/param", "fp32 spread: min-max", "per seed"],
+        ["fp32 state", "bfloat16 state", "int8 state", "bf16 params, SR", "bf16 params, nearest", "state B/param"]
+        + ["fp32 spread: min-max", "per seed"],
     ),
 }
 
@@ -90,7 +91,7 @@ def test_lowbit_quality_measures_the_state_it_holds() -> None:
     x, y = np.random.default_rng(0).random((8, lq.WIDTHS[0]), np.float32), np.arange(8) % lq.WIDTHS[-1]
     measured = {}
     for v in lq.VARIANTS:
-        params = lq.init_params(0)
+        params = lq.init_params(0, v.param_dtype)
         opt = numopt.AdamW(params, **v.options)
         lq.forward_backward(params, x, y)
         opt.step()
@@ -101,4 +102,8 @@ def test_lowbit_quality_measures_the_state_it_holds() -> None:
     steps = 8 * len(params) / n  # each tensor's step count (float64)
     assert measured["fp32 state"] == pytest.approx(8.0 + steps)
     assert measured["bfloat16 state"] == pytest.approx(4.0 + steps)
-    assert measured["int8 state"] == pytest.approx(weights * 2 * (1 + 4 / 256) + (1 - weights) * 8 + steps, rel=1e-3)
+    int8 = weights * 2 * (1 + 4 / 256) + (1 - weights) * 8
+    assert measured["int8 state"] == pytest.approx(int8 + steps, rel=1e-3)
+    # bfloat16 parameters: float32 state unless state_dtype says otherwise
+    assert measured["bf16 params, SR"] == measured["bf16 params, nearest"] == pytest.approx(8.0 + steps)
+    assert measured["bf16 params SR, int8"] == pytest.approx(int8 + steps, rel=1e-3)
