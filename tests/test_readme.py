@@ -34,3 +34,14 @@ def test_readme_tells_embedders_about_the_serial_twins() -> None:
     text = README.read_text()
     section = text[text.index("## Inside your own `@njit` code") : text.index("## Training a PyTorch model")]
     assert "adam_serial" in section and "_serial" in section
+
+
+def test_bfloat16_parameters_example_runs_and_shows_the_stall(capsys) -> None:
+    text = README.read_text()
+    block = re.search(r"### bfloat16 parameters.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, str(README), "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("bfloat16 [")
+    means = [float(line.rsplit(" ", 1)[1]) for line in lines[1:]]
+    # nearest stalls; stochastic rounding and Kahan move (Kahan's parameter alone: the rest is in its buffer)
+    assert means[0] == 1.5 and all(abs(m - 1.49) < 3e-3 for m in means[1:])
