@@ -154,13 +154,86 @@ def test_the_bitsandbytes_columns_appear_only_with_bitsandbytes_times() -> None:
 def test_compact_state_rows_count_their_bytes() -> None:
     from numopt.bench._cpu import compact_streams, parse_row
 
-    assert parse_row("AdamW+int8") == ("AdamW", False, "int8")
-    assert parse_row("AdamW+bf16") == ("AdamW", False, "bfloat16")
-    assert parse_row("AdamW+clip") == ("AdamW", True, None) and parse_row("Adam") == ("Adam", False, None)
+    assert parse_row("AdamW+int8") == ("AdamW", False, "int8", None)
+    assert parse_row("AdamW+bf16") == ("AdamW", False, "bfloat16", None)
+    assert parse_row("AdamW+clip") == ("AdamW", True, None, None) and parse_row("Adam") == ("Adam", False, None, None)
     # AdamW: parameter 8 bytes, gradient 4, two state arrays; int8 adds a float32 scale per 256 elements
     per_element, reads = compact_streams(3, 1, "int8")
     assert per_element == pytest.approx(16 + 4 * 4 / 256) and reads == 2
     assert compact_streams(3, 1, "bfloat16") == (20, 3)
+
+
+def test_bf16_parameter_rows_parse_and_count_their_bytes() -> None:
+    from numopt.bench._cpu import compact_streams, parse_row
+
+    # <optimizer>[+bf16p][+int8|+bf16]: the parameters' dtype, then the state's
+    assert parse_row("AdamW+bf16p") == ("AdamW", False, None, "bfloat16")
+    spec = parse_row("AdamW+bf16p+int8")
+    assert (spec.optimizer, spec.clipped, spec.state_dtype, spec.param_dtype) == ("AdamW", False, "int8", "bfloat16")
+    assert parse_row("Lion+bf16p+bf16") == ("Lion", False, "bfloat16", "bfloat16")
+    # +clip stays a row of its own; composed or repeated suffixes are refused, naming the row
+    for bad in ("AdamW+bf16p+clip", "AdamW+clip+int8", "AdamW+int8+bf16p", "AdamW+bf16p+bf16p", "AdamW+int8+int8"):
+        with pytest.raises(ValueError, match=rf"row '{bad.replace('+', '[+]')}'"):
+            parse_row(bad)
+    # AdamW on bfloat16 parameters: param read + write 2 + 2, gradient 2, then the two state arrays:
+    # float32 2 * 8, bfloat16 2 * 4, int8 2 * 2 * (1 + 4 / 256) (codes and the per-block scale)
+    assert compact_streams(3, 1, None, "bfloat16") == (22, 4)
+    assert compact_streams(3, 1, "bfloat16", "bfloat16") == (14, 2)
+    per_element, reads = compact_streams(3, 1, "int8", "bfloat16")
+    assert per_element == pytest.approx(6 + 4 * (1 + 4 / 256)) and reads == 1
+    # the float32 step's 28 bytes against 10.06: the 2.8x the issue's byte ratio names (28 / 10)
+    assert 28 / per_element == pytest.approx(2.78, abs=0.01)
+    # four state arrays (AdEMAMix): 30 bytes, the widest one-pass roofline kernel (8 + 6 * 4 = 32 bytes)
+    assert compact_streams(4, 1, None, "bfloat16") == (30, 6)
+
+
+def test_the_worker_builds_torch_on_a_bfloat16_model() -> None:
+    torch = pytest.importorskip("torch")
+    from numopt.bench._torch_worker import build
+
+    opts, errors = build("AdamW", [[5000], [10]], {"lr": 1e-3}, dtype="bfloat16")
+    assert errors == {} and sorted(opts) == ["default", "foreach", "fused"]  # fused AdamW takes bf16 on CPU
+    opt = opts["fused"].__self__
+    assert all(p.dtype == p.grad.dtype == torch.bfloat16 for p in opt.param_groups[0]["params"])
+
+
+def test_bench_cli_bf16_parameter_rows(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "numopt", "bench", "--quick", "--rounds", "1", "--threads", "1"]
+    cmd += ["--optimizers", "adamw+bf16p,adamw+bf16p+int8", "--sizes", "5000", "--workloads", "flat"]
+    proc = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| AdamW+bf16p | flat 5e3 | " in proc.stdout and "| AdamW+bf16p+int8 | flat 5e3 | " in proc.stdout
+    assert "+bf16p rows: bfloat16 parameters and gradients" in proc.stdout
+    rows = {r["algo"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"AdamW+bf16p", "AdamW+bf16p+int8"}
+    assert rows["AdamW+bf16p"]["bytes_per_param"] == 22
+    assert rows["AdamW+bf16p+int8"]["bytes_per_param"] == pytest.approx(6 + 4 * (1 + 4 / 256), abs=1e-3)
+    for row in rows.values():
+        assert row["params"] == 5000 and row["numopt_ms"] > 0 and row["gbps"] > 0
+        # the reference column: numopt's float32 step; torch's modes on the bfloat16 model, fused included
+        assert row["torch_ms"]["reference"] > 0 and row["speedup"]["reference"] > 0
+        assert row["torch_ms"]["fused"] > 0 and row["speedup"]["fused"] > 0
+        assert row["pct_roofline"] is None  # no roofline kernel under 1e6 elements
+    # --param-dtype adds the rows by option, composed with --state-dtype; +clip does not compose
+    bad = subprocess.run([*cmd[:-6], "--optimizers", "adamw+bf16p+clip"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "+clip does not compose with +bf16p" in bad.stderr
+
+
+def test_param_dtype_option_composes_with_state_dtype(monkeypatch) -> None:
+    # the rows the options ask for, without timing them: bench_row is replaced by a recorder
+    import numopt.bench as bench
+
+    asked: list[str] = []
+    monkeypatch.setattr(bench, "bench_row", lambda algo, *args: asked.append(algo))
+    argv = ["--no-torch", "--quick", "--optimizers", "adamw,sgd", "--sizes", "1000", "--workloads", "flat"]
+    bench.run([*argv, "--state-dtype", "int8", "--param-dtype", "bfloat16"])
+    assert asked == ["AdamW", "SGD", "AdamW+int8", "SGD+int8", "AdamW+bf16p", "SGD+bf16p"] + [
+        "AdamW+bf16p+int8",
+        "SGD+bf16p+int8",
+    ]
+    with pytest.raises(SystemExit):
+        bench.run([*argv, "--param-dtype", "float16"])
 
 
 def test_bench_batched_minimize_line(tmp_path) -> None:

@@ -10,6 +10,10 @@ What is measured, for every optimizer numopt has:
 * ``torch.optim`` on the same workloads, in its default, ``foreach`` and ``fused``
   modes, timed in a separate worker process (two OpenMP pools in one process
   slow torch down, which would flatter numopt);
+* with ``--state-dtype`` / ``--param-dtype bfloat16``, numopt's step with compact state
+  (``Adam+int8``, ``Adam+bf16``) and on bfloat16 parameters and gradients (``Adam+bf16p``,
+  ``Adam+bf16p+int8``), each against a one-pass roofline of its own bytes and numopt's float32
+  step; torch's columns of a ``+bf16p`` row time torch on a bfloat16 model;
 * with ``--state-dtype int8``, also bitsandbytes' CPU 8-bit optimizer of the
   ``+int8`` rows (``AdamW8bit`` next to ``AdamW+int8``), in the same worker, when
   bitsandbytes is installed (a measurement aid, not a dependency of numopt).
@@ -38,7 +42,16 @@ import argparse
 import inspect
 from dataclasses import asdict
 
-from ._cpu import CLIP_SUFFIX, STATE_SUFFIXES, bench_numopt, bench_row, cold_start, numopt_optimizer, parse_row
+from ._cpu import (
+    CLIP_SUFFIX,
+    PARAM_SUFFIXES,
+    STATE_SUFFIXES,
+    bench_numopt,
+    bench_row,
+    cold_start,
+    numopt_optimizer,
+    parse_row,
+)
 from ._report import (
     NOISE_IQR,
     ROOFLINE_MAX,
@@ -117,6 +130,14 @@ def run(argv: list[str] | None = None) -> dict:
         "their reference column is numopt's float32-state step; int8 rows also time bitsandbytes' CPU 8-bit "
         "optimizer, e.g. AdamW8bit, when it is installed); single rows also by name, e.g. adamw+int8",
     )
+    parser.add_argument(
+        "--param-dtype",
+        default="",
+        help="bfloat16: also time each optimizer that takes state_dtype on bfloat16 parameters and gradients "
+        "(rows Adam+bf16p, and with --state-dtype Adam+bf16p+int8, Adam+bf16p+bf16; their reference column is "
+        "numopt's float32 step, their torch columns torch on a bfloat16 model); single rows also by name, "
+        "e.g. adamw+bf16p+int8",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write machine-readable results")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch.optim comparison")
     parser.add_argument(
@@ -141,18 +162,39 @@ def run(argv: list[str] | None = None) -> dict:
         if suffix is None:
             parser.error(f"unknown --state-dtype {dtype!r}; expected any of {sorted(STATE_SUFFIXES.values())}")
         suffixes.append(suffix)
-    compact = {f"{k}{s}": f"{a}{s}" for k, a in names.items() if a in compactable for s in STATE_SUFFIXES}
+    param_suffixes = []
+    for dtype in [s.strip() for s in args.param_dtype.split(",") if s.strip()]:
+        suffix = next((k for k, v in PARAM_SUFFIXES.items() if dtype in (v, k[1:])), None)
+        if suffix is None:
+            parser.error(f"unknown --param-dtype {dtype!r}; expected any of {sorted(PARAM_SUFFIXES.values())}")
+        param_suffixes.append(suffix)
+    # <optimizer>[+bf16p][+int8|+bf16] (parse_row reads them back); +clip composes with neither
+    compact = {
+        f"{k}{p}{s}": f"{a}{p}{s}"
+        for k, a in names.items()
+        if a in compactable
+        for p in ("", *PARAM_SUFFIXES)
+        for s in ("", *STATE_SUFFIXES)
+        if p or s
+    }
     names.update({f"{k}{CLIP_SUFFIX}": f"{a}{CLIP_SUFFIX}" for k, a in list(names.items())})
     names.update({k.lower(): v for k, v in compact.items()})
     if args.optimizers:
         wanted = [s.strip().lower() for s in args.optimizers.split(",") if s.strip()]
         unknown = [w for w in wanted if w not in names]
+        for w in unknown:
+            try:
+                parse_row(w)
+            except ValueError as e:  # a +clip composed with another suffix, a suffix twice: say why
+                parser.error(str(e))
         if unknown:
             parser.error(f"unknown optimizers {unknown}; available: {sorted(names.values())}")
         algos = [names[w] for w in wanted]
     else:
         algos = default
-    algos += [a + s for s in suffixes for a in algos if a in compactable]
+    plain = [a for a in algos if a in compactable]
+    algos += [a + s for s in suffixes for a in plain]
+    algos += [a + p + s for p in param_suffixes for s in ("", *suffixes) for a in plain]
     if args.sizes:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
     else:
@@ -180,7 +222,7 @@ def run(argv: list[str] | None = None) -> dict:
                 row = bench_row(algo, w, worker, rounds, per_round, roofs)
                 if row is not None:
                     rows.append(row)
-                    print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
+                    print(f"  {algo:<16} {w.name:<22} {row.numopt_ms:10.3f} ms", flush=True)
             del roofs
         model = next((w for w in work if w.name.startswith("gpt")), None)
         if worker is not None and model is not None:

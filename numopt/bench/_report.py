@@ -28,6 +28,7 @@ class Row:
     # ratio ("roofline" in %, or a torch mode) -> [lower, upper] quartile of its per-round ratios
     spread: dict[str, list[float]] = field(default_factory=dict)
     noise: list[str] = field(default_factory=list)  # why this row's figures are not to be trusted (empty: quiet)
+    bytes_per_param: float | None = None  # bytes one step moves per parameter (GB/s and the roofline count these)
 
 
 # A row's ratios are marked as noise when its rounds disagree: the interquartile range of the
@@ -150,12 +151,13 @@ def render_table(rows: list[Row]) -> str:
 
     The bitsandbytes columns are there only when a row timed bitsandbytes (``+int8`` rows, installed)."""
     modes = [m for m in WORKER_MODES if m != EIGHT_BIT or any(r.torch_ms.get(m) is not None for r in rows)]
-    heads = ["optimizer", "workload", "numopt ms", "GB/s", "roofline GB/s", "% roofline"]
+    heads = ["optimizer", "workload", "numopt ms", "bytes/param", "GB/s", "roofline GB/s", "% roofline"]
     heads += [_COLUMNS[m][0] for m in modes] + [_COLUMNS[m][1] for m in modes] + ["noise"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         t, s = r.torch_ms, r.speedup
-        cells = [r.algo, r.workload, fmt(r.numopt_ms, ".3f"), fmt(r.gbps, ".1f"), fmt(r.roofline_gbps, ".1f")]
+        cells = [r.algo, r.workload, fmt(r.numopt_ms, ".3f"), fmt(r.bytes_per_param, ".4g"), fmt(r.gbps, ".1f")]
+        cells.append(fmt(r.roofline_gbps, ".1f"))
         cells.append(fmt_spread(r.pct_roofline, r.spread.get("roofline"), ".0f"))
         cells += [fmt(t.get(m), ".3f") for m in modes]
         cells += [fmt_spread(s.get(m), r.spread.get(m), ".2f") for m in modes]
@@ -170,7 +172,8 @@ def eight_bit_line(eight_bit: dict[str, str]) -> str:
         return f"bitsandbytes: no 8-bit column ({eight_bit['error']})"
     return (
         f"bitsandbytes 8-bit: the +int8 row's optimizer from bitsandbytes {eight_bit['version']} (AdamW8bit for "
-        "AdamW+int8) on CPU float32 torch parameters of the same shapes, with the same options"
+        "AdamW+int8) on CPU float32 torch parameters of the same shapes (bfloat16 for +bf16p+int8 rows), with "
+        "the same options"
     )
 
 
@@ -227,8 +230,14 @@ def print_report(result: dict, rows: list[Row]) -> None:
         print("ratios: median of the rounds (lower–upper quartile); ! marks rows whose rounds disagree")
         print(
             "reference: the implementation an optimizer torch lacks follows; for +clip rows numopt's "
-            "utils.clip_grad_norm_ then step(); for +int8 / +bf16 rows numopt's step with float32 state"
+            "utils.clip_grad_norm_ then step(); for +int8 / +bf16 / +bf16p rows numopt's float32 step (float32 "
+            "parameters and state)"
         )
+        if any("+bf16p" in r.algo for r in rows):
+            print(
+                "+bf16p rows: bfloat16 parameters and gradients (stochastic rounding), float32 state unless +int8 / "
+                "+bf16; their torch columns: torch on a bfloat16 model (its state bfloat16 too)"
+            )
     if "bitsandbytes" in result:
         print(eight_bit_line(result["bitsandbytes"]))
     if "mixed_process" in result:

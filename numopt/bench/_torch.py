@@ -45,15 +45,25 @@ WORKER = [sys.executable, "-m", "numopt.bench._torch_worker"]
 
 
 def torch_params(
-    shapes: list[tuple[int, ...]], *, seed: int = 0, device: str = "cpu", scale: float = 0.01, grad_scale: float = 0.01
+    shapes: list[tuple[int, ...]],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    scale: float = 0.01,
+    grad_scale: float = 0.01,
+    dtype: str | None = None,
 ) -> list[Any]:
-    """``torch.nn.Parameter`` tensors of ``shapes`` (normal, times ``scale``), each with a gradient."""
+    """``torch.nn.Parameter`` tensors of ``shapes`` (normal, times ``scale``), each with a gradient.
+
+    ``dtype``: a torch dtype's name (``"bfloat16"``: a bfloat16 model, the same values rounded, with
+    bfloat16 gradients); default float32."""
     import torch
 
+    to = getattr(torch, dtype or "float32")
     gen = torch.Generator(device=device).manual_seed(seed)
-    params = [torch.nn.Parameter(torch.randn(*s, generator=gen, device=device) * scale) for s in shapes]
+    params = [torch.nn.Parameter((torch.randn(*s, generator=gen, device=device) * scale).to(to)) for s in shapes]
     for p in params:
-        p.grad = torch.randn(*p.shape, generator=gen, device=device) * grad_scale
+        p.grad = (torch.randn(*p.shape, generator=gen, device=device) * grad_scale).to(to)
     return params
 
 
@@ -136,14 +146,23 @@ class TorchWorker:
         reference: str | None = None,
         clip: float | None = None,
         eight_bit: str | None = None,
+        dtype: str | None = None,
     ) -> None:
         """Build torch's ``algo`` in every mode over one set of parameters of ``shapes``, or, given
         ``reference`` (an import path), that implementation instead (mode ``"reference"``). ``clip``:
         each step is ``torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)`` then ``step()``.
         ``eight_bit``: also ``bitsandbytes.optim.<eight_bit>`` over the same parameters (mode
-        :data:`EIGHT_BIT`), if bitsandbytes is importable and steps on the CPU."""
+        :data:`EIGHT_BIT`), if bitsandbytes is importable and steps on the CPU. ``dtype``: the
+        parameters' and gradients' torch dtype by name (``"bfloat16"``; default float32)."""
         out = self.ask(
-            cmd="setup", algo=algo, shapes=shapes, kwargs=kwargs, reference=reference, clip=clip, eight_bit=eight_bit
+            cmd="setup",
+            algo=algo,
+            shapes=shapes,
+            kwargs=kwargs,
+            reference=reference,
+            clip=clip,
+            eight_bit=eight_bit,
+            dtype=dtype,
         )
         self.modes, self.errors = out["modes"], out["errors"]
         if eight_bit is not None and "error" not in self.eight_bit:

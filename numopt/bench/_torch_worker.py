@@ -37,6 +37,7 @@ def build(
     reference: str | None = None,
     clip: float | None = None,
     eight_bit: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One step function per mode over the same parameters (each run twice), and the modes torch refused.
 
@@ -44,7 +45,9 @@ def build(
     follows (``"pytorch_optimizer.Lion"``), built as the one mode ``"reference"``. ``clip``: each
     step clips the gradient norm first (``torch.nn.utils.clip_grad_norm_``, ``foreach=True``).
     ``eight_bit``: the name of a bitsandbytes 8-bit optimizer (``"AdamW8bit"``), built as one more
-    mode, ``"bitsandbytes"``, when bitsandbytes imports and steps on the CPU.
+    mode, ``"bitsandbytes"``, when bitsandbytes imports and steps on the CPU. ``dtype``: the parameters'
+    and gradients' torch dtype by name (``"bfloat16"``: a bfloat16 model, whose state torch keeps in
+    bfloat16 too); default float32.
     """
     opts: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -64,7 +67,7 @@ def build(
             errors[EIGHT_BIT] = error_text(e)
     if not builders:
         return opts, errors
-    params = torch_params(shapes)
+    params = torch_params(shapes, dtype=dtype)
     for name, (cls, mode) in builders.items():
         # bitsandbytes refusing the CPU may raise anything (an old build: AttributeError on its missing library)
         refused = Exception if name == EIGHT_BIT else TORCH_ERRORS
@@ -119,7 +122,13 @@ def serve(threads: int, lines: Iterable[str]) -> None:
         if job["cmd"] == "setup":
             opts = {}  # free the last row's optimizers before building this row's
             opts, errors = build(
-                job["algo"], job["shapes"], job["kwargs"], job.get("reference"), job.get("clip"), job.get("eight_bit")
+                job["algo"],
+                job["shapes"],
+                job["kwargs"],
+                job.get("reference"),
+                job.get("clip"),
+                job.get("eight_bit"),
+                job.get("dtype"),
             )
             out = {"modes": sorted(opts), "errors": errors}
             if EIGHT_BIT in opts:

@@ -93,14 +93,15 @@ def _no_math_pass(updated: int, read: int) -> Any:
 
 #: the roofline loops of the optimizers' patterns: ``rw`` arrays updated from one read-only array
 _STREAMS = {rw: _no_math_pass(rw, 1) for rw in range(1, 6)}
-#: the one-pass roofline loops of compact state: one array updated from ``reads`` read-only arrays
-_READS = {reads: _no_math_pass(1, reads) for reads in range(1, 5)}
+#: the one-pass roofline loops of compact state and bfloat16 parameters: one array updated from ``reads``
+#: read-only arrays
+_READS = {reads: _no_math_pass(1, reads) for reads in range(1, 7)}
 
 
 def one_pass_roofline(n: int, reads: int) -> tuple[Callable[[], Any], int]:
     """A no-math pass that updates one float32 stream of ``n`` from ``reads`` read-only float32 streams
-    (1 to 4), and its bytes: the roofline of a step whose state moves fewer bytes than float32 (compact
-    state), matched by byte count. Arrays written before timing (see :func:`roofline_kernel`)."""
+    (1 to 6), and its bytes: the roofline of a step that moves other than float32 streams (compact
+    state, bfloat16 parameters), matched by byte count. Arrays written before timing (see :func:`roofline_kernel`)."""
     if reads not in _READS:
         raise ValueError(f"no one-pass roofline kernel for {reads} read-only streams")
     arrays = [np.full(n, 1e-3 if i < reads else 1.0, np.float32) for i in range(reads + 1)]
