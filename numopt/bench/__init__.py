@@ -204,6 +204,11 @@ def run(argv: list[str] | None = None) -> dict:
     if args.device == "cuda":
         from .cuda import run_cuda
 
+        suffixed = [a for a in algos if parse_row(a) != (a, False, None, None)]
+        if suffixed:  # +clip, compact-state and bfloat16 rows are CPU rows (bfloat16 parameters: host only)
+            print(f"--device cuda: rows {', '.join(suffixed)} are timed on the CPU only; left out")
+            algos = [a for a in algos if a not in suffixed]
+
         return run_cuda(algos, sizes, kinds, timing, args)
     work = workloads(sizes if "flat" in kinds else [], model="model" in kinds, tiny="tiny" in kinds)
 
