@@ -77,7 +77,7 @@ class Run:
         #: an exponential moving average of the run's parameters that this step's rule updates as it writes
         #: them (``AveragedModel(..., in_step=True)``; set by ``_update_all``), and its weight ``1 - decay``
         self.ema: np.ndarray | None = None
-        self.ema_weight = 0.0
+        self.ema_weight = 1.0
         #: the compact form of the run's state ('bfloat16', 'int8'), or None (the buffer's dtype)
         self.fmt = flat.param_format(p0)
         #: for 'int8': the element offsets of the run's quantization blocks (see ``numopt.lowbit``)

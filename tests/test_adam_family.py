@@ -96,7 +96,7 @@ _VARIANTS = {
 
 #: the types of the optional trailing arguments left out: ``grad_scale`` (clipping not pending), ``ema`` and
 #: ``ema_weight`` (no average updated inside the step)
-_NOT_GIVEN = (types.Omitted(1.0), types.Omitted(None), types.Omitted(0.0))
+_NOT_GIVEN = (types.Omitted(1.0), types.Omitted(None), types.Omitted(1.0))
 
 
 @pytest.mark.parametrize("name", list(_KERNELS))

@@ -156,8 +156,8 @@ class Elementwise:
             params.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
         if self.scales_grad:
             params.append("grad_scale=1.0")
-        if ema:
-            params += ["ema=None", "ema_weight=0.0"]
+        if ema:  # (defaults of None and 1.0: with some others, e.g. 0.0, Numba's dispatcher takes a slow path)
+            params += ["ema=None", "ema_weight=1.0"]
         return ", ".join(params)
 
     def _takes_ema(self, target: str, storage: bool, bf16_param: bool) -> bool:
