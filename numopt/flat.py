@@ -54,6 +54,8 @@ class Run:
         "blocks",
         "_flat",
         "bf16",
+        "ema",
+        "ema_weight",
     )
 
     def __init__(self, flat: FlatBuffer, p0: int, p1: int) -> None:
@@ -72,6 +74,10 @@ class Run:
         self.state = {k: flat.state_slice(k, p0, p1) for k in flat.state}
         #: the clipping coefficient this step's rule applies to the gradient (set by ``_update_all``)
         self.scale = 1.0
+        #: an exponential moving average of the run's parameters that this step's rule updates as it writes
+        #: them (``AveragedModel(..., in_step=True)``; set by ``_update_all``), and its weight ``1 - decay``
+        self.ema: np.ndarray | None = None
+        self.ema_weight = 1.0
         #: the compact form of the run's state ('bfloat16', 'int8'), or None (the buffer's dtype)
         self.fmt = flat.param_format(p0)
         #: for 'int8': the element offsets of the run's quantization blocks (see ``numopt.lowbit``)
@@ -98,6 +104,8 @@ class Run:
             loop = kernel_for(kernel, self.data)
         else:
             loop = getattr(kernel, "serial", kernel) if self.small else kernel
+        if self.ema is not None:  # only set for a host run of a class whose step is one call of its rule
+            loop = functools.partial(loop, ema=self.ema, ema_weight=self.ema_weight)
         if self.scale == 1.0:
             return loop
         rule = getattr(kernel, "rule", None)

@@ -530,6 +530,8 @@ class Optimizer:
     _grad_scale: float = 1.0
     #: whether the next step is skipped (a non-finite norm under ``skip_nonfinite=True``)
     _skip_next: bool = False
+    #: the ``AveragedModel(self, ..., in_step=True)`` whose average this optimizer's steps update, if any
+    _in_step_average: Any = None
     #: how many steps ``clip_grad_norm_(..., skip_nonfinite=True)`` made no-ops
     skipped_steps: int = 0
     #: whether the last ``step()`` was skipped for a non-finite gradient norm
@@ -973,10 +975,13 @@ class Optimizer:
         scale = self._grad_scale  # a pending clipping coefficient: applied by this step's loops, once
         if scale != 1.0:
             self._grad_scale = 1.0
+        average = self._in_step_average  # AveragedModel(self, ..., in_step=True): updated by the loops it can be
+        fuses = average is not None and average.n_averaged > 0 and type(self)._update is Optimizer._update
         for group, flats in zip(self.param_groups, self._flats):
             for flat in flats:
                 for run in self._prepare(group, flat):
                     run.scale = scale
+                    run.ema = average.ema_of(flat, run) if fuses else None
                     self._update(group, flat, run)
                     if run.step == 0 and not self._tracks_step and flat.spec[0]:
                         # state now exists: mark the parameters initialized, as load_state_dict

@@ -94,8 +94,9 @@ _VARIANTS = {
 }
 
 
-#: the type of the optional ``grad_scale`` left out (clipping not pending)
-_NO_SCALE = types.Omitted(1.0)
+#: the types of the optional trailing arguments left out: ``grad_scale`` (clipping not pending), ``ema`` and
+#: ``ema_weight`` (no average updated inside the step)
+_NOT_GIVEN = (types.Omitted(1.0), types.Omitted(None), types.Omitted(1.0))
 
 
 @pytest.mark.parametrize("name", list(_KERNELS))
@@ -108,8 +109,8 @@ def test_kernel_compiles_once_per_dtype(name: str) -> None:
         for p in params:
             p.grad = rng.standard_normal(p.shape).astype(dtype)
         opt.step()
-        # the class leaves the optional grad_scale out when no clipping is pending
-        expected = (_ARR[dtype],) * n_arrays + (types.float64,) * n_scalars + (types.boolean,) * n_flags + (_NO_SCALE,)
+        # the class leaves the optional grad_scale, ema and ema_weight out when no clipping nor average is pending
+        expected = (_ARR[dtype],) * n_arrays + (types.float64,) * n_scalars + (types.boolean,) * n_flags + _NOT_GIVEN
         assert expected in signatures(kernel), signatures(kernel)
         count = len(signatures(kernel))
         for variant in _VARIANTS[name]:
@@ -121,7 +122,7 @@ def test_kernel_compiles_once_per_dtype(name: str) -> None:
         assert len(signatures(kernel)) == count, signatures(kernel)
     for dispatcher in (kernel, kernel.serial):  # at most one class-call variant per dtype in each
         class_calls = [
-            s for s in dispatcher.signatures if len(s) == n_arrays + n_scalars + n_flags + 1 and s[-1] == _NO_SCALE
+            s for s in dispatcher.signatures if len(s) == n_arrays + n_scalars + n_flags + 3 and s[-3:] == _NOT_GIVEN
         ]
         for dtype in (np.float32, np.float64):
             assert sum(s[0] == _ARR[dtype] and s[n_arrays] == types.float64 for s in class_calls) <= 1

@@ -157,7 +157,13 @@ def test_hyperparameters_edited_between_steps_match_torch_without_recompiling(na
     for sig in compiled - before:  # what this test compiled (nothing, if an earlier test did it)
         arrays = [a for a in sig if hasattr(a, "dtype")]
         scalars = {str(a) for a in sig if not hasattr(a, "dtype")}
-        assert {str(a.dtype) for a in arrays} == {name_} and scalars <= {"float64", "bool", "omitted(default=1.0)"}, sig
+        assert {str(a.dtype) for a in arrays} == {name_} and scalars <= {
+            "float64",
+            "bool",
+            "omitted(default=1.0)",
+            "omitted(default=None)",
+            "omitted(default=0.0)",
+        }, sig
 
 
 # -- RMSprop state keys -----------------------------------------------------------

@@ -253,3 +253,112 @@ def test_kernels_compile_once_per_dtype() -> None:
         assert len(sigs) == len({sig[0].dtype for sig in sigs}) == 2, sigs
         for sig in sigs:
             assert all(t == sig[0].dtype or t == sig[0] for t in sig[1:]), sig
+
+
+# -- the EMA updated inside the optimizer's step (in_step=True) -------------------------------------------
+IN_STEP_CASES = [
+    ("AdamW", {"lr": 1e-2}),  # one generated loop per run: the EMA is folded in by that loop
+    ("SGD", {"lr": 1e-2, "momentum": 0.9}),
+    ("Lion", {"lr": 1e-3}),
+    ("Lamb", {"lr": 1e-2}),  # steps of several passes: folded in after the step
+    ("NAdam", {"lr": 1e-2}),
+    ("Adam", {"lr": 1e-2, "state_dtype": "int8"}),
+]
+
+
+def _in_step_pair(name: str, kwargs: dict) -> tuple[list, Any, list, Any]:
+    def make() -> tuple[list, Any]:
+        rng = np.random.default_rng(0)
+        params = [numopt.Parameter(rng.standard_normal(s).astype(np.float32)) for s in [(300,), (70, 80), (5,)]]
+        return params, getattr(numopt, name)(params, **kwargs)
+
+    return (*make(), *make())
+
+
+@pytest.mark.parametrize(
+    "name, kwargs", IN_STEP_CASES, ids=[c[0] + "-" + "-".join(map(str, c[1])) for c in IN_STEP_CASES]
+)
+def test_in_step_ema_matches_update_parameters_after_each_step(name: str, kwargs: dict) -> None:
+    fused_params, fused_opt, params, opt = _in_step_pair(name, kwargs)
+    fused = swa.AveragedModel(fused_opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.9), in_step=True)
+    ema = swa.AveragedModel(opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.9))
+    rng = np.random.default_rng(1)
+    for t in range(6):
+        for k, (p, q) in enumerate(zip(fused_params, params)):
+            if t == 3 and k == 1:  # a parameter without a gradient: not stepped, its average still moves
+                p.grad = q.grad = None
+                continue
+            p.grad = rng.standard_normal(p.shape).astype(np.float32)
+            q.grad = p.grad.copy()
+        fused_opt.step()
+        opt.step()
+        ema.update_parameters(opt)
+        assert fused.n_averaged == ema.n_averaged == t + 1
+        for a, b in zip(fused.module, ema.module):
+            np.testing.assert_array_equal(a.data, b.data, err_msg=f"step {t}")
+        for p, q in zip(fused_params, params):
+            np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_in_step_ema_is_folded_in_by_the_step_loop(monkeypatch) -> None:
+    params, opt, _, _ = _in_step_pair("AdamW", {"lr": 1e-2})
+    ema = swa.AveragedModel(opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.9), in_step=True)
+    passes: list[int] = []
+    real = swa._lerp_all
+    monkeypatch.setattr(swa, "_lerp_all", lambda a, c, w: (passes.append(sum(x.size for x in a)), real(a, c, w)))
+    for p in params:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()  # the first update copies
+    opt.step()
+    assert passes == []  # every parameter stepped: no separate pass
+    params[1].grad = None
+    opt.step()
+    assert passes == [params[1].size]  # the parameter without a gradient, after the step
+    assert ema.n_averaged == 3
+
+
+def test_in_step_ema_refusals_and_skipped_steps() -> None:
+    params, opt, _, _ = _in_step_pair("SGD", {"lr": 0.1})
+    ema = swa.AveragedModel(opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.5), in_step=True)
+    with pytest.raises(RuntimeError, match="updated inside its optimizer's step"):
+        ema.update_parameters(opt)
+    with pytest.raises(ValueError, match="already update an AveragedModel"):
+        swa.AveragedModel(opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.5), in_step=True)
+    with pytest.raises(ValueError, match="get_ema_multi_avg_fn"):
+        swa.AveragedModel(opt, in_step=True)  # the SWA mean is not an EMA
+    with pytest.raises(TypeError, match="needs the optimizer"):
+        swa.AveragedModel(params, multi_avg_fn=swa.get_ema_multi_avg_fn(0.5), in_step=True)
+    lbfgs = numopt.LBFGS([numopt.Parameter(np.zeros(3, np.float32))])
+    with pytest.raises(ValueError, match="LBFGS.step"):
+        swa.AveragedModel(lbfgs, multi_avg_fn=swa.get_ema_multi_avg_fn(0.5), in_step=True)
+    # a step skipped for a non-finite gradient norm updates nothing, the average included
+    for p in params:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()
+    before = [q.data.copy() for q in ema.module]
+    params[0].grad[0] = np.nan
+    opt.clip_grad_norm_(None, skip_nonfinite=True)
+    opt.step()
+    assert opt.last_step_skipped and ema.n_averaged == 1
+    for q, b in zip(ema.module, before):
+        np.testing.assert_array_equal(q.data, b)
+
+
+def test_in_step_ema_travels_with_a_copy_of_the_optimizer() -> None:
+    import copy
+
+    params, opt, _, _ = _in_step_pair("AdamW", {"lr": 1e-2})
+    ema = swa.AveragedModel(opt, multi_avg_fn=swa.get_ema_multi_avg_fn(0.9), in_step=True)
+    for p in params:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()
+    opt.step()
+    twin = copy.deepcopy(opt)
+    twin_ema = twin._in_step_average
+    assert twin_ema is not ema and twin_ema._owner is twin
+    for o in (opt, twin):
+        for p in o.parameters():
+            p.grad = np.full(p.shape, 0.5, np.float32)
+        o.step()
+    for a, b in zip(ema.module, twin_ema.module):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -150,13 +150,19 @@ class Elementwise:
         return self.name.removesuffix("_step")
 
     # -- the loops -------------------------------------------------------------------------------
-    def _signature(self, extra: tuple[str, ...] = ()) -> str:
+    def _signature(self, extra: tuple[str, ...] = (), ema: bool = False) -> str:
         params = [*self.arrays, *extra]
         for p in self._const_params:
             params.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
         if self.scales_grad:
             params.append("grad_scale=1.0")
+        if ema:  # (defaults of None and 1.0: with some others, e.g. 0.0, Numba's dispatcher takes a slow path)
+            params += ["ema=None", "ema_weight=1.0"]
         return ", ".join(params)
+
+    def _takes_ema(self, target: str, storage: bool, bf16_param: bool) -> bool:
+        """Whether these loops take the optional ``ema`` array: an optimizer's plain CPU loops do."""
+        return self.scales_grad and target == "cpu" and not storage and not bf16_param
 
     def _loop(
         self,
@@ -176,6 +182,7 @@ class Elementwise:
         written by ``round_store_kahan``, which keeps what rounding lost in ``compensation``. The loop
         takes the arguments :data:`BF16_PARAM_ARGS` after the arrays."""
         kahan = bf16_param and present is not None and "compensation" in present
+        ema = self._takes_ema("cuda" if "cuda.grid" in loop else "cpu", storage, bf16_param)
 
         def get(a: str) -> str:
             if a == "param" and kahan:
@@ -191,7 +198,7 @@ class Elementwise:
 
         dtype = "float32" if bf16_param else f"{self.arrays[0]}.dtype.type"
         lines = [
-            f"def {fname}({self._signature(BF16_PARAM_ARGS if bf16_param else ())}):",
+            f"def {fname}({self._signature(BF16_PARAM_ARGS if bf16_param else (), ema)}):",
             f"    c = constants({dtype}, {', '.join(self.scalars)})",
             f"    n = {self.arrays[0]}.size",
         ]
@@ -203,6 +210,11 @@ class Elementwise:
             lines.append(f"    zero = {dtype}(0)")
         if self.scales_grad:
             lines.append(f"    gs = {dtype}(grad_scale)")
+        if ema:  # Numba prunes the branches on `ema is not None` when no ema is given
+            lines += [
+                "    if ema is not None:",
+                f"        ew, esmall, ecomplement = lerp_constants({dtype}, ema_weight)",
+            ]
         lines += [f"    use_{a} = {a}.size != 0" for a in dynamic]
         lines.append(f"    for i in {loop}:")
         lines += [f"        {a}_i = {get(a)} if use_{a} else zero" for a in dynamic]
@@ -222,6 +234,11 @@ class Elementwise:
                 lines += [f"        if use_{a}:", f"            {put(a, f'{a}_i')}"]
             elif a not in absent:
                 lines.append(f"        {put(a, f'{a}_i')}")
+        if ema:
+            lines += [
+                "        if ema is not None:",
+                "            ema[i] = lerp(ema[i], param_i, ew, esmall, ecomplement)",
+            ]
         return lines
 
     def source(self, target: str = "cpu", storage: bool = False, bf16_param: bool = False) -> str:
@@ -242,7 +259,16 @@ class Elementwise:
             return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
         extra = BF16_PARAM_ARGS if bf16_param else ()
         optional = (*self.optional, "compensation") if bf16_param else self.optional
-        call_args = ", ".join([*self.arrays, *extra, *self.scalars, *(["grad_scale"] if self.scales_grad else [])])
+        ema = self._takes_ema(target, storage, bf16_param)
+        call_args = ", ".join(
+            [
+                *self.arrays,
+                *extra,
+                *self.scalars,
+                *(["grad_scale"] if self.scales_grad else []),
+                *(["ema", "ema_weight"] if ema else []),
+            ]
+        )
         lines: list[str] = []
         for public, tag, loop in ((f"{self.name}_serial", "s", "range(n)"), (self.name, "p", "prange(n)")):
             if not optional:
@@ -253,11 +279,11 @@ class Elementwise:
                 return self._loop(fname, loop, present, storage, bf16_param)
 
             lines += presence_variants(
-                public, self._signature(extra), call_args, optional, f"{self.name}_{tag}", variant
+                public, self._signature(extra, ema), call_args, optional, f"{self.name}_{tag}", variant
             )
             lines.append("")
         lines += [
-            f"def {self.name}_auto({self._signature(extra)}):",
+            f"def {self.name}_auto({self._signature(extra, ema)}):",
             f"    if {self.arrays[0]}.size < {PARALLEL_THRESHOLD}:",
             f"        {self.name}_serial({call_args})",
             "    else:",
@@ -273,7 +299,16 @@ class Elementwise:
             + self.source(target)
         )
         path = _source_file(f"{self.name}_{target}", src, self._module)
-        namespace = {"__name__": self._module.__name__, "constants": self.constants, "body": self.body, **extra}
+        from ._pieces import lerp, lerp_constants  # (here: _pieces imports this module)
+
+        namespace = {
+            "__name__": self._module.__name__,
+            "constants": self.constants,
+            "body": self.body,
+            "lerp": lerp,
+            "lerp_constants": lerp_constants,
+            **extra,
+        }
         exec(compile(src, path, "exec"), namespace)  # noqa: S102  (our own generated source)
         return namespace
 

@@ -115,17 +115,25 @@ def _device_arg(a: Any) -> Any:
     return a
 
 
+#: trailing arguments of a CPU loop that its CUDA twin does not take: they must keep their defaults
+#: (the average updated inside an optimizer's step, ``AveragedModel(..., in_step=True)``, is host-only)
+HOST_ONLY = ("ema", "ema_weight")
+
+
 class Launcher:
     """A CUDA kernel callable with its CPU twin's signature.
 
     ``size_of(args)`` gives the number of elements the grid covers (by default
-    the first argument's size); nothing is launched for zero elements.
+    the first argument's size); nothing is launched for zero elements. The CPU
+    twin's trailing :data:`HOST_ONLY` arguments are accepted at their defaults only.
     """
 
     def __init__(self, kernel: Any, py_func: Callable, cpu: Any, size_of: Callable[[tuple], int]) -> None:
         cpu_sig = inspect.signature(getattr(cpu, "py_func", cpu))
         gpu_sig = inspect.signature(py_func)
-        if list(cpu_sig.parameters) != list(gpu_sig.parameters):
+        cpu_names, gpu_names = list(cpu_sig.parameters), list(gpu_sig.parameters)
+        extra = cpu_names[len(gpu_names) :]
+        if cpu_names[: len(gpu_names)] != gpu_names or any(n not in HOST_ONLY for n in extra):
             raise TypeError(
                 f"CUDA kernel {py_func.__name__}{gpu_sig} does not take the arguments of its CPU twin "
                 f"{kernel_key(cpu)}{cpu_sig}"
@@ -138,7 +146,8 @@ class Launcher:
         self.__doc__ = f"CUDA twin of :func:`{kernel_key(cpu)}` (same arguments, device arrays).\n\n" + (
             py_func.__doc__ or ""
         )
-        self._nargs = len(cpu_sig.parameters)
+        self._nargs = len(gpu_names)
+        self._host_only = {n: cpu_sig.parameters[n].default for n in extra}
         self._size_of = size_of
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
@@ -146,6 +155,11 @@ class Launcher:
             bound = self.__signature__.bind(*args, **kwargs)
             bound.apply_defaults()
             args = bound.args
+            if self._host_only:
+                for (name, default), given in zip(self._host_only.items(), args[self._nargs :]):
+                    if given is not default and given != default:
+                        raise TypeError(f"{self.__name__}: {name} is not taken on the device (host parameters only)")
+                args = args[: self._nargs]
         args = tuple(_device_arg(a) for a in args)
         n = self._size_of(args)
         if n == 0:
