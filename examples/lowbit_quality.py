@@ -331,7 +331,7 @@ def plot(results: dict[str, dict[str, Any]], out: Path, epochs: int, n_seeds: in
                 color=v.color,
                 fontsize=9,
             )
-    ax_final.set_xticks(range(len(VARIANTS)), [v.label for v in VARIANTS], rotation=15)
+    ax_final.set_xticks(range(len(VARIANTS)), [v.label for v in VARIANTS], rotation=30, ha="right")
     ax_final.set_xlim(-0.6, len(VARIANTS) - 0.4)
     ax_final.set_title("final training loss per seed (bar: mean)")
     ax_final.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
