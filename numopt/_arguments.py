@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ARGUMENT_TYPES", "constructor"]
+__all__ = ["ARGUMENT_TYPES", "STORAGE_ARGUMENTS", "constructor"]
 
 #: every optimizer constructor argument's type, by name (as annotations: text)
 ARGUMENT_TYPES: dict[str, str] = {
@@ -91,6 +91,10 @@ ARGUMENT_TYPES: dict[str, str] = {
     "seed": "int",
 }
 
+#: numopt's own storage options (:mod:`numopt.lowbit` state, bfloat16 parameters), keyword-only after the
+#: reference's arguments of every optimizer declared with ``constructor(..., storage=True)``
+STORAGE_ARGUMENTS = "state_dtype=None, min_8bit_size=4096, rounding='stochastic', compensation=None, seed=0"
+
 #: arguments whose type depends on the class's default: a tuple of that many floats
 _TUPLES = ("betas", "etas", "step_sizes", "ns_coefficients")
 
@@ -111,6 +115,7 @@ def _annotation(name: str, default: Any, owner: str) -> str:
 def constructor(
     arguments: str,
     *,
+    storage: bool = False,
     convert: dict[str, Callable[[Any], Any]] | None = None,
     fixed: dict[str, Any] | None = None,
 ) -> Callable[..., None]:
@@ -121,6 +126,9 @@ def constructor(
     arguments : str
         The arguments after ``params``, as a Python signature writes them (``"lr=1e-3, *, maximize=False"``);
         every one has a default, evaluated in the calling module.
+    storage : bool, default False
+        Append numopt's storage options, :data:`STORAGE_ARGUMENTS` (compact state, bfloat16 parameters),
+        as keyword-only arguments: for an optimizer whose rule's generated loops take them.
     convert : dict, optional
         Argument name -> a function applied to its value before the groups are built (``betas=tuple``).
     fixed : dict, optional
@@ -132,6 +140,8 @@ def constructor(
         ``__init__``: it passes ``{name: value}`` of every argument (then ``fixed``) to
         ``self._construct(params, hparams, **convert)``.
     """
+    if storage:
+        arguments = f"{arguments}{', ' if '*' in arguments else ', *, '}{STORAGE_ARGUMENTS}"
     caller = sys._getframe(1)
     module, owner = caller.f_globals["__name__"], caller.f_locals.get("__qualname__", "<class>")
     try:

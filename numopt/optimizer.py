@@ -255,6 +255,7 @@ _SHARED_DOCS = {
         "        Decay rates of the first and second moment estimates, each in [0, 1)."
     ),
     "maximize": "maximize : bool, default False\n        Maximize the objective instead of minimizing it.",
+    "l2": "weight_decay : float, default {weight_decay}\n        L2 penalty (>= 0).",
     "foreach": (
         "foreach : bool or None, default {foreach}\n        Accepted (numopt always runs one fused pass per buffer)."
     ),
@@ -273,14 +274,14 @@ _SHARED_DOCS = {
         "    weight_decay : float, default {weight_decay}\n"
         "        L2 penalty, or the decoupled decay rate with ``decoupled_weight_decay`` (>= 0)."
     ),
-    # the start of most Examples sections: a parameter of three ones with a gradient of ones
-    "example": (
+    # the start of most Examples sections: a parameter of three ones (``example``: with a gradient of ones)
+    "example_start": (
         "Examples\n"
         "    --------\n"
         "    >>> import numpy as np, numopt\n"
-        "    >>> w = numopt.Parameter(np.ones(3, np.float32))\n"
-        "    >>> w.grad = np.ones(3, np.float32)"
+        "    >>> w = numopt.Parameter(np.ones(3, np.float32))"
     ),
+    "example": "%(example_start)s\n    >>> w.grad = np.ones(3, np.float32)",
     # compact optimizer state (numopt.lowbit)
     "state_dtype": (
         "state_dtype : {{None, 'bfloat16', 'int8'}}, default None\n"

@@ -298,3 +298,19 @@ def test_constructor_signature_follows_the_reference(name: str) -> None:
             assert ours[k].kind == theirs[k].kind, k
     annotated = [k for k, p in ours.items() if p.annotation is inspect.Parameter.empty]
     assert annotated == [], f"arguments without a type: {annotated}"
+
+
+def test_every_optimizer_module_docstring_example_runs() -> None:
+    """The Examples sections (most start from the shared ``%(example)s`` text) run as rendered."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import numopt.optim
+
+    failed = {}
+    for info in pkgutil.iter_modules(numopt.optim.__path__):
+        result = doctest.testmod(importlib.import_module(f"numopt.optim.{info.name}"), optionflags=doctest.ELLIPSIS)
+        if result.failed:
+            failed[info.name] = result
+    assert failed == {}

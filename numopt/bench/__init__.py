@@ -156,18 +156,8 @@ def run(argv: list[str] | None = None) -> dict:
         default.append("AdamW" + CLIP_SUFFIX)  # a transformer's step: clip_grad_norm_(1.0), then AdamW
     # optimizers that take state_dtype (compact per-element state)
     compactable = {a for a in names.values() if "state_dtype" in inspect.signature(getattr(numopt, a)).parameters}
-    suffixes = []
-    for dtype in [s.strip() for s in args.state_dtype.split(",") if s.strip()]:
-        suffix = next((k for k, v in STATE_SUFFIXES.items() if dtype in (v, k[1:])), None)
-        if suffix is None:
-            parser.error(f"unknown --state-dtype {dtype!r}; expected any of {sorted(STATE_SUFFIXES.values())}")
-        suffixes.append(suffix)
-    param_suffixes = []
-    for dtype in [s.strip() for s in args.param_dtype.split(",") if s.strip()]:
-        suffix = next((k for k, v in PARAM_SUFFIXES.items() if dtype in (v, k[1:])), None)
-        if suffix is None:
-            parser.error(f"unknown --param-dtype {dtype!r}; expected any of {sorted(PARAM_SUFFIXES.values())}")
-        param_suffixes.append(suffix)
+    suffixes = _row_suffixes(parser, "--state-dtype", args.state_dtype, STATE_SUFFIXES)
+    param_suffixes = _row_suffixes(parser, "--param-dtype", args.param_dtype, PARAM_SUFFIXES)
     # <optimizer>[+bf16p][+int8|+bf16] (parse_row reads them back); +clip composes with neither
     compact = {
         f"{k}{p}{s}": f"{a}{p}{s}"
@@ -263,6 +253,17 @@ def run(argv: list[str] | None = None) -> dict:
     write_json(result, args.json)
     return result
 
+
+def _row_suffixes(parser: argparse.ArgumentParser, option: str, text: str, table: dict[str, str]) -> list[str]:
+    """The row suffixes (``"+int8"``) of a comma-separated dtype option (``"int8,bfloat16"``; a suffix's
+    own name, ``"bf16"``, works too); an unknown name ends the command with the option's message."""
+    suffixes = []
+    for dtype in [d.strip() for d in text.split(",") if d.strip()]:
+        suffix = next((k for k, v in table.items() if dtype in (v, k[1:])), None)
+        if suffix is None:
+            parser.error(f"unknown {option} {dtype!r}; expected any of {sorted(table.values())}")
+        suffixes.append(suffix)
+    return suffixes
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m numopt bench [options]``: run the benchmark (see ``--help``); 0 when it ran."""

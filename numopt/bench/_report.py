@@ -15,11 +15,17 @@ from ._torch import EIGHT_BIT, WORKER_MODES
 
 
 @dataclass
-class Row:
+class _Timed:
+    """What every row of a report has: the optimizer, the workload, its size and numopt's step time."""
+
     algo: str
     workload: str
     params: int
     numopt_ms: float
+
+
+@dataclass
+class Row(_Timed):
     gbps: float | None = None
     roofline_gbps: float | None = None
     pct_roofline: float | None = None
@@ -83,11 +89,7 @@ def add_ratio(row: Row, name: str, per_round: Sequence[float], from_medians: flo
 
 
 @dataclass
-class GpuRow:
-    algo: str
-    workload: str
-    params: int
-    numopt_ms: float
+class GpuRow(_Timed):
     gbps: float
     pct_peak: float | None = None
     pct_stream: float | None = None

@@ -84,7 +84,18 @@ from numba.extending import overload
 
 from .._jit import JIT_OPTIONS, kernel
 from ._generate import BF16_PARAM_ARGS, Elementwise, _file_digest, _source_file, presence_variants
-from ._intrinsics import _bits_f32, _f32_bits, bf16_round, fmix32, low32
+from ._intrinsics import (
+    _ABS_MASK,
+    _INF_BITS,
+    _ONE,
+    _ROUND_BIAS,
+    _SHIFT,
+    _bits_f32,
+    _f32_bits,
+    bf16_round,
+    fmix32,
+    low32,
+)
 
 __all__ = [
     "BLOCK",
@@ -262,9 +273,6 @@ def _py_bf16_bits(x: np.float32) -> np.uint16:
     return np.uint16(np.array([x], np.float32).view(np.uint32)[0] >> np.uint32(16))
 
 
-_SHIFT = np.uint32(16)
-
-
 @overload(load, jit_options=JIT_OPTIONS)
 def _load_compiled(a, i):
     if isinstance(a, types.Array) and a.dtype == types.uint16:
@@ -297,13 +305,7 @@ def _store_compiled(a, i, v):
 
 # -- writing bfloat16 parameters: stochastic or nearest rounding -------------------------------------
 _U32 = np.uint32
-_LOW16_MASK = np.uint32(0xFFFF)
-_NEAREST_BIAS = np.uint32(0x7FFF)
-_ONE_U32 = np.uint32(1)
-_ABS_U32 = np.uint32(0x7FFFFFFF)
-_INF_U32 = np.uint32(0x7F800000)
 _QNAN16 = np.uint16(0x7FC0)
-_F32_0 = np.float32(0)
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
@@ -326,10 +328,10 @@ def round_bits(v, key, index, stochastic):
     ``mix32(key ^ index)`` (``index``: the element's index in its flat buffer, low 32 bits), or nearest
     even; NaN becomes a quiet NaN, infinities stay."""
     bits = _f32_bits(np.float32(v))
-    random = _U32(fmix32(_U32(_U32(key) ^ low32(np.int64(index)))) & _LOW16_MASK)
-    nearest = _U32(_NEAREST_BIAS + ((bits >> _SHIFT) & _ONE_U32))
+    random = _U32(fmix32(_U32(_U32(key) ^ low32(np.int64(index)))) & _ULOW16)
+    nearest = _U32(_ROUND_BIAS + ((bits >> _SHIFT) & _ONE))
     rounded = np.uint16(_U32(bits + (random if stochastic else nearest)) >> _SHIFT)
-    return _QNAN16 if (bits & _ABS_U32) > _INF_U32 else rounded
+    return _QNAN16 if (bits & _ABS_MASK) > _INF_BITS else rounded
 
 
 @numba.njit(cache=True, **JIT_OPTIONS)
@@ -345,19 +347,17 @@ def round_store_kahan(param, compensation, i, v, key, base, stochastic):
     bits = round_bits(v, key, base + i, stochastic)
     param[i] = bits
     error = np.float32(v) - _bits_f32(_U32(_U32(bits) << _SHIFT))
-    error = error if error - error == _F32_0 else _F32_0
+    error = error if error - error == _F0 else _F0
     compensation[i] = np.uint16(_f32_bits(bf16_round(error)) >> _SHIFT)
 
 
 # -- 8-bit pieces ----------------------------------------------------------------------------------
 _F0 = np.float32(0)
 _F1 = np.float32(1)
-_F0 = np.float32(0)
 _MASK = np.uint32(0x7FFF)
 _SIGN = np.uint32(31)
 
 
-_ABS = np.uint32(0x7FFFFFFF)
 _I32 = np.int32
 _INF = _I32(0x7F800000)
 _LO32, _Z32, _TOP32, _NMAG32 = _I32(_LO_TOP), _I32(0), _I32(_NMAG - 1), _I32(_NMAG)
@@ -370,7 +370,7 @@ def magnitude_bits(v):
     The block's scale is the largest of them (:func:`scale_of`): a 32-bit integer maximum, which
     LLVM vectorizes (a float maximum that skips NaN it does not, without fast-math flags).
     """
-    b = _I32(_f32_bits(np.float32(v)) & _ABS)
+    b = _I32(_f32_bits(np.float32(v)) & _ABS_MASK)
     return b if b <= _INF else _Z32
 
 

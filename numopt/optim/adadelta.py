@@ -35,8 +35,7 @@ class Adadelta(Optimizer):
         Decay of the running averages (in [0, 1]).
     eps : float, default 1e-6
         Added inside both square roots (>= 0).
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     %(torch_args)s
     %(state_dtype)s
 
@@ -61,8 +60,8 @@ class Adadelta(Optimizer):
 
     __init__ = constructor(
         "lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False, maximize=False,"
-        " differentiable=False, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " differentiable=False",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

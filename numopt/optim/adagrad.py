@@ -41,8 +41,7 @@ class Adagrad(Optimizer):
     %(lr)s
     lr_decay : float, default 0
         Learning rate decay (>= 0).
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     initial_accumulator_value : float, default 0
         Starting value of ``sum`` (>= 0). As in torch, the constructor's value is
         used for every parameter, whatever a group sets.
@@ -62,10 +61,7 @@ class Adagrad(Optimizer):
     Duchi, Hazan and Singer, "Adaptive Subgradient Methods for Online Learning
     and Stochastic Optimization", JMLR 12 (2011).
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.Adagrad([w], lr=0.1)
     >>> w.grad = np.full(3, 2.0, np.float32)
     >>> opt.step()
@@ -80,8 +76,8 @@ class Adagrad(Optimizer):
 
     __init__ = constructor(
         "lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, foreach=None, *,"
-        " maximize=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " maximize=False, differentiable=False, fused=None",
+        storage=True,
     )
 
     def _construct(self, params: Any, arguments: dict[str, Any], **convert: Callable[[Any], Any]) -> None:

@@ -85,9 +85,8 @@ class Adam(Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None, maximize=False,"
-        " capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False, state_dtype=None,"
-        " min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0",
+        " capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False",
+        storage=True,
         convert={"betas": tuple},
     )
 

@@ -40,8 +40,7 @@ class Adamax(Optimizer):
         Decay rates of the first moment and of the infinity norm, each in [0, 1).
     eps : float, default 1e-8
         Added to ``|g|`` for numerical stability (>= 0).
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     %(torch_args)s
     %(state_dtype)s
 
@@ -67,8 +66,8 @@ class Adamax(Optimizer):
 
     __init__ = constructor(
         "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *, maximize=False,"
-        " differentiable=False, capturable=False, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " differentiable=False, capturable=False",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -44,10 +44,7 @@ class AdamW(Adam):
     ``'step'``, ``'exp_avg'``, ``'exp_avg_sq'`` and, with ``amsgrad``,
     ``'max_exp_avg_sq'`` per parameter once it has been stepped.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.AdamW([w], lr=0.1, weight_decay=0.5)
     >>> w.grad = np.zeros(3, np.float32)
     >>> opt.step()          # no gradient signal: only the decay, 1 * (1 - 0.1 * 0.5)
@@ -61,8 +58,8 @@ class AdamW(Adam):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False, foreach=None,"
-        " capturable=False, differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0",
+        " capturable=False, differentiable=False, fused=None",
+        storage=True,
         convert={"betas": tuple},
         fixed={"decoupled_weight_decay": True},
     )

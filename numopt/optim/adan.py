@@ -87,10 +87,7 @@ class Adan(Optimizer):
     in the reference, the step count is kept per group (``param_groups[i]['step']``) and
     ``maximize`` on the optimizer (``opt.maximize``), not in the groups.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.Adan([w], lr=0.1)
     >>> w.grad = np.array([1.0, -2.0, 0.0], np.float32)
     >>> opt.step()          # the first step moves each element by lr against its gradient's sign

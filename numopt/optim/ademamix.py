@@ -100,8 +100,8 @@ class AdEMAMix(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0, weight_decouple=False, fixed_decay=False, alpha=5.0,"
-        " t_alpha_beta3=None, eps=1e-8, maximize=False, foreach=None, *, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0",
+        " t_alpha_beta3=None, eps=1e-8, maximize=False, foreach=None",
+        storage=True,
         convert={"betas": tuple},
     )
 

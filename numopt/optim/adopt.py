@@ -90,10 +90,7 @@ class ADOPT(GroupStepCount, Optimizer):
     reference, the step count is kept per group (``param_groups[i]['step']``, one more at
     every ``step()`` call, gradients or not), ``maximize`` and ``clip_lambda`` on the optimizer.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.ADOPT([w], lr=0.1)
     >>> w.grad = np.array([1.0, -2.0, 0.5], np.float32)
     >>> opt.step()          # the first step only records the second moment
@@ -120,8 +117,8 @@ class ADOPT(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.9999), clip_lambda=step_quarter_power, weight_decay=0.0, weight_decouple=False,"
-        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False, *, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0",
+        " fixed_decay=False, foreach=None, eps=1e-6, maximize=False",
+        storage=True,
         convert={"betas": tuple},
     )
 

@@ -53,8 +53,7 @@ class ASGD(Optimizer):
         Power for the eta update.
     t0 : float, default 1e6
         The step at which averaging starts.
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     %(torch_args)s
 
     State

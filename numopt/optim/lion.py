@@ -48,10 +48,7 @@ class Lion(GroupStepCount, Optimizer):
     step count is kept per group (``param_groups[i]['step']``) and ``maximize`` on
     the optimizer (``opt.maximize``), not in the groups.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.Lion([w], lr=0.1)
     >>> w.grad = np.array([1.0, -2.0, 0.0], np.float32)
     >>> opt.step()          # every element moves by lr against the sign of the update
@@ -72,8 +69,8 @@ class Lion(GroupStepCount, Optimizer):
 
     __init__ = constructor(
         "lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, weight_decouple=True, fixed_decay=False, foreach=None,"
-        " maximize=False, *, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0",
+        " maximize=False",
+        storage=True,
         convert={"betas": tuple},
     )
 

@@ -83,8 +83,8 @@ class NAdam(Optimizer):
 
     __init__ = constructor(
         "lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3, decoupled_weight_decay=False, *,"
-        " foreach=None, maximize=False, capturable=False, differentiable=False, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " foreach=None, maximize=False, capturable=False, differentiable=False",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -124,10 +124,7 @@ class Prodigy(UsesSegments, Optimizer):
     ``'d_numerator'``, ``'d_de_nom'``, ``'d_hat'`` (numbers; tensors there). ``maximize``
     is kept on the optimizer (``opt.maximize``), not in the groups.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.Prodigy([w])
     >>> for _ in range(3):
     ...     w.grad = 2 * w.data          # the gradient of sum(w**2)

@@ -71,8 +71,8 @@ class RAdam(Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False, *, foreach=None,"
-        " maximize=False, capturable=False, differentiable=False, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " maximize=False, capturable=False, differentiable=False",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -35,8 +35,7 @@ class RMSprop(Optimizer):
         Smoothing constant of the running averages (>= 0).
     eps : float, default 1e-8
         Added to the denominator (>= 0).
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     momentum : float, default 0
         Momentum factor (>= 0).
     centered : bool, default False
@@ -71,8 +70,8 @@ class RMSprop(Optimizer):
 
     __init__ = constructor(
         "lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, capturable=False, foreach=None,"
-        " maximize=False, differentiable=False, *, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " maximize=False, differentiable=False",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:

@@ -62,10 +62,7 @@ class Rprop(Optimizer):
     M. Riedmiller and H. Braun, "A direct adaptive method for faster backpropagation
     learning: the RPROP algorithm", IEEE ICNN 1993.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.Rprop([w], lr=0.1)
     >>> w.grad = np.array([1.0, -1.0, 0.0], np.float32)
     >>> opt.step()

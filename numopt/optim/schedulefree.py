@@ -191,10 +191,7 @@ class SGDScheduleFree(_ScheduleFree):
     ``lr_max`` and ``scheduled_lr`` (the last step's learning rate, for logging), so
     ``state_dict()`` and pickles carry them.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.SGDScheduleFree([w], lr=0.1)
     >>> opt.train()         # steps are taken in train mode
     >>> w.grad = np.ones(3, np.float32)
@@ -272,10 +269,7 @@ class AdamWScheduleFree(_ScheduleFree):
     keeps ``k``, ``train_mode``, ``weight_sum``, ``lr_max`` and ``scheduled_lr``, as in
     the reference.
 
-    Examples
-    --------
-    >>> import numpy as np, numopt
-    >>> w = numopt.Parameter(np.ones(3, np.float32))
+    %(example_start)s
     >>> opt = numopt.AdamWScheduleFree([w], lr=0.1)
     >>> opt.train()
     >>> w.grad = np.array([1.0, -2.0, 0.0], np.float32)

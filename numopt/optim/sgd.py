@@ -32,8 +32,7 @@ class SGD(Optimizer):
         Momentum factor (>= 0).
     dampening : float, default 0
         Dampening for momentum; not applied on the first step.
-    weight_decay : float, default 0
-        L2 penalty (>= 0).
+    %(l2)s
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
     %(torch_args)s
@@ -57,8 +56,8 @@ class SGD(Optimizer):
 
     __init__ = constructor(
         "lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False, foreach=None,"
-        " differentiable=False, fused=None, state_dtype=None, min_8bit_size=4096,"
-        " rounding='stochastic', compensation=None, seed=0"
+        " differentiable=False, fused=None",
+        storage=True,
     )
 
     def _validate_hparams(self, h: dict[str, Any]) -> None:
