@@ -12,8 +12,9 @@ declares them in one statement, its ``__init__``::
 The text is the signature after ``params`` as Python writes it (``*`` starts the keyword-only
 arguments; defaults are expressions evaluated in the class's module). :func:`constructor` turns it
 into a real function: ``inspect.signature``, ``help()`` and IPython show the arguments, their
-defaults and their types, which come from :data:`ARGUMENT_TYPES`, the one table of every
-argument's type. The function hands the arguments to ``Optimizer._construct`` (checks, then
+defaults and their types, which come from :data:`ARGUMENT_TYPES`, the one table of the
+arguments' types (an argument it does not know is typed by its default, or by the class's
+``types=``). The function hands the arguments to ``Optimizer._construct`` (checks, then
 the groups). A class whose construction does more overrides ``_construct`` and calls the base's.
 
 Static type checkers see ``__init__`` as ``Callable[..., None]``: they accept any arguments and
@@ -99,23 +100,30 @@ STORAGE_ARGUMENTS = "state_dtype=None, min_8bit_size=4096, rounding='stochastic'
 _TUPLES = ("betas", "etas", "step_sizes", "ns_coefficients")
 
 
-def _annotation(name: str, default: Any, owner: str) -> str:
+def _annotation(name: str, default: Any, owner: str, types: dict[str, str]) -> str:
+    """The type of argument ``name``: the class's own (``types``), the table's, a tuple of floats by the
+    default's length, or the default's own type (a bool, int, float or str)."""
+    if name in types:
+        return types[name]
     if name in _TUPLES and isinstance(default, tuple):
         return f"tuple[{', '.join(['float'] * len(default))}]"
     if name == "eps" and isinstance(default, tuple):  # Adafactor's (eps1, eps2)
         return "tuple[float | None, float]"
-    try:
+    if name in ARGUMENT_TYPES:
         return ARGUMENT_TYPES[name]
-    except KeyError:
-        raise TypeError(
-            f"{owner}: constructor argument {name!r} has no type in numopt._arguments.ARGUMENT_TYPES"
-        ) from None
+    if isinstance(default, (bool, int, float, str)):
+        return type(default).__name__
+    raise TypeError(
+        f"{owner}: constructor argument {name!r} (default {default!r}) needs a type: constructor(..., "
+        f"types={{{name!r}: ...}}) or numopt._arguments.ARGUMENT_TYPES"
+    )
 
 
 def constructor(
     arguments: str,
     *,
     storage: bool = False,
+    types: dict[str, str] | None = None,
     convert: dict[str, Callable[[Any], Any]] | None = None,
     fixed: dict[str, Any] | None = None,
 ) -> Callable[..., None]:
@@ -129,6 +137,9 @@ def constructor(
     storage : bool, default False
         Append numopt's storage options, :data:`STORAGE_ARGUMENTS` (compact state, bfloat16 parameters),
         as keyword-only arguments: for an optimizer whose rule's generated loops take them.
+    types : dict, optional
+        Argument name -> its type (text), for an argument that neither :data:`ARGUMENT_TYPES` nor its
+        default types (a None default).
     convert : dict, optional
         Argument name -> a function applied to its value before the groups are built (``betas=tuple``).
     fixed : dict, optional
@@ -175,7 +186,7 @@ def constructor(
     every = {**dict(zip(positional, defaults)), **kwdefaults}
     init.__annotations__ = {
         "params": ARGUMENT_TYPES["params"],
-        **{n: _annotation(n, every[n], owner) for n in names},
+        **{n: _annotation(n, every[n], owner, types or {}) for n in names},
         "return": "None",
     }
     init.__doc__ = f"Build the optimizer (see :class:`{owner}`): its reference's arguments and defaults."

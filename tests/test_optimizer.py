@@ -314,3 +314,25 @@ def test_every_optimizer_module_docstring_example_runs() -> None:
         if result.failed:
             failed[info.name] = result
     assert failed == {}
+
+
+def test_declared_constructor_types_defaults_and_errors() -> None:
+    from numopt._arguments import constructor
+
+    class Declared(numopt.Optimizer, register=False):
+        __init__ = constructor("lr=1e-3, rate=0.5, flag=False, *, limit=None", types={"limit": "float | None"})
+
+    sig = inspect.signature(Declared.__init__)
+    assert str(sig) == (
+        "(self, params: 'Any', lr: 'float' = 0.001, rate: 'float' = 0.5, flag: 'bool' = False, *, "
+        "limit: 'float | None' = None) -> 'None'"
+    )
+    assert Declared.__init__.__qualname__.endswith("Declared.__init__")
+    with pytest.raises(TypeError, match=r"'other' \(default None\) needs a type"):
+        constructor("lr=1e-3, other=None")
+    with pytest.raises(TypeError, match="every constructor argument after params needs a default"):
+        constructor("lr")
+    with pytest.raises(TypeError, match="do not parse"):
+        constructor("lr=1e-3,, eps")
+    with pytest.raises(TypeError, match=r"no \*args"):
+        constructor("lr=1e-3, **kwargs")
