@@ -94,8 +94,10 @@ class Run:
     def pick(self, kernel: Any) -> Any:
         """The loop of ``kernel`` to run here: its CUDA loop for a device buffer (generated from its rule, or
         its registered twin, :data:`numopt.kernels.cuda.KERNELS`), else ``kernel`` itself,
-        or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements; with a pending
-        clipping coefficient (``scale``), that loop with its ``grad_scale`` bound."""
+        or its thread-free twin (``kernel.serial``) for a run under ``CHUNK`` elements (the loops of
+        :mod:`numopt.lowbit` for compact state or bfloat16 parameters); with an average updated inside the
+        step (``ema``), that loop with ``ema`` and ``ema_weight`` bound; with a pending clipping coefficient
+        (``scale``), with its ``grad_scale`` bound."""
         if self.fmt is not None or self.bf16:
             from .lowbit import pick
 
