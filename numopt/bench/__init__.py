@@ -265,6 +265,7 @@ def _row_suffixes(parser: argparse.ArgumentParser, option: str, text: str, table
         suffixes.append(suffix)
     return suffixes
 
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m numopt bench [options]``: run the benchmark (see ``--help``); 0 when it ran."""
     run(argv)
