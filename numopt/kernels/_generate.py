@@ -171,6 +171,7 @@ class Elementwise:
         present: tuple[str, ...] | None,
         storage: bool = False,
         bf16_param: bool = False,
+        ema: bool = False,
     ) -> list[str]:
         """One loop function. ``present``: the optional arrays it reads and writes unconditionally
         (the others are absent: read as zero, never written); ``None``: decide per array at run time.
@@ -180,9 +181,10 @@ class Elementwise:
         float32 and the new parameter is written by ``round_store`` (stochastic or nearest rounding);
         with ``'compensation'`` in ``present``, the parameter is read as ``param + compensation`` and
         written by ``round_store_kahan``, which keeps what rounding lost in ``compensation``. The loop
-        takes the arguments :data:`BF16_PARAM_ARGS` after the arrays."""
+        takes the arguments :data:`BF16_PARAM_ARGS` after the arrays. ``ema``: the loop also takes the
+        optional ``ema`` array and its ``ema_weight``, and folds each new ``param`` into it (see
+        :meth:`_takes_ema`)."""
         kahan = bf16_param and present is not None and "compensation" in present
-        ema = self._takes_ema("cuda" if "cuda.grid" in loop else "cpu", storage, bf16_param)
 
         def get(a: str) -> str:
             if a == "param" and kahan:
@@ -272,11 +274,11 @@ class Elementwise:
         lines: list[str] = []
         for public, tag, loop in ((f"{self.name}_serial", "s", "range(n)"), (self.name, "p", "prange(n)")):
             if not optional:
-                lines += [*self._loop(public, loop, (), storage), ""]
+                lines += [*self._loop(public, loop, (), storage, bf16_param, ema), ""]
                 continue
 
             def variant(fname: str, present: tuple[str, ...], loop: str = loop) -> list[str]:
-                return self._loop(fname, loop, present, storage, bf16_param)
+                return self._loop(fname, loop, present, storage, bf16_param, ema)
 
             lines += presence_variants(
                 public, self._signature(extra, ema), call_args, optional, f"{self.name}_{tag}", variant
@@ -303,12 +305,11 @@ class Elementwise:
         """``(parallel, serial, size-aware)`` kernels: every loop of the generated CPU source, compiled lazily."""
         namespace = self._define("cpu", {"prange": prange})
         variants = {f"_p{_bits(b)}" for b in itertools.product((0, 1), repeat=len(self.optional))}
-        compiled: dict[str, Any] = {}
-        for fname in [k for k, v in namespace.items() if k.startswith(self.name) and inspect.isfunction(v)]:
-            fn = namespace[fname]
-            fn.__qualname__ = fname
-            parallel = fname[len(self.name) :] in variants or (fname == self.name and not self.optional)
-            compiled[fname] = namespace[fname] = kernel(fn, parallel=parallel, twin=False)
+
+        def parallel(fname: str) -> bool:
+            return fname[len(self.name) :] in variants or (fname == self.name and not self.optional)
+
+        compiled = compile_generated(namespace, self.name, parallel)
         return compiled[self.name], compiled[f"{self.name}_serial"], compiled[f"{self.name}_auto"]
 
     def cuda(self) -> Any:
@@ -380,6 +381,18 @@ def execute_generated(
     namespace = {"__name__": module.__name__, **namespace}
     exec(compile(src, path, "exec"), namespace)  # noqa: S102  (our own generated source)
     return namespace
+
+
+def compile_generated(namespace: dict[str, Any], prefix: str, parallel: Callable[[str], bool]) -> dict[str, Any]:
+    """Every function of ``namespace`` named ``<prefix>...``, made a numopt kernel (compiled on first call;
+    ``parallel(name)``: with ``prange`` loops) and put back in ``namespace``, so the generated functions
+    that call each other call the kernels. Returns them by name."""
+    compiled: dict[str, Any] = {}
+    for fname in [k for k, v in namespace.items() if k.startswith(prefix) and inspect.isfunction(v)]:
+        fn = namespace[fname]
+        fn.__qualname__ = fname
+        compiled[fname] = namespace[fname] = kernel(fn, parallel=parallel(fname), twin=False)
+    return compiled
 
 
 # -- where generated sources live --------------------------------------------------------------------
