@@ -63,6 +63,8 @@ class DeviceFlatBuffer(FlatBuffer):
         return self._mem.full(size, fill, self.dtype)
 
     def _assign(self, dst: Any, src: Any) -> None:
+        if hasattr(src, "dequantize"):  # compact state (numopt.lowbit) loaded as full precision: its values
+            src = src.dequantize(dst.dtype)
         self._mem.copy_into(dst, src)
 
     def _fill(self, arr: Any, value: float) -> None:
