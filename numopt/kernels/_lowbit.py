@@ -684,7 +684,7 @@ def blocked_cuda(rule: Elementwise, dtype: Any) -> Any:
     if key not in _CUDA:
         from numba import cuda
 
-        from .cuda._launch import SIM_Q8_BLOCKS, SIM_Q8_THREADS, SIMULATOR, Launcher, jit
+        from .cuda import _launch
 
         extra = {
             "cuda": cuda,
@@ -702,9 +702,11 @@ def blocked_cuda(rule: Elementwise, dtype: Any) -> Any:
         at = 2 + 4 * len(rule.state)  # the position of ``blocks``
 
         def config(nblocks: int) -> tuple[int, int]:
-            return (min(nblocks, SIM_Q8_BLOCKS), SIM_Q8_THREADS) if SIMULATOR else (nblocks, BLOCK)
+            if _launch.SIMULATOR:
+                return min(nblocks, _launch.SIM_Q8_BLOCKS), _launch.SIM_Q8_THREADS
+            return nblocks, BLOCK
 
-        _CUDA[key] = Launcher(jit(fn), fn, None, lambda args: args[at].size - 1, config)
+        _CUDA[key] = _launch.Launcher(_launch.jit(fn), fn, None, lambda args: args[at].size - 1, config)
     return _CUDA[key]
 
 
