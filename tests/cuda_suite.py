@@ -566,8 +566,9 @@ def test_bench_pieces_run_on_the_cuda_path() -> None:
     from numopt.bench import cuda as bench_cuda
     from numopt.kernels.cuda.stream import stream_
 
-    res = bench_cuda.bench_numopt_cuda("Adam", Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)
-    assert res["n"] == 2
+    for row in ("Adam", "Adam+bf16"):  # (a compact-state row: its state in GPU memory)
+        res = bench_cuda.bench_numopt_cuda(row, Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)
+        assert res["n"] == 2
     ro, a, b = (cuda.to_device(np.full(9, v, np.float32)) for v in (1.0, 2.0, 3.0))
     stream_[1, 2](ro, a, b, a, a, 2)
     assert a.copy_to_host().tolist() == [3.0] * 9 and b.copy_to_host().tolist() == [4.0] * 9
