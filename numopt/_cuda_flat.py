@@ -8,6 +8,10 @@ state stay on the host: they are what ``_update`` computes the per-step
 scalars from, so a step launches kernels and never copies arrays between host
 and device.
 
+Compact state (``state_dtype='bfloat16'`` or ``'int8'``, :mod:`numopt.lowbit`) lives in
+GPU memory too: its stores allocate device arrays for a device buffer, and the
+runs pick the CUDA variants of the compact-state loops.
+
 The optimizer classes are not aware of any of this: their ``_update`` calls
 ``run.pick(kernel)``, and a run of a device buffer picks the CUDA loop that
 :mod:`numopt.kernels._generate` builds from the same update rule. An optimizer

@@ -44,6 +44,16 @@ int8 (``state_dtype="int8"``)
     bfloat16 state and 2.6 ns with 8-bit state: the 8-bit loop is bound by its look-ups, not by
     memory, so it saves memory but not time.
 
+On the GPU (CUDA parameters; bfloat16 parameters are host-only)
+    Both forms have CUDA variants generated from the same bodies: bfloat16 state runs the rule's
+    CUDA grid-stride loop through :func:`load` / :func:`store` (:func:`storage_cuda`); 8-bit state
+    a kernel with one thread block per quantization block, its rows in shared memory
+    (:func:`blocked_cuda_source`). The pieces (:func:`load`, :func:`store`, :func:`magnitude_bits`,
+    :func:`scale_of`, :func:`inverse`, :func:`quantize`) are plain functions that compile for the
+    CPU and CUDA targets alike and run as Python in Numba's CUDA simulator: the device's bits are
+    the CPU's (in the simulator exactly; on a GPU too, but for the fused multiply-adds NVVM may
+    form in a rule's arithmetic, see :mod:`numopt.kernels.cuda`).
+
 Quantization, exactly (what the NumPy reference in the tests does)::
 
     scale = max(|v|) over the block (float32)           (NaN ignored)
