@@ -8,6 +8,10 @@ state stay on the host: they are what ``_update`` computes the per-step
 scalars from, so a step launches kernels and never copies arrays between host
 and device.
 
+Compact state (``state_dtype='bfloat16'`` or ``'int8'``, :mod:`numopt.lowbit`) lives in
+GPU memory too: its stores allocate device arrays for a device buffer, and the
+runs pick the CUDA variants of the compact-state loops.
+
 The optimizer classes are not aware of any of this: their ``_update`` calls
 ``run.pick(kernel)``, and a run of a device buffer picks the CUDA loop that
 :mod:`numopt.kernels._generate` builds from the same update rule. An optimizer
@@ -63,6 +67,8 @@ class DeviceFlatBuffer(FlatBuffer):
         return self._mem.full(size, fill, self.dtype)
 
     def _assign(self, dst: Any, src: Any) -> None:
+        if hasattr(src, "dequantize"):  # compact state (numopt.lowbit) loaded as full precision: its values
+            src = src.dequantize(dst.dtype)
         self._mem.copy_into(dst, src)
 
     def _fill(self, arr: Any, value: float) -> None:

@@ -84,12 +84,9 @@ class Run:
         self.blocks = None
         self._flat = None
         if self.fmt is not None or self.bf16:
-            from .lowbit import blocks_of
-
             self._flat = weakref.ref(flat)
-            if self.fmt == "int8":
-                store = next(iter(flat.state.values()))
-                self.blocks = blocks_of(store, p0, p1)
+            if self.fmt == "int8":  # (in the buffer's memory, made once per range of parameters)
+                self.blocks = next(iter(flat.state.values())).blocks(p0, p1)
 
     def pick(self, kernel: Any) -> Any:
         """The loop of ``kernel`` to run here: its CUDA loop for a device buffer (generated from its rule, or

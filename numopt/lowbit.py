@@ -18,6 +18,11 @@ These are live views while in ``optimizer.state`` and copies in ``state_dict()``
 ``load_state_dict`` and :func:`numopt.save` / :func:`numopt.load` carry bit for bit. Loading a
 full-precision array into a compact state (or the other way) converts it.
 
+CUDA parameters keep their compact state in GPU memory (a :class:`StateStore` of device arrays,
+the maps copied to the device once): the views then hold device arrays, ``.dequantize()`` returns
+a host NumPy array, and ``state_dict()`` holds host copies (:meth:`Int8State.to_host`). The loops
+are the CUDA variants generated from the same rule bodies (:func:`pick`).
+
 bfloat16 parameters (``ml_dtypes.bfloat16``, see :mod:`numopt._bf16`) run through the same
 loops, generated once more for bfloat16 ``param`` and ``grad`` (:func:`pick`): the update in
 float32, the parameter written back by stochastic or nearest rounding. Their state is float32
@@ -34,7 +39,16 @@ import numba
 import numpy as np
 
 from ._bf16 import COMPENSATION_KEY
-from .kernels._lowbit import BLOCK, blocked_loop, quant_map, rounding_key, storage_loops, updated_state
+from .kernels._lowbit import (
+    BLOCK,
+    blocked_cuda,
+    blocked_loop,
+    quant_map,
+    rounding_key,
+    storage_cuda,
+    storage_loops,
+    updated_state,
+)
 
 __all__ = [
     "STATE_DTYPES",
@@ -88,6 +102,28 @@ def decode_bf16(bits: np.ndarray) -> np.ndarray:
     return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
+# -- host or device arrays ------------------------------------------------------------------------------
+def _on_host(a: Any) -> np.ndarray:
+    """``a`` itself for a host array; a host copy of a device array."""
+    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+
+
+def _copy(a: Any) -> Any:
+    """A copy of the host or device array ``a``, where ``a`` is."""
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    from ._device import cuda_backend
+
+    return cuda_backend().memory.detached(a)
+
+
+def _values(value: Any) -> np.ndarray:
+    """The values of a state entry (a view below, a host or device array) as a host float32 array."""
+    if hasattr(value, "dequantize"):
+        return value.dequantize()
+    return np.asarray(_on_host(value) if hasattr(value, "copy_to_host") else value, np.float32)
+
+
 # -- the readable views ----------------------------------------------------------------------------
 class BFloat16State:
     """One parameter's state in bfloat16: ``.bits`` (``uint16``, the parameter's shape).
@@ -110,14 +146,19 @@ class BFloat16State:
         return self.bits.nbytes
 
     def dequantize(self, dtype: Any = np.float32) -> np.ndarray:
-        """The values as a new float array (float32 unless ``dtype`` says otherwise)."""
-        return decode_bf16(self.bits).astype(dtype, copy=False)
+        """The values as a new host float array (float32 unless ``dtype`` says otherwise)."""
+        return decode_bf16(_on_host(self.bits)).astype(dtype, copy=False)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.dequantize(np.float32 if dtype is None else dtype)
 
     def copy(self) -> BFloat16State:
-        return BFloat16State(self.bits.copy())
+        """A copy, in the memory (host or device) of this one."""
+        return BFloat16State(_copy(self.bits))
+
+    def to_host(self) -> BFloat16State:
+        """A copy in host memory (NumPy arrays)."""
+        return self.copy() if isinstance(self.bits, np.ndarray) else BFloat16State(_on_host(self.bits))
 
     def __deepcopy__(self, memo: dict) -> BFloat16State:
         return self.copy()
@@ -154,9 +195,9 @@ class Int8State:
         return self.codes.nbytes + self.absmax.nbytes
 
     def dequantize(self, dtype: Any = np.float32) -> np.ndarray:
-        """The values ``map[code] * absmax`` (float32) as a new array."""
-        flat = self.codes.reshape(-1)
-        scales = np.repeat(self.absmax, BLOCK)[: flat.size]
+        """The values ``map[code] * absmax`` (float32) as a new host array."""
+        flat = _on_host(self.codes).reshape(-1)
+        scales = np.repeat(_on_host(self.absmax), BLOCK)[: flat.size]
         values = quant_map(self.signed).values[flat] * scales
         return values.reshape(self.codes.shape).astype(dtype, copy=False)
 
@@ -164,7 +205,14 @@ class Int8State:
         return self.dequantize(np.float32 if dtype is None else dtype)
 
     def copy(self) -> Int8State:
-        return Int8State(self.codes.copy(), self.absmax.copy(), self.signed)
+        """A copy, in the memory (host or device) of this one."""
+        return Int8State(_copy(self.codes), _copy(self.absmax), self.signed)
+
+    def to_host(self) -> Int8State:
+        """A copy in host memory (NumPy arrays)."""
+        if isinstance(self.codes, np.ndarray):
+            return self.copy()
+        return Int8State(_on_host(self.codes), _on_host(self.absmax), self.signed)
 
     def __deepcopy__(self, memo: dict) -> Int8State:
         return self.copy()
@@ -209,7 +257,8 @@ class StateStore:
     ``"bfloat16"``: ``bits`` (``uint16``, the buffer's layout). ``"int8"``: for each parameter of
     ``min_size`` elements or more, ``codes`` (``uint8``, the buffer's layout) and ``absmax`` (one
     float32 per block, blocks numbered by parameter); the others in ``full`` (the buffer's dtype,
-    those parameters only, packed).
+    those parameters only, packed). For a buffer in GPU memory (``flat.is_cuda``) every array,
+    the map's ``table`` and ``packed`` included, is a device array.
     """
 
     #: marks compact state among a buffer's state entries (host or device arrays otherwise)
@@ -219,9 +268,14 @@ class StateStore:
         self.name, self.fmt, self.signed = name, fmt, bool(signed)
         self.offsets = list(flat.offsets)
         self.shapes = [p.shape for p in flat.params]
+        #: the device-memory helpers (``numopt.kernels.cuda.memory``) of a device buffer; None on the host
+        self._mem = flat._mem if flat.is_cuda else None
+        #: ``(p0, p1)`` -> the block offsets of those parameters (:meth:`blocks`)
+        self._blocks: dict[tuple[int, int], Any] = {}
+        new = np.empty if self._mem is None else self._mem.empty
         n = len(self.shapes)
         if fmt == "bfloat16":
-            self.bits = np.empty(flat.size, np.uint16)
+            self.bits = new(flat.size, np.uint16)
             self.quantized = [True] * n
         else:
             sizes = [self.offsets[i + 1] - self.offsets[i] for i in range(n)]
@@ -231,11 +285,10 @@ class StateStore:
                 block_first.append(block_first[-1] + (-(-s // BLOCK) if q else 0))
                 full_first.append(full_first[-1] + (0 if q else s))
             self.block_first, self.full_first = block_first, full_first
-            self.codes = np.empty(flat.size if any(self.quantized) else 0, np.uint8)
-            self.absmax = np.empty(block_first[-1], np.float32)
-            self.full = np.empty(full_first[-1], flat.math_dtype)
-            qmap = quant_map(self.signed)
-            self.table, self.packed = qmap.table, qmap.packed
+            self.codes = new(flat.size if any(self.quantized) else 0, np.uint8)
+            self.absmax = new(block_first[-1], np.float32)
+            self.full = new(full_first[-1], flat.math_dtype)
+            self.table, self.packed = map_arrays(self.signed, self._mem is not None)
         for i in range(n):
             self.reset(i, fill)
 
@@ -250,6 +303,18 @@ class StateStore:
                 self.codes[lo:hi], self.absmax[self.block_first[p0] : self.block_first[p1]], self.table, self.packed
             )
         return self.full[self.full_first[p0] : self.full_first[p1]]
+
+    def blocks(self, p0: int, p1: int) -> Any:
+        """The element offsets of the blocks of parameters ``p0:p1`` (all quantized), and the end of the
+        last (:func:`blocks_of`); made once, in the store's memory."""
+        key = (p0, p1)
+        blocks = self._blocks.get(key)
+        if blocks is None:
+            blocks = blocks_of(self, p0, p1)
+            if self._mem is not None:
+                blocks = self._mem.to_device(blocks)
+            blocks = self._blocks[key] = blocks
+        return blocks
 
     def view(self, i: int) -> Any:
         """Parameter ``i``'s state as ``optimizer.state[p][name]`` shows it (a live view)."""
@@ -273,33 +338,52 @@ class StateStore:
         return isinstance(mine, np.ndarray) and any(a.size and np.may_share_memory(mine, a) for a in arrays)
 
     # -- writing
+    def _fill(self, arr: Any, value: Any) -> None:
+        """Set every element of ``arr`` (a part of this store) to ``value``."""
+        if self._mem is None:
+            arr[...] = value
+        elif arr.size:
+            self._mem.fill_(arr, value)
+
+    def _put(self, arr: Any, values: Any) -> None:
+        """Copy ``values`` (a host array, or a device array on the device) into ``arr``, a part of this store."""
+        if self._mem is None:
+            arr[...] = values
+        else:
+            self._mem.copy_into(arr, values)
+
     def reset(self, i: int, fill: float) -> None:
         """Set parameter ``i``'s state to ``fill`` everywhere."""
         lo, hi = self.offsets[i], self.offsets[i + 1]
         if self.fmt == "bfloat16":
-            self.bits[lo:hi] = encode_bf16(np.float32(fill))
+            self._fill(self.bits[lo:hi], encode_bf16(np.float32(fill))[0])
         elif self.quantized[i]:
             codes, absmax = quantize_blocks(np.full(1, fill, np.float32), self.signed)  # every block alike
-            self.codes[lo:hi] = codes[0]
-            self.absmax[self.block_first[i] : self.block_first[i + 1]] = absmax[0]
+            self._fill(self.codes[lo:hi], codes[0])
+            self._fill(self.absmax[self.block_first[i] : self.block_first[i + 1]], absmax[0])
         else:
-            self.full[self.full_first[i] : self.full_first[i + 1]] = fill
+            self._fill(self.full[self.full_first[i] : self.full_first[i + 1]], fill)
 
     def assign(self, i: int, value: Any) -> None:
         """Set parameter ``i``'s state from ``value``: bit for bit in its own format, else converted."""
         lo, hi = self.offsets[i], self.offsets[i + 1]
         if self.fmt == "bfloat16":
-            bits = value.bits if isinstance(value, BFloat16State) else encode_bf16(np.asarray(value, np.float32))
-            self.bits[lo:hi] = bits.reshape(-1)
+            bits = value.bits if isinstance(value, BFloat16State) else encode_bf16(_values(value))
+            self._put(self.bits[lo:hi], bits.reshape(-1))
         elif self.quantized[i]:
             if isinstance(value, Int8State) and value.signed == self.signed:
                 codes, absmax = value.codes, value.absmax
             else:
-                codes, absmax = quantize_blocks(np.asarray(value, np.float32), self.signed)
-            self.codes[lo:hi] = codes.reshape(-1)
-            self.absmax[self.block_first[i] : self.block_first[i + 1]] = absmax
+                codes, absmax = quantize_blocks(_values(value), self.signed)
+            self._put(self.codes[lo:hi], codes.reshape(-1))
+            self._put(self.absmax[self.block_first[i] : self.block_first[i + 1]], absmax)
         else:
-            self.full[self.full_first[i] : self.full_first[i + 1]] = np.asarray(value).reshape(-1)
+            full = self.full[self.full_first[i] : self.full_first[i + 1]]
+            if hasattr(value, "dequantize"):
+                value = value.dequantize(full.dtype)
+            elif not hasattr(value, "copy_to_host"):  # (a device array is copied as it is)
+                value = np.asarray(value, full.dtype)
+            self._put(full, value.reshape(-1))
 
     @property
     def nbytes(self) -> int:
@@ -311,6 +395,27 @@ def blocks_of(store: StateStore, p0: int, p1: int) -> np.ndarray:
     parts = [np.arange(store.offsets[i], store.offsets[i + 1], BLOCK, dtype=np.int64) for i in range(p0, p1)]
     parts.append(np.array([store.offsets[p1]], np.int64))
     return np.concatenate(parts)
+
+
+#: (signed, on the device) -> the map's ``(table, packed)``: a device copy made once per process
+_MAPS: dict[tuple[bool, bool], tuple[Any, Any]] = {}
+
+
+def map_arrays(signed: bool, device: bool) -> tuple[Any, Any]:
+    """The ``(table, packed)`` arrays of the signed or unsigned map (:class:`~numopt.kernels._lowbit.QuantMap`),
+    on the host or in GPU memory (copied there once)."""
+    key = (bool(signed), bool(device))
+    arrays = _MAPS.get(key)
+    if arrays is None:
+        qmap = quant_map(signed)
+        arrays = (qmap.table, qmap.packed)
+        if device:
+            from ._device import cuda_backend
+
+            to_device = cuda_backend().memory.to_device
+            arrays = (to_device(qmap.table), to_device(qmap.packed))
+        _MAPS[key] = arrays
+    return arrays
 
 
 _EMPTY_CODES = np.empty(0, np.uint8)
@@ -330,13 +435,16 @@ def bf16_arguments(run: Any) -> tuple[np.ndarray, int, int, bool]:
 
 def pick(run: Any, kernel: Any) -> Any:
     """The loop of ``kernel`` for a run whose state is compact (``run.fmt``) or whose parameters are bfloat16
-    (``run.bf16``), called as ``kernel`` is."""
+    (``run.bf16``), called as ``kernel`` is: a CPU loop, or for a run in GPU memory (``run.cuda``; its
+    parameters are never bfloat16) the CUDA variant generated from the same rule."""
     rule = getattr(kernel, "rule", None)
     if rule is None:  # pragma: no cover  (refused at construction)
         raise RuntimeError(f"{kernel!r} has no generated rule: it cannot run on compact state or bfloat16")
     nstate = len(rule.state)
     extra = bf16_arguments(run) if run.bf16 else ()
     if run.fmt != "int8":  # state in a float array or bfloat16: the loops through load / store
+        if run.cuda:
+            return storage_cuda(rule)
         parallel, serial = storage_loops(rule, run.bf16)
         loop = serial if run.small else parallel
         if not run.bf16:
@@ -346,9 +454,11 @@ def pick(run: Any, kernel: Any) -> Any:
             return loop(param, grad, *rest[:nstate], *extra, *rest[nstate:], **kw)
 
         return call_bf16
-    loop = blocked_loop(rule, run.bf16)
-    qmap = quant_map(True)
-    scratch = run.scratch(len(updated_state(rule)))
+    if run.cuda:  # one thread block per quantization block, its rows in shared memory
+        loop, rows = blocked_cuda(rule, run.data.dtype), ()
+    else:
+        loop, rows = blocked_loop(rule, run.bf16), (run.scratch(len(updated_state(rule))),)
+    table, packed = map_arrays(True, run.cuda)
     blocks = run.blocks
 
     def call(param: np.ndarray, grad: np.ndarray, *rest: Any, **kw: Any) -> Any:
@@ -356,9 +466,9 @@ def pick(run: Any, kernel: Any) -> Any:
         for a in rest[:nstate]:
             if isinstance(a, Q8Slice):
                 args += [a.codes, a.absmax, a.table, a.packed]
-            else:  # an optional array turned off (empty)
-                args += [_EMPTY_CODES, _EMPTY_SCALES, qmap.table, qmap.packed]
-        return loop(*args, blocks, scratch, *extra, *rest[nstate:], **kw)
+            else:  # an optional array turned off (empty; a CUDA launcher swaps in empty device arrays)
+                args += [_EMPTY_CODES, _EMPTY_SCALES, table, packed]
+        return loop(*args, blocks, *rows, *extra, *rest[nstate:], **kw)
 
     return call
 

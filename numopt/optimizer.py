@@ -842,11 +842,6 @@ class Optimizer:
             )
         if bf16:
             _EMPTY.setdefault(bf16[0].dtype, np.empty(0, np.float32))  # an optional state array turned off
-        if self.state_dtype is not None and any(p.is_cuda for p in params):
-            raise ValueError(
-                f"state_dtype={self.state_dtype!r} is not supported for CUDA parameters yet; "
-                "use state_dtype=None for them (or keep them on the host)"
-            )
         flats = []
         for key in dict.fromkeys((p.dtype, p.is_cuda) for p in params):
             flats.append(new_flat_buffer([p for p in params if (p.dtype, p.is_cuda) == key], self))
@@ -1203,8 +1198,8 @@ class Optimizer:
     def _export_state_value(self, name: str, value: Any) -> Any:
         if hasattr(value, "copy_to_host"):  # state of a CUDA parameter: copied to host memory
             return value.copy_to_host()
-        if hasattr(value, "dequantize"):  # compact state (numopt.lowbit): a copy, still compact
-            return value.copy()
+        if hasattr(value, "dequantize"):  # compact state (numopt.lowbit): a host copy, still compact
+            return value.to_host()
         if isinstance(value, np.ndarray):
             # 'step' and per-parameter scalar state are 0-d views: exported as Python floats;
             # tensor state stays an array even for a 0-d float64 parameter

@@ -566,8 +566,9 @@ def test_bench_pieces_run_on_the_cuda_path() -> None:
     from numopt.bench import cuda as bench_cuda
     from numopt.kernels.cuda.stream import stream_
 
-    res = bench_cuda.bench_numopt_cuda("Adam", Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)
-    assert res["n"] == 2
+    for row in ("Adam", "Adam+bf16"):  # (a compact-state row: its state in GPU memory)
+        res = bench_cuda.bench_numopt_cuda(row, Workload("w", [(5,), (2, 3)]), min_repeats=2, budget_s=0, warmup=1)
+        assert res["n"] == 2
     ro, a, b = (cuda.to_device(np.full(9, v, np.float32)) for v in (1.0, 2.0, 3.0))
     stream_[1, 2](ro, a, b, a, a, 2)
     assert a.copy_to_host().tolist() == [3.0] * 9 and b.copy_to_host().tolist() == [4.0] * 9
@@ -823,3 +824,210 @@ def test_prodigy_sums_host_and_device_parameters_of_one_group() -> None:
         for a, b in zip(hp, mp):
             _assert_same(f"step {t}", b.data, a.data, SIMULATOR, {"rtol": 1e-5, "atol": 1e-6})
         assert mopt.param_groups[0]["d"] == hopt.param_groups[0]["d"] or not SIMULATOR
+
+
+# -- compact optimizer state (state_dtype='bfloat16' / 'int8') in GPU memory ------------------------
+#: 600 and 300 elements (quantized with int8: blocks of 256, the last of each partial, one run across both),
+#: 15 (under COMPACT_MIN: full-precision state with int8)
+COMPACT_SHAPES: list[tuple[int, ...]] = [(600,), (2, 150), (5, 3)]
+COMPACT_MIN = 100
+COMPACT_CASES = [
+    ("Adam", {"lr": 1e-2, "amsgrad": True}),
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("SGD", {"lr": 1e-2, "momentum": 0.9}),
+    ("Lion", {"lr": 1e-3}),
+    ("RMSprop", {"lr": 1e-2, "momentum": 0.5, "centered": True}),
+    ("Adagrad", {"lr": 1e-2, "initial_accumulator_value": 0.1}),
+]
+STATE_DTYPES = ["int8", "bfloat16"]
+
+
+def _compact_pair(name: str, kwargs: dict, state_dtype: str | None, dtype=np.float32, seed: int = 21):
+    """``[(optimizer, params)]`` on the host, then on the device, over equal initial values."""
+    rng = np.random.default_rng(seed)
+    init = [rng.standard_normal(s).astype(dtype) for s in COMPACT_SHAPES]
+    made = []
+    for on_device in (False, True):
+        params = [numopt.Parameter(cuda.to_device(v.copy()) if on_device else v.copy()) for v in init]
+        opt = getattr(numopt, name)(params, state_dtype=state_dtype, min_8bit_size=COMPACT_MIN, **kwargs)
+        made.append((opt, params))
+    return made
+
+
+def _compact_grads(rng, t: int, dtype=np.float32) -> list[np.ndarray | None]:
+    """One step's gradients: the second parameter has none at step 1 (the runs split there)."""
+    return [None if (i == 1 and t == 1) else rng.standard_normal(s).astype(dtype) for i, s in enumerate(COMPACT_SHAPES)]
+
+
+def _state_arrays(value) -> dict[str, np.ndarray]:
+    """The arrays of a state entry, on the host: a compact view's fields, or the array itself."""
+    if isinstance(value, numopt.lowbit.Int8State):
+        return {"codes": _host(value.codes), "absmax": _host(value.absmax), "signed": np.uint8([value.signed])}
+    if isinstance(value, numopt.lowbit.BFloat16State):
+        return {"bits": _host(value.bits)}
+    return {"values": _host(value)}
+
+
+def _assert_same_compact(where: str, hopt, hparams, dopt, dparams) -> None:
+    """Parameters and state bit for bit (in the simulator), the views of the same kinds."""
+    for i, (hp, dp) in enumerate(zip(hparams, dparams)):
+        _assert_same(f"{where}: param {i}", dp.data, hp.data, SIMULATOR, {"rtol": 1e-5, "atol": 1e-6})
+        hs, ds = hopt.state.get(hp, {}), dopt.state.get(dp, {})
+        assert set(hs) == set(ds), (where, i, set(hs), set(ds))
+        for key, v in hs.items():
+            if key == "step":
+                assert float(ds[key]) == float(v), (where, i)
+                continue
+            assert type(ds[key]) is type(v) or hasattr(ds[key], "copy_to_host"), (where, i, key, type(ds[key]))
+            ours, ref = _state_arrays(ds[key]), _state_arrays(v)
+            assert ours.keys() == ref.keys(), (where, i, key)
+            for field in ref:  # (on a GPU, fused multiply-adds may move a code by one)
+                if SIMULATOR or field != "codes":
+                    tol = {"rtol": 1e-4, "atol": 1e-6}
+                    _assert_same(f"{where}: param {i} {key}.{field}", ours[field], ref[field], SIMULATOR, tol)
+
+
+@pytest.mark.parametrize("state_dtype", STATE_DTYPES)
+@pytest.mark.parametrize(("name", "kwargs"), COMPACT_CASES, ids=[c[0] for c in COMPACT_CASES])
+def test_compact_state_on_cuda_matches_the_host(name: str, kwargs: dict, state_dtype: str) -> None:
+    """Steps on the device equal the host's bit for bit (in the simulator): parameters, bfloat16 bits, 8-bit
+    codes and scales, and the full-precision state of the parameter under ``min_8bit_size``."""
+    (hopt, hp), (dopt, dp) = _compact_pair(name, kwargs, state_dtype)
+    rng = np.random.default_rng(22)
+    for t in range(3):
+        for a, b, g in zip(hp, dp, _compact_grads(rng, t)):
+            a.grad = None if g is None else g.copy()
+            b.grad = None if g is None else cuda.to_device(g)
+        hopt.step()
+        dopt.step()
+        _assert_same_compact(f"{name} {state_dtype} step {t}", hopt, hp, dopt, dp)
+    view = next(v for k, v in dopt.state[dp[0]].items() if k != "step")
+    assert not isinstance(view.bits if state_dtype == "bfloat16" else view.codes, np.ndarray)  # in GPU memory
+    values = view.dequantize()
+    assert isinstance(values, np.ndarray) and values.dtype == np.float32 and values.shape == COMPACT_SHAPES[0]
+    np.testing.assert_array_equal(np.asarray(view), values)
+
+
+def test_int8_state_on_cuda_float64_and_any_block_of_threads(monkeypatch) -> None:
+    """float64 parameters (their rows in float64 shared memory), and the kernel's threads per block and
+    blocks per grid changed (1, 3 and 8 threads; one block looping over every quantization block): the same
+    bits as the host's."""
+    (hopt, hp), (dopt, dp) = _compact_pair("AdamW", {"lr": 1e-2, "amsgrad": True}, "int8", np.float64)
+    rng = np.random.default_rng(23)
+    for t, (blocks, threads) in enumerate([(1, 1), (2, 3), (3, 8)]):
+        monkeypatch.setattr(ncuda._launch, "SIM_Q8_BLOCKS", blocks)
+        monkeypatch.setattr(ncuda._launch, "SIM_Q8_THREADS", threads)
+        for a, b, g in zip(hp, dp, _compact_grads(rng, t, np.float64)):
+            a.grad = None if g is None else g.copy()
+            b.grad = None if g is None else cuda.to_device(g)
+        hopt.step()
+        dopt.step()
+        _assert_same_compact(f"float64 step {t}", hopt, hp, dopt, dp)
+
+
+@pytest.mark.parametrize("state_dtype", STATE_DTYPES)
+def test_compact_state_dict_is_host_numpy_and_resumes_exactly(state_dtype: str) -> None:
+    """``state_dict()`` of a device optimizer holds host copies equal to the host optimizer's; loaded into a
+    new device optimizer, the run resumes exactly as if uninterrupted."""
+    name, kwargs = "Adam", {"lr": 1e-2, "amsgrad": True}
+    rng = np.random.default_rng(24)
+    steps = 4
+    grads = [_compact_grads(rng, t) for t in range(steps)]
+    (hopt, hp), (dopt, dp) = _compact_pair(name, kwargs, state_dtype)
+
+    def step(opt, params, t) -> None:
+        for p, g in zip(params, grads[t]):
+            p.grad = None if g is None else g.copy()  # host gradients: copied to the device at the step
+        opt.step()
+
+    for t in range(steps // 2):
+        step(hopt, hp, t)
+        step(dopt, dp, t)
+    sd, host_sd = dopt.state_dict(), hopt.state_dict()
+    assert sd["state"].keys() == host_sd["state"].keys()
+    for k, entry in sd["state"].items():
+        for key, v in entry.items():
+            assert isinstance(v, (float, np.ndarray, numopt.lowbit.Int8State, numopt.lowbit.BFloat16State)), type(v)
+            if key == "step":
+                assert v == host_sd["state"][k][key]
+                continue
+            ours, ref = _state_arrays(v), _state_arrays(host_sd["state"][k][key])
+            arrays = [getattr(v, f) for f in ("bits", "codes", "absmax") if hasattr(v, f)] or [v]
+            assert all(isinstance(a, np.ndarray) for a in arrays), (k, key, arrays)
+            for field in ref:  # (on a GPU, fused multiply-adds may move a code by one)
+                if SIMULATOR or field != "codes":
+                    _assert_same(f"{k} {key}.{field}", ours[field], ref[field], SIMULATOR, {"rtol": 1e-4, "atol": 1e-6})
+    resumed = [numopt.Parameter(cuda.to_device(p.data.copy_to_host())) for p in dp]
+    ropt = getattr(numopt, name)(resumed, state_dtype=state_dtype, min_8bit_size=COMPACT_MIN, **kwargs)
+    ropt.load_state_dict(sd)
+    _assert_same_compact("loaded", dopt, dp, ropt, resumed)
+    for t in range(steps // 2, steps):
+        step(dopt, dp, t)
+        step(ropt, resumed, t)
+    _assert_same_compact("resumed", dopt, dp, ropt, resumed)
+
+
+def test_compact_state_converts_to_and_from_full_precision_on_cuda() -> None:
+    """A full-precision state dict loaded into int8/bfloat16 device state, and an int8 one into full-precision
+    device state, convert as on the host."""
+    rng = np.random.default_rng(25)
+    (fopt, fp), _ = _compact_pair("Adam", {"lr": 1e-2}, None)
+    for p, g in zip(fp, _compact_grads(rng, 0)):
+        p.grad = g
+    fopt.step()
+    full_sd = fopt.state_dict()
+    for state_dtype in STATE_DTYPES:
+        (hopt, hp), (dopt, dp) = _compact_pair("Adam", {"lr": 1e-2}, state_dtype)
+        hopt.load_state_dict(full_sd)
+        dopt.load_state_dict(full_sd)
+        _assert_same_compact(f"full -> {state_dtype}", hopt, hp, dopt, dp)
+    (hopt, hp), (dopt, dp) = _compact_pair("Adam", {"lr": 1e-2}, None)
+    (qopt, qp), _ = _compact_pair("Adam", {"lr": 1e-2}, "int8")
+    for p, g in zip(qp, _compact_grads(rng, 0)):
+        p.grad = g
+    qopt.step()
+    int8_sd = qopt.state_dict()
+    hopt.load_state_dict(int8_sd)
+    dopt.load_state_dict(int8_sd)
+    _assert_same_compact("int8 -> full", hopt, hp, dopt, dp)
+
+
+@pytest.mark.parametrize("state_dtype", STATE_DTYPES)
+def test_a_compact_step_moves_no_arrays_between_host_and_device(state_dtype: str, monkeypatch) -> None:
+    """With gradients written in place, a step with compact state only launches kernels (the maps and the
+    block offsets went to the device once, at the first step)."""
+    params = [numopt.Parameter(cuda.to_device(np.ones(s, np.float32))) for s in COMPACT_SHAPES]
+    opt = numopt.Adam(params, lr=0.1, amsgrad=True, state_dtype=state_dtype, min_8bit_size=COMPACT_MIN)
+    for p in params:
+        p.zero_grad_()
+    opt.step()
+    copies = []
+    cls = type(params[0].data)
+    for meth in ("copy_to_host", "copy_to_device"):
+        orig = getattr(cls, meth)
+        monkeypatch.setattr(cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append(_m) or _o(self, *a, **k))
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append("to_device"))
+    for _ in range(2):
+        for p in params:
+            ncuda.memory.fill_(p.grad, 0.5)
+        opt.step()
+    assert copies == []
+    assert opt.state[params[0]]["step"] == 3.0
+
+
+@pytest.mark.parametrize("state_dtype", STATE_DTYPES)
+def test_clipping_fused_into_a_compact_step_on_cuda(state_dtype: str) -> None:
+    """``opt.clip_grad_norm_`` with compact state on the device: the coefficient applied by the CUDA loops, the
+    same steps as the host's."""
+    (hopt, hp), (dopt, dp) = _compact_pair("AdamW", {"lr": 1e-2}, state_dtype)
+    rng = np.random.default_rng(26)
+    for t in range(2):
+        for a, b, g in zip(hp, dp, _compact_grads(rng, t)):
+            g = None if g is None else g * np.float32(10)
+            a.grad = None if g is None else g.copy()
+            b.grad = None if g is None else cuda.to_device(g)
+        assert float(dopt.clip_grad_norm_(1.0)) == pytest.approx(float(hopt.clip_grad_norm_(1.0)), rel=1e-6)
+        assert dopt._grad_scale < 1.0
+        hopt.step()
+        dopt.step()
+        _assert_same_compact(f"clipped step {t}", hopt, hp, dopt, dp)

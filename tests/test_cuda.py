@@ -138,3 +138,25 @@ def test_cuda_loops_are_generated_from_the_same_rule_bodies() -> None:
         # calls the one body once per element: nothing but the loop header differs
         assert all(calls.count("body") == 1 for calls in [*cpu.values(), *gpu.values()]), rule.name
     assert len(kernels) >= 14  # 10 torch optimizers' rules (Adam and AdamW share one) and more, 2 averaging, 2 clipping
+
+
+def test_compact_state_cuda_loops_are_generated_from_the_same_rule_bodies() -> None:
+    """Compact state on the GPU: the bfloat16 loop (``load`` / ``store``) and the 8-bit kernel (a thread block per
+    quantization block) of every optimizer that takes ``state_dtype`` call its one body once per element, and
+    quantize with the pieces of the CPU 8-bit loop."""
+    import inspect
+
+    from numopt.kernels._lowbit import blocked_cuda_source, blocked_source
+    from numopt.optimizer import registered
+
+    compact = [c for c in registered(elementwise=True) if "state_dtype" in inspect.signature(c.__init__).parameters]
+    assert {"Adam", "AdamW", "SGD", "Lion", "RMSprop", "Adagrad"} <= {c.__name__ for c in compact}
+    pieces = {"magnitude_bits", "scale_of", "inverse", "quantize"}
+    for rule in {id(c.rule.rule): c.rule.rule for c in compact}.values():
+        storage = _loop_calls(rule.source("cuda", storage=True))
+        assert list(storage) == [f"{rule.name}_cuda"] and storage[f"{rule.name}_cuda"].count("body") == 1, rule.name
+        assert {"load", "store"} <= set(storage[f"{rule.name}_cuda"]), rule.name
+        for dtype in ("float32", "float64"):
+            q8 = _loop_calls(blocked_cuda_source(rule, dtype))
+            assert list(q8) == [f"{rule.name}_q8_cuda"] and q8[f"{rule.name}_q8_cuda"].count("body") == 1, rule.name
+            assert pieces <= set(q8[f"{rule.name}_q8_cuda"]) & _calls(ast.parse(blocked_source(rule))), rule.name

@@ -194,8 +194,10 @@ def run(argv: list[str] | None = None) -> dict:
     if args.device == "cuda":
         from .cuda import run_cuda
 
-        suffixed = [a for a in algos if parse_row(a) != (a, False, None, None)]
-        if suffixed:  # +clip, compact-state and bfloat16 rows are CPU rows (bfloat16 parameters: host only)
+        # +clip and bfloat16-parameter rows are CPU rows (bfloat16 parameters are host-only); compact-state rows
+        # (+int8, +bf16) are timed on the GPU too
+        suffixed = [a for a in algos if parse_row(a).clipped or parse_row(a).param_dtype is not None]
+        if suffixed:
             print(f"--device cuda: rows {', '.join(suffixed)} are timed on the CPU only; left out")
             algos = [a for a in algos if a not in suffixed]
 

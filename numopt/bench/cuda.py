@@ -10,7 +10,10 @@ several sizes, and the GPT-like model of ``numopt.bench``):
   (memory clock x bus width from the driver) and of a measured no-math stream
   kernel over the same streams;
 * ``torch.optim`` on CUDA tensors in its default, ``foreach`` and ``fused``
-  modes, in a worker process, when torch with CUDA is importable.
+  modes, in a worker process, when torch with CUDA is importable;
+* with ``--state-dtype``, rows ``<optimizer>+int8`` / ``+bf16``: numopt's step with
+  that compact state in GPU memory, its GB/s from the bytes compact state moves
+  (no stream-kernel or torch columns: those move float32 state).
 
 On a machine without a usable GPU (or under ``NUMBA_ENABLE_CUDASIM``) it says
 so and returns without timing anything.
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cpu import numopt_optimizer
+from ._cpu import compact_streams, numopt_optimizer, parse_row
 from ._report import GpuRow, fmt, render_gpu_table, write_json
 from ._timing import time_events
 from ._torch import WORKER
@@ -96,10 +99,13 @@ def roofline_gpu(n: int, rw: int, ro: int = 1, **timing: Any) -> dict:
 
 
 def bench_numopt_cuda(algo: str, work: Workload, **timing: Any) -> dict | None:
-    """numopt's ``step()`` on CUDA parameters of ``work``'s shapes (float32)."""
+    """numopt's ``step()`` on CUDA parameters of ``work``'s shapes (float32); a row ``<optimizer>+int8`` or
+    ``+bf16``: with that compact state (in GPU memory)."""
     from numba import cuda
 
-    opt = numopt_optimizer(algo, work, to_device=cuda.to_device)
+    base, _, state_dtype, _ = parse_row(algo)
+    kwargs = {**algorithms()[base][0], **({"state_dtype": state_dtype} if state_dtype else {})}
+    opt = numopt_optimizer(base, work, kwargs, to_device=cuda.to_device)
     return None if opt is None else time_gpu(opt.step, **timing)
 
 
@@ -139,7 +145,7 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
 
     def on_gpu(algo: str) -> bool:
         try:
-            getattr(numopt, algo)([numopt.Parameter(cuda.device_array(1, np.float32))])
+            getattr(numopt, parse_row(algo).optimizer)([numopt.Parameter(cuda.device_array(1, np.float32))])
         except NotImplementedError:
             return False
         return True
@@ -153,16 +159,20 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
     stream: dict[tuple[int, int], dict] = {}
     rows: list[GpuRow] = []
     for algo in algos:
-        _, rw, ro = table[algo]
+        state_dtype = parse_row(algo).state_dtype
+        _, rw, ro = table[parse_row(algo).optimizer]
         for w in work:
             res = bench_numopt_cuda(algo, w, **timing)
             if res is None:
                 continue
-            nbytes = stream_bytes(w.size, rw, ro)
+            if state_dtype is None:
+                nbytes = stream_bytes(w.size, rw, ro)
+            else:  # compact state: its own bytes per element (int8: the per-block scales included)
+                nbytes = compact_streams(rw, ro, state_dtype)[0] * w.size
             row = GpuRow(algo, w.name, w.size, res["median_s"] * 1e3, nbytes / res["median_s"] / 1e9)
             if peak:
                 row.pct_peak = 100 * row.gbps / peak
-            if w.size >= 1_000_000:
+            if w.size >= 1_000_000 and state_dtype is None:  # (the stream kernel moves float32 streams)
                 if (w.size, rw) not in stream:
                     stream[(w.size, rw)] = roofline_gpu(w.size, rw, ro, **timing)
                 row.pct_stream = 100 * row.gbps / stream[(w.size, rw)]["gbps"]
@@ -170,7 +180,8 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
             print(f"  {algo:<9} {w.name:<22} {row.numopt_ms:10.3f} ms  {row.gbps:7.0f} GB/s", flush=True)
 
     torch_out = None
-    if not args.no_torch:
+    plain = [r for r in rows if parse_row(r.algo).state_dtype is None]  # (torch.optim keeps float32 state)
+    if not args.no_torch and plain:
         tasks = [
             {
                 "algo": r.algo,
@@ -178,14 +189,14 @@ def run_cuda(algos: list[str], sizes: list[int], kinds: set[str], timing: dict, 
                 "kwargs": table[r.algo][0],
                 "shapes": next(w.shapes for w in work if w.name == r.workload),
             }
-            for r in rows
+            for r in plain
         ]
         print("timing torch.optim on CUDA in a worker process ...", flush=True)
         torch_out = bench_torch_cuda(tasks, timing)
         if torch_out is None:
             print("torch with CUDA is not importable: numopt figures only")
         else:
-            for r, tr in zip(rows, torch_out["results"]):
+            for r, tr in zip(plain, torch_out["results"]):
                 _, rw, ro = table[r.algo]
                 for mode, t in tr["modes"].items():
                     ms = t["median_s"] * 1e3 if "median_s" in t else None

@@ -252,13 +252,17 @@ class Elementwise:
         pick one: a load or store under a condition kept LLVM from vectorizing the loop (10x
         slower in Numba's parallel loops, 3x in serial ones). ``<name>_auto`` calls ``<name>_serial``
         or ``<name>`` by the first array's size. The CUDA loop tests per optional array whether it
-        is there (a uniform branch costs a GPU nothing). ``storage``: the CPU loops with every
+        is there (a uniform branch costs a GPU nothing). ``storage``: the loops (CPU or CUDA) with every
         element read and written through ``load`` / ``store`` (see :meth:`_loop`); ``bf16_param``: those
-        loops for bfloat16 parameters and gradients (math in float32), one variant more per loop for
-        the optional ``compensation`` array (Kahan summation), extra arguments :data:`BF16_PARAM_ARGS`.
+        CPU loops for bfloat16 parameters and gradients (math in float32), one variant more per loop for
+        the optional ``compensation`` array (Kahan summation), extra arguments :data:`BF16_PARAM_ARGS`
+        (bfloat16 parameters are host-only: no CUDA loop).
         """
         if target == "cuda":
-            return "\n".join(self._loop(f"{self.name}_cuda", "range(cuda.grid(1), n, cuda.gridsize(1))", None)) + "\n"
+            if bf16_param:
+                raise ValueError("bfloat16 parameters are host-only: there is no CUDA loop for them")
+            grid = "range(cuda.grid(1), n, cuda.gridsize(1))"
+            return "\n".join(self._loop(f"{self.name}_cuda", grid, None, storage)) + "\n"
         extra = BF16_PARAM_ARGS if bf16_param else ()
         optional = (*self.optional, "compensation") if bf16_param else self.optional
         ema = self._takes_ema(target, storage, bf16_param)

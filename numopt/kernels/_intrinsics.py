@@ -5,6 +5,9 @@
     CPUs with FMA). torch's vectorized CPU kernels use fused multiply-adds for
     ``lerp`` and ``add(..., alpha=)``; kernels that must match them bit for bit
     use this instead of ``a * b + c`` (which Numba rounds twice).
+``f32_bits(x)``, ``bits_f32(b)``
+    The bits of a float32 as a ``uint32``, and back: one bit cast in compiled code (CPU
+    and CUDA), a NumPy view as Python (the CUDA simulator runs them so).
 ``bf16_round(x)``
     A float32 rounded to the nearest bfloat16 (ties to even), returned as a
     float32 whose low 16 mantissa bits are zero: the value torch's
@@ -20,9 +23,11 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-__all__ = ["bf16_round", "fma", "fmix32", "low32"]
+from .._jit import JIT_OPTIONS
+
+__all__ = ["bf16_round", "bits_f32", "f32_bits", "fma", "fmix32", "low32"]
 
 
 @intrinsic
@@ -60,6 +65,32 @@ def _bits_f32(typingctx, x):  # noqa: ARG001
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.uint32), codegen
+
+
+def f32_bits(x):
+    """The bits of the float32 ``x`` as a ``uint32`` (a bit cast)."""
+    return np.float32(x).view(np.uint32)
+
+
+def bits_f32(b):
+    """The float32 whose bits are the ``uint32`` ``b`` (a bit cast)."""
+    return np.uint32(b).view(np.float32)
+
+
+@overload(f32_bits, inline="never", jit_options=JIT_OPTIONS)
+def _f32_bits_compiled(x):
+    def impl(x):
+        return _f32_bits(x)
+
+    return impl
+
+
+@overload(bits_f32, inline="never", jit_options=JIT_OPTIONS)
+def _bits_f32_compiled(b):
+    def impl(b):
+        return _bits_f32(b)
+
+    return impl
 
 
 @intrinsic

@@ -44,6 +44,16 @@ int8 (``state_dtype="int8"``)
     bfloat16 state and 2.6 ns with 8-bit state: the 8-bit loop is bound by its look-ups, not by
     memory, so it saves memory but not time.
 
+On the GPU (CUDA parameters; bfloat16 parameters are host-only)
+    Both forms have CUDA variants generated from the same bodies: bfloat16 state runs the rule's
+    CUDA grid-stride loop through :func:`load` / :func:`store` (:func:`storage_cuda`); 8-bit state
+    a kernel with one thread block per quantization block, its rows in shared memory
+    (:func:`blocked_cuda_source`). The pieces (:func:`load`, :func:`store`, :func:`magnitude_bits`,
+    :func:`scale_of`, :func:`inverse`, :func:`quantize`) are plain functions that compile for the
+    CPU and CUDA targets alike and run as Python in Numba's CUDA simulator: the device's bits are
+    the CPU's (in the simulator exactly; on a GPU too, but for the fused multiply-adds NVVM may
+    form in a rule's arithmetic, see :mod:`numopt.kernels.cuda`).
+
 Quantization, exactly (what the NumPy reference in the tests does)::
 
     scale = max(|v|) over the block (float32)           (NaN ignored)
@@ -89,6 +99,7 @@ from ._generate import (
     _file_digest,
     compile_generated,
     execute_generated,
+    portable,
     presence_variants,
 )
 from ._intrinsics import (
@@ -100,6 +111,8 @@ from ._intrinsics import (
     _bits_f32,
     _f32_bits,
     bf16_round,
+    bits_f32,
+    f32_bits,
     fmix32,
     low32,
 )
@@ -260,32 +273,26 @@ def quant_map(signed: bool) -> QuantMap:
 def load(a, i):
     """Element ``i`` of ``a``: as it is for a float array, a bfloat16 (``uint16`` bits) widened to float32."""
     if a.dtype == np.uint16:
-        return _py_bf16(a[i])
+        return bits_f32(np.uint32(np.uint32(a[i]) << _SHIFT))
     return a[i]
 
 
 def store(a, i, v):
     """Write ``v`` to element ``i`` of ``a``; into a ``uint16`` array as the nearest bfloat16 (ties to even)."""
     if a.dtype == np.uint16:
-        a[i] = _py_bf16_bits(np.float32(v))
+        a[i] = np.uint16(f32_bits(bf16_round(np.float32(v))) >> _SHIFT)
     else:
         a[i] = v
 
 
-def _py_bf16(bits: Any) -> np.float32:
-    return np.array([np.uint32(bits) << np.uint32(16)], np.uint32).view(np.float32)[0]
-
-
-def _py_bf16_bits(x: np.float32) -> np.uint16:
-    return np.uint16(np.array([x], np.float32).view(np.uint32)[0] >> np.uint32(16))
-
-
+# load and store as Python (above: what the CUDA simulator runs) and compiled (below: for the CPU and CUDA
+# targets alike), the same operations; compiled, the array's dtype picks the implementation once, when typed
 @overload(load, jit_options=JIT_OPTIONS)
 def _load_compiled(a, i):
     if isinstance(a, types.Array) and a.dtype == types.uint16:
 
         def impl(a, i):
-            return _bits_f32(np.uint32(np.uint32(a[i]) << _SHIFT))
+            return bits_f32(np.uint32(np.uint32(a[i]) << _SHIFT))
 
         return impl
 
@@ -300,7 +307,7 @@ def _store_compiled(a, i, v):
     if isinstance(a, types.Array) and a.dtype == types.uint16:
 
         def impl(a, i, v):
-            a[i] = np.uint16(_f32_bits(bf16_round(np.float32(v))) >> _SHIFT)
+            a[i] = np.uint16(f32_bits(bf16_round(np.float32(v))) >> _SHIFT)
 
         return impl
 
@@ -370,24 +377,24 @@ _INF = _I32(0x7F800000)
 _LO32, _Z32, _TOP32, _NMAG32 = _I32(_LO_TOP), _I32(0), _I32(_NMAG - 1), _I32(_NMAG)
 
 
-@numba.njit(cache=True, **JIT_OPTIONS)
+@portable
 def magnitude_bits(v):
     """The bits of ``|float32(v)|`` as an ``int32``, 0 for NaN: they order like the magnitudes.
 
     The block's scale is the largest of them (:func:`scale_of`): a 32-bit integer maximum, which
     LLVM vectorizes (a float maximum that skips NaN it does not, without fast-math flags).
     """
-    b = _I32(_f32_bits(np.float32(v)) & _ABS_MASK)
+    b = _I32(f32_bits(np.float32(v)) & _ABS_MASK)
     return b if b <= _INF else _Z32
 
 
-@numba.njit(cache=True, **JIT_OPTIONS)
+@portable
 def scale_of(m):
     """The float32 whose bits are the largest :func:`magnitude_bits` ``m``: ``max |v|`` (NaN ignored)."""
-    return _bits_f32(np.uint32(m))
+    return bits_f32(np.uint32(m))
 
 
-@numba.njit(cache=True, **JIT_OPTIONS)
+@portable
 def inverse(scale):
     """``1 / scale`` in float32, 0 for a zero scale."""
     return _F1 / scale if scale > _F0 else _F0
@@ -399,12 +406,12 @@ _EIGHT = _I32(8)
 _BYTE = _I32(0xFF)
 
 
-@numba.njit(cache=True, **JIT_OPTIONS)
+@portable
 def quantize(v, inv, packed):
     """The code of ``float32(v) * inv``: the number of thresholds below it (:attr:`QuantMap.packed`)."""
     # branch-free, in 32-bit integers (so the look-up is a 16-lane gather with 32-bit indices)
     x = min(max(np.float32(v) * inv, -_F1), _F1)
-    bits = _f32_bits(x)
+    bits = f32_bits(x)
     negative = _I32(bits >> _SIGN)
     bucket = _I32(_I32(np.uint32(bits >> _SHIFT) & _MASK) - _LO32)
     entry = _I32(packed[_I32(min(max(bucket, _Z32), _TOP32) + _I32(negative * _NMAG32))])
@@ -440,17 +447,23 @@ def storage_loops(rule: Elementwise, bf16_param: bool = False) -> tuple[Any, Any
     return _STORAGE[key]
 
 
-def blocked_signature(rule: Elementwise, bf16_param: bool = False) -> list[str]:
+def blocked_signature(rule: Elementwise, bf16_param: bool = False, scratch: bool = True) -> list[str]:
     """The 8-bit loop's arguments: ``param, grad``, four per state array, ``blocks, scratch``
-    (``bf16_param``: then :data:`BF16_PARAM_ARGS`), the scalars."""
+    (``bf16_param``: then :data:`BF16_PARAM_ARGS`), the scalars. ``scratch=False``: without
+    ``scratch`` (the CUDA kernel keeps its rows in shared memory)."""
     args = [*rule.arrays[:2]]
     for a in rule.state:
         args += [a, f"{a}_absmax", f"{a}_qtable", f"{a}_qpacked"]
-    args += ["blocks", "scratch", *(BF16_PARAM_ARGS if bf16_param else ())]
+    args += ["blocks", *(["scratch"] if scratch else []), *(BF16_PARAM_ARGS if bf16_param else ())]
     for p in rule._const_params:
         args.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
     args.append("grad_scale=1.0")
     return args
+
+
+def _dequantized(a: str) -> str:
+    """Element ``i`` of 8-bit state array ``a``, dequantized with the block's old scale, in the math dtype."""
+    return f"dt({a}_qtable[{a}[i]] * scale_{a})"
 
 
 def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...], bf16_param: bool = False) -> list[str]:
@@ -469,7 +482,7 @@ def _blocked_variant(rule: Elementwise, fname: str, present: tuple[str, ...], bf
             return "dt(load(param, i))" if bf16_param else "param[i]"
         if a == "grad":
             return "dt(load(grad, i)) * gs" if bf16_param else "grad[i] * gs"
-        return f"dt({a}_qtable[{a}[i]] * scale_{a})" if a in state else "zero"
+        return _dequantized(a) if a in state else "zero"
 
     if kahan:
         write = "round_store_kahan(param, compensation, i, param_i, key, base, stochastic)"
@@ -573,6 +586,138 @@ def blocked_loop(rule: Elementwise, bf16_param: bool = False) -> Any:
         compiled = compile_generated(ns, public, lambda f: f != public or not (rule.optional or bf16_param))
         _BLOCKED[key] = compiled[public]
     return _BLOCKED[key]
+
+
+def blocked_cuda_source(rule: Elementwise, dtype: str) -> str:
+    """The CUDA 8-bit kernel of an optimizer's rule for parameters of ``dtype`` (``'float32'`` or
+    ``'float64'``), as Python source: :func:`blocked_source`'s loop with a CUDA thread block per
+    quantization block.
+
+    The arguments are the CPU loop's without ``scratch``. Each thread block takes blocks ``b`` =
+    ``blockIdx.x``, ``+ gridDim.x``, ...; its threads take elements ``j = threadIdx.x``, ``+ blockDim.x``,
+    ... of the block: dequantize, call the body, write the parameter, keep the new state values in a
+    row of shared memory (one row of ``BLOCK`` per updated state array) and their largest magnitude
+    (:func:`magnitude_bits`) in a register; an ``atomic.max`` per row gives the block's. After a
+    barrier thread 0 writes the new scales and every thread quantizes its elements (:func:`quantize`).
+    The same functions as on the CPU, and a maximum does not depend on its order: the codes and
+    scales are the CPU loop's, bit for bit, for any ``blockDim``. An optional state array is tested
+    once per launch (``use_<a>``: a uniform branch); an absent one is read as zero, never written.
+    """
+    updated = updated_state(rule)
+    row = {a: k for k, a in enumerate(updated)}
+    optional = [a for a in rule.state if a in rule.optional]
+
+    def element(a: str) -> str:
+        if a == "param":
+            return "param[i]"
+        if a == "grad":
+            return "grad[i] * gs"
+        return f"{a}_i" if a in optional else _dequantized(a)
+
+    def guarded(a: str, lines: list[str], indent: str) -> list[str]:
+        """``lines`` for array ``a``: under ``if use_<a>:`` for an optional one."""
+        if a not in optional:
+            return [indent + line for line in lines]
+        return [f"{indent}if use_{a}:", *[f"{indent}    {line}" for line in lines]]
+
+    outs = ", ".join(f"{a}_i" if a == "param" or a in updated else "_" for a in rule.updates)
+    rows = max(len(updated), 1)
+    lines = [
+        f"def {rule.name}_q8_cuda({', '.join(blocked_signature(rule, scratch=False))}):",
+        f"    c = constants(param.dtype.type, {', '.join(rule.scalars)})",
+        "    dt = param.dtype.type",
+        "    zero = dt(0)",
+        "    gs = dt(grad_scale)",
+        *[f"    use_{a} = {a}.size != 0" for a in optional],
+        f"    rows = cuda.shared.array(({rows}, {BLOCK}), {dtype})",
+        f"    peak = cuda.shared.array({rows}, int32)",
+        "    t = cuda.threadIdx.x",
+        "    threads = cuda.blockDim.x",
+        "    base = blocks[0]",
+        "    for b in range(cuda.blockIdx.x, blocks.size - 1, cuda.gridDim.x):",
+        "        lo = blocks[b] - base",
+        "        n = blocks[b + 1] - blocks[b]",
+        *[f"        scale_{a} = {a}_absmax[b]" + (f" if use_{a} else f0" if a in optional else "") for a in rule.state],
+        *[f"        m_{a} = z32" for a in updated],
+        "        if t == 0:",
+        *[f"            peak[{row[a]}] = z32" for a in updated],
+        "        cuda.syncthreads()",
+        "        for j in range(t, n, threads):",
+        "            i = lo + j",
+        *[f"            {a}_i = {_dequantized(a)} if use_{a} else zero" for a in optional],
+        f"            {outs} = body(c, {', '.join(element(a) for a in rule.arrays)})",
+        "            param[i] = param_i",
+    ]
+    for a in updated:
+        lines += guarded(a, [f"rows[{row[a]}, j] = {a}_i", f"m_{a} = max(m_{a}, magnitude_bits({a}_i))"], " " * 12)
+    lines += [f"        cuda.atomic.max(peak, {row[a]}, m_{a})" for a in updated]
+    lines.append("        cuda.syncthreads()")
+    for a in updated:  # the new scales (the old ones are read no more)
+        lines += [f"        scale_{a} = scale_of(peak[{row[a]}])", f"        inv_{a} = inverse(scale_{a})"]
+    lines.append("        if t == 0:")
+    for a in updated:
+        lines += guarded(a, [f"{a}_absmax[b] = scale_{a}"], " " * 12)
+    lines += ["        for j in range(t, n, threads):", "            i = lo + j"]
+    for a in updated:
+        lines += guarded(a, [f"{a}[i] = quantize(rows[{row[a]}, j], inv_{a}, {a}_qpacked)"], " " * 12)
+    lines.append("        cuda.syncthreads()  # (the rows and peaks are the next block's)")
+    return "\n".join(lines) + "\n"
+
+
+_CUDA: dict[str, Any] = {}
+
+
+def storage_cuda(rule: Elementwise) -> Any:
+    """The CUDA loop of ``rule`` that reads and writes through :func:`load` / :func:`store` (bfloat16 state on
+    the device), a launcher with the CPU storage loops' arguments; built on first use."""
+    key = f"{rule._module.__name__}.{rule.name}/storage"
+    if key not in _CUDA:
+        from numba import cuda
+
+        from .cuda._launch import Launcher, jit
+
+        src = rule.source("cuda", storage=True)
+        ns = _exec(rule, "storage_cuda", src, {"cuda": cuda, "load": load, "store": store})
+        fn = ns[f"{rule.name}_cuda"]
+        _CUDA[key] = Launcher(jit(fn), fn, storage_loops(rule)[0], lambda args: args[0].size)
+    return _CUDA[key]
+
+
+def blocked_cuda(rule: Elementwise, dtype: Any) -> Any:
+    """The CUDA 8-bit kernel of ``rule`` for parameters of ``dtype`` (:func:`blocked_cuda_source`), a launcher
+    taking the CPU loop's arguments without ``scratch``; one thread block per quantization block (the
+    simulator runs a few threads per block, each looping over its share), built on first use."""
+    if rule.arrays[:2] != ("param", "grad") or rule.updates[0] != "param":
+        raise TypeError(f"{rule.name}: 8-bit state needs an optimizer's rule (arrays param, grad, <state>...)")
+    name = np.dtype(dtype).name
+    key = f"{rule._module.__name__}.{rule.name}/q8/{name}"
+    if key not in _CUDA:
+        from numba import cuda
+
+        from .cuda import _launch
+
+        extra = {
+            "cuda": cuda,
+            "magnitude_bits": magnitude_bits,
+            "scale_of": scale_of,
+            "quantize": quantize,
+            "inverse": inverse,
+            "z32": _Z32,
+            "f0": _F0,
+            "int32": np.int32,
+            name: np.dtype(name).type,
+        }
+        ns = _exec(rule, f"q8_cuda_{name}", blocked_cuda_source(rule, name), extra)
+        fn = ns[f"{rule.name}_q8_cuda"]
+        at = 2 + 4 * len(rule.state)  # the position of ``blocks``
+
+        def config(nblocks: int) -> tuple[int, int]:
+            if _launch.SIMULATOR:
+                return min(nblocks, _launch.SIM_Q8_BLOCKS), _launch.SIM_Q8_THREADS
+            return nblocks, BLOCK
+
+        _CUDA[key] = _launch.Launcher(_launch.jit(fn), fn, None, lambda args: args[at].size - 1, config)
+    return _CUDA[key]
 
 
 def updated_state(rule: Elementwise) -> tuple[str, ...]:

@@ -43,6 +43,9 @@ THREADS: int = 256
 BLOCKS_PER_SM: int = 8
 #: the simulator runs every thread as a Python thread: a tiny grid keeps tests fast and still strides
 SIM_BLOCKS, SIM_THREADS = 1, 2
+#: the same for the 8-bit state kernels (a thread block per quantization block of 256 elements on a GPU,
+#: one thread per element): a few blocks of a few threads, each thread looping over its share of a block
+SIM_Q8_BLOCKS, SIM_Q8_THREADS = 2, 4
 
 #: CPU kernel key (``module.name``) -> the CUDA launcher with the same signature
 KERNELS: dict[str, Callable[..., None]] = {}
@@ -126,11 +129,21 @@ class Launcher:
     ``size_of(args)`` gives the number of elements the grid covers (by default
     the first argument's size); nothing is launched for zero elements. The CPU
     twin's trailing :data:`HOST_ONLY` arguments are accepted at their defaults only.
+    ``cpu=None``: a kernel without a CPU twin of the same arguments, called with its
+    own. ``config(n)``: the ``(blocks, threads)`` of a launch over ``n`` (by default
+    :func:`launch_config`'s grid-stride grid).
     """
 
-    def __init__(self, kernel: Any, py_func: Callable, cpu: Any, size_of: Callable[[tuple], int]) -> None:
-        cpu_sig = inspect.signature(getattr(cpu, "py_func", cpu))
+    def __init__(
+        self,
+        kernel: Any,
+        py_func: Callable,
+        cpu: Any,
+        size_of: Callable[[tuple], int],
+        config: Callable[[int], tuple[int, int]] | None = None,
+    ) -> None:
         gpu_sig = inspect.signature(py_func)
+        cpu_sig = gpu_sig if cpu is None else inspect.signature(getattr(cpu, "py_func", cpu))
         cpu_names, gpu_names = list(cpu_sig.parameters), list(gpu_sig.parameters)
         extra = cpu_names[len(gpu_names) :]
         if cpu_names[: len(gpu_names)] != gpu_names or any(n not in HOST_ONLY for n in extra):
@@ -141,14 +154,14 @@ class Launcher:
         self.kernel = kernel
         self.cpu = cpu
         self.__signature__ = cpu_sig
-        self.__name__ = getattr(cpu, "py_func", cpu).__name__
+        self.__name__ = getattr(cpu, "py_func", cpu).__name__ if cpu is not None else py_func.__name__
         self.__qualname__ = self.__name__
-        self.__doc__ = f"CUDA twin of :func:`{kernel_key(cpu)}` (same arguments, device arrays).\n\n" + (
-            py_func.__doc__ or ""
-        )
+        head = f"CUDA twin of :func:`{kernel_key(cpu)}` (same arguments, device arrays)." if cpu is not None else ""
+        self.__doc__ = f"{head}\n\n{py_func.__doc__ or ''}"
         self._nargs = len(gpu_names)
         self._host_only = {n: cpu_sig.parameters[n].default for n in extra}
         self._size_of = size_of
+        self._config = config or launch_config
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         if kwargs or len(args) != self._nargs:
@@ -164,7 +177,7 @@ class Launcher:
         n = self._size_of(args)
         if n == 0:
             return
-        blocks, threads = launch_config(n)
+        blocks, threads = self._config(n)
         self.kernel[blocks, threads](*args)
 
     def __repr__(self) -> str:
