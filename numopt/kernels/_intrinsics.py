@@ -46,6 +46,24 @@ def fma(typingctx, a, b, c):  # noqa: ARG001  (numba's intrinsic signature)
 
 
 @intrinsic
+def sqrt(typingctx, x):  # noqa: ARG001  (numba's intrinsic signature)
+    """The square root of a float, correctly rounded, in its own type (NaN below 0): ``llvm.sqrt``.
+
+    The same instruction np.sqrt compiles to on the CPU; numba-cuda has no lowering of ``np.sqrt`` on
+    scalars, and NVVM compiles this to the correctly rounded ``sqrt.rn``.
+    """
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.sqrt", [ty], ir.FunctionType(ty, [ty]))
+        return builder.call(fn, args)
+
+    return x(x), codegen
+
+
+@intrinsic
 def _f32_bits(typingctx, x):  # noqa: ARG001
     if x != types.float32:
         return None

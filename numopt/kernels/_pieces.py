@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 from numba.extending import overload
 
 from ._generate import portable
 from ._intrinsics import fma as _llvm_fma
+from ._intrinsics import sqrt as _llvm_sqrt
 
 
 def fma(a, b, c):
@@ -37,6 +39,24 @@ def _fma_compiled(a, b, c):
     return impl
 
 
+def sqrt(x):
+    """The square root of float ``x`` in its own type, correctly rounded (NaN for ``x < 0``), as ``np.sqrt``.
+
+    Rule bodies call this instead of ``np.sqrt``: compiled, it is ``llvm.sqrt`` on every target (the
+    instruction ``np.sqrt`` gives on the CPU; numba-cuda cannot lower ``np.sqrt`` on a scalar); as Python
+    (the CUDA simulator), ``np.sqrt`` itself.
+    """
+    return np.sqrt(x)
+
+
+@overload(sqrt, inline="never")
+def _sqrt_compiled(x):
+    def impl(x):
+        return _llvm_sqrt(x)
+
+    return impl
+
+
 __all__ = [
     "MOMENTS",
     "lerp",
@@ -44,6 +64,7 @@ __all__ = [
     "moments",
     "moments_constants",
     "sign",
+    "sqrt",
     "square_ema",
     "weight_decay",
     "weight_decay_constants",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._generate import elementwise
-from ._pieces import fma, weight_decay, weight_decay_constants
+from ._pieces import fma, sqrt, weight_decay, weight_decay_constants
 
 
 def adadelta_constants(dt, lr, rho, eps, weight_decay, maximize):
@@ -40,6 +38,6 @@ def adadelta_step(c, param, grad, square_avg, acc_delta):
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
     sa = fma(keep * g, g, square_avg * rho)
-    delta = (np.sqrt(acc_delta + eps) / np.sqrt(sa + eps)) * g
+    delta = (sqrt(acc_delta + eps) / sqrt(sa + eps)) * g
     acc = fma(keep * delta, delta, acc_delta * rho)
     return fma(-lr, delta, p), sa, acc

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import fma, weight_decay, weight_decay_constants
+from ._pieces import fma, sqrt, weight_decay, weight_decay_constants
 
 
 def adagrad_constants(dt, neg_clr, eps, weight_decay, maximize):
@@ -42,7 +42,7 @@ def adagrad_step(c, param, grad, sum):
     g = -grad if maximize else grad
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
     s = fma(g, g, sum)
-    return p + (neg_clr * g) / (np.sqrt(s) + eps), s
+    return p + (neg_clr * g) / (sqrt(s) + eps), s
 
 
 @kernel(parallel=False)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import MOMENTS, moments, moments_constants
+from ._pieces import MOMENTS, moments, moments_constants, sqrt
 
 
 def adam_constants(
@@ -75,9 +75,9 @@ def adam_step(c, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
     if amsgrad:
         if v > vmax or v != v:  # torch.maximum: a NaN in either operand wins
             vmax = v
-        denom = np.sqrt(vmax) / bc2_sqrt + eps
+        denom = sqrt(vmax) / bc2_sqrt + eps
     else:
-        denom = np.sqrt(v) / bc2_sqrt + eps
+        denom = sqrt(v) / bc2_sqrt + eps
     return p + (neg_step * m) / denom, m, v, vmax
 
 

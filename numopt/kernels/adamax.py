@@ -50,7 +50,7 @@ def adamax_step(c, param, grad, exp_avg, exp_inf):
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
     m = lerp(exp_avg, g, w1, small_w1, w1c)
     u = exp_inf * beta2
-    a = np.abs(g) + eps
+    a = abs(g) + eps
     if a > u or a != a:  # torch.maximum: a NaN in either operand wins
         u = a
     return p + (neg_clr * m) / u, m, u

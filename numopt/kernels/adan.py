@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import fma, lerp, lerp_constants
+from ._pieces import fma, lerp, lerp_constants, sqrt
 
 
 def adan_constants(
@@ -106,7 +106,7 @@ def adan_step(c, param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad):
     n = lerp(exp_avg_diff, d, w2, small2, c2)
     u = d * beta2 + g
     v = fma(keep3 * u, u, exp_avg_sq * beta3)
-    denom = np.sqrt(v) / bc3_sqrt + eps
+    denom = sqrt(v) / bc3_sqrt + eps
     p = param * decay if decoupled else param
     p = p + (neg_step * m) / denom
     p = p + (neg_diff_step * n) / denom

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import MOMENTS, fma, lerp, lerp_constants, moments, moments_constants
+from ._pieces import MOMENTS, fma, lerp, lerp_constants, moments, moments_constants, sqrt
 
 
 def ademamix_constants(
@@ -69,7 +69,7 @@ def ademamix_step(c, param, grad, exp_avg, exp_avg_sq, exp_avg_slow):
     w3, small3, c3, alpha, eps, bc1, bc2_sqrt, neg_lr, maximize = c[MOMENTS:]
     p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
     s = lerp(exp_avg_slow, g, w3, small3, c3)
-    denom = np.sqrt(v) / bc2_sqrt + eps
+    denom = sqrt(v) / bc2_sqrt + eps
     u = fma(alpha, s, m / bc1)
     return p + (neg_lr * u) / denom, m, v, s
 

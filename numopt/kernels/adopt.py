@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._generate import elementwise
-from ._pieces import fma, lerp, lerp_constants, square_ema, weight_decay, weight_decay_constants
+from ._pieces import fma, lerp, lerp_constants, sqrt, square_ema, weight_decay, weight_decay_constants
 
 
 def adopt_constants(dt, lr, beta1, beta2, eps, clip, weight_decay, weight_decouple, fixed_decay, first_step, maximize):
@@ -63,7 +61,7 @@ def adopt_step(c, param, grad, exp_avg, exp_avg_sq):
     v = exp_avg_sq
     if first:
         return p, exp_avg, fma(g, g, v)
-    d = np.sqrt(v)
+    d = sqrt(v)
     if d < eps:  # clamp(min=eps); NaN stays NaN
         d = eps
     n = g / d

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import portable
-from ._pieces import fma, weight_decay_constants
+from ._pieces import fma, sqrt, weight_decay_constants
 from ._segmented import BlockPass, parameter_sums, segmented
 
 __all__ = ["APPLY", "MOMENTS", "lamb_ratios", "lamb_update"]
@@ -91,10 +91,10 @@ def lamb_direction(c, mode, reciprocal, p, m, v):
     """
     wd, coupled, eps, neg_step = c[0], c[2], c[8], c[12]
     if mode == RECTIFIED:
-        return p + (neg_step * m) / (np.sqrt(v) + eps)
+        return p + (neg_step * m) / (sqrt(v) + eps)
     if mode == MOMENTUM:
         return fma(neg_step, m, p)
-    denom = np.sqrt(v) + eps
+    denom = sqrt(v) + eps
     u = (c[13] / denom) * m if reciprocal else m / denom
     if coupled:
         u = fma(wd, p, u)
@@ -106,7 +106,7 @@ def lamb_apply(c, mode, reciprocal, p, m, v, f):
     """The parameter after the trust-ratio step, for one element; ``f`` is its parameter's factor (see
     :func:`lamb_update`)."""
     if mode == RECTIFIED:
-        return p + (f * m) / (np.sqrt(v) + c[8])
+        return p + (f * m) / (sqrt(v) + c[8])
     if mode == MOMENTUM:
         return fma(f, m, p)
     u = lamb_direction(c, mode, reciprocal, p, m, v)

@@ -7,7 +7,7 @@ import numpy as np
 from .._jit import kernel
 from .._scalar_state import scale_as_float32
 from ._generate import elementwise
-from ._pieces import MOMENTS, moments, moments_constants
+from ._pieces import MOMENTS, moments, moments_constants, sqrt
 
 
 def nadam_constants(
@@ -71,7 +71,7 @@ def nadam_step(c, param, grad, exp_avg, exp_avg_sq):
     """
     eps, bc2, neg_grad_step, neg_avg_step, maximize = c[MOMENTS:]
     p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
-    denom = np.sqrt(v / bc2) + eps
+    denom = sqrt(v / bc2) + eps
     p = p + (neg_grad_step * g) / denom
     return p + (neg_avg_step * m) / denom, m, v
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise, portable
-from ._pieces import fma, weight_decay, weight_decay_constants
+from ._pieces import fma, sqrt, weight_decay, weight_decay_constants
 from ._segmented import BlockPass, parameter_sums, segmented
 
 
@@ -148,7 +148,7 @@ def prodigy_step(c, param, grad, exp_avg, exp_avg_sq):
     """
     wd, decay, coupled, decoupled, d_eps, neg_lr, use_eps = c
     p, _ = weight_decay(param, grad, wd, decay, coupled, decoupled)
-    denom = np.sqrt(exp_avg_sq)
+    denom = sqrt(exp_avg_sq)
     if use_eps:
         return p + (neg_lr * exp_avg) / (denom + d_eps)
     return fma(neg_lr, np.arctan2(exp_avg, denom), p)

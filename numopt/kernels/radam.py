@@ -6,7 +6,7 @@ import numpy as np
 
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import MOMENTS, moments, moments_constants
+from ._pieces import MOMENTS, moments, moments_constants, sqrt
 
 
 def radam_constants(
@@ -75,7 +75,7 @@ def radam_step(c, param, grad, exp_avg, exp_avg_sq):
     p, g, m, v = moments(param, grad, exp_avg, exp_avg_sq, maximize, c)
     u = (m / bc1) * lr
     if rectified:
-        u = (u * ((one / (np.sqrt(v) + eps)) * bc2_sqrt)) * rect
+        u = (u * ((one / (sqrt(v) + eps)) * bc2_sqrt)) * rect
     return p - u, m, v
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._generate import elementwise
-from ._pieces import fma, lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import fma, lerp, lerp_constants, sqrt, weight_decay, weight_decay_constants
 
 
 def rmsprop_constants(dt, lr, alpha, eps, weight_decay, momentum, centered, maximize):
@@ -77,9 +75,9 @@ def rmsprop_step(c, param, grad, square_avg, grad_avg, momentum_buffer):
     ga = grad_avg
     if centered:
         ga = lerp(ga, g, keep, small, complement)
-        avg = np.sqrt(fma(-ga, ga, sa)) + eps
+        avg = sqrt(fma(-ga, ga, sa)) + eps
     else:
-        avg = np.sqrt(sa) + eps
+        avg = sqrt(sa) + eps
     b = momentum_buffer
     if use_momentum:
         b = b * momentum + g / avg

@@ -11,11 +11,9 @@ from ``x`` when switching back, ``y = x + (1 - beta) * (z - x)``
 
 from __future__ import annotations
 
-import numpy as np
-
 from .._jit import kernel
 from ._generate import elementwise
-from ._pieces import fma, lerp, lerp_constants, weight_decay, weight_decay_constants
+from ._pieces import fma, lerp, lerp_constants, sqrt, weight_decay, weight_decay_constants
 
 
 def schedule_scalars(lr, k, warmup_steps, r, weight_lr_power, lr_max, weight_sum):
@@ -167,7 +165,7 @@ def adamw_schedulefree_step(c, param, grad, z, exp_avg_sq):
     wd, decay, coupled, decoupled, w, small, complement, alpha, neg_lr, first_step, beta2, one_minus_beta2, bc2, eps = c
     z0 = param if first_step else z
     v = fma(one_minus_beta2 * grad, grad, exp_avg_sq * beta2)
-    g = grad / (np.sqrt(v / bc2) + eps)
+    g = grad / (sqrt(v / bc2) + eps)
     p, g = weight_decay(param, g, wd, decay, coupled, decoupled)
     y = fma(alpha, g, lerp(p, z0, w, small, complement))
     return y, fma(neg_lr, g, z0), v

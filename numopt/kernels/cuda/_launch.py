@@ -12,7 +12,6 @@ kernel an optimizer's ``_update`` calls.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = [
     "kernel_key",
     "launch_config",
     "register",
-    "sqrt",
 ]
 
 #: whether kernels run in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): Python, no GPU
@@ -51,20 +49,6 @@ SIM_Q8_BLOCKS, SIM_Q8_THREADS = 2, 4
 KERNELS: dict[str, Callable[..., None]] = {}
 
 _sm_count: int | None = None
-
-if SIMULATOR:
-
-    def sqrt(x):
-        """``math.sqrt`` keeping the argument's NumPy type, as on the device.
-
-        The simulator runs kernels as Python, where ``math.sqrt`` returns a
-        Python float: ``sqrt(a) / sqrt(b)`` would then be divided in float64
-        instead of the arrays' dtype.
-        """
-        return type(x)(math.sqrt(x))
-
-else:
-    sqrt = math.sqrt
 
 
 def jit(fn: Callable) -> Any:
