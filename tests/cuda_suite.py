@@ -164,18 +164,23 @@ def test_a_step_moves_no_arrays_between_host_and_device(monkeypatch) -> None:
     for p in params:
         p.zero_grad_()
     opt.step()  # first step: state is allocated (and filled on the device)
-    copies = []
+    assert _copies_during_steps(opt, params, 3, monkeypatch) == []
+    assert opt.state[params[0]]["step"] == 4.0
+
+
+def _copies_during_steps(opt: numopt.Optimizer, params: list, steps: int, monkeypatch) -> list[str]:
+    """The host-device copies made by ``steps`` steps of ``opt``, gradients written in place before each."""
+    copies: list[str] = []
     cls = type(params[0].data)
     for meth in ("copy_to_host", "copy_to_device"):
         orig = getattr(cls, meth)
         monkeypatch.setattr(cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append(_m) or _o(self, *a, **k))
     monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append("to_device"))
-    for _ in range(3):
+    for _ in range(steps):
         for p in params:
             ncuda.memory.fill_(p.grad, 0.5)
         opt.step()
-    assert copies == []
-    assert opt.state[params[0]]["step"] == 4.0
+    return copies
 
 
 def test_parameter_with_cuda_data() -> None:
@@ -1001,17 +1006,7 @@ def test_a_compact_step_moves_no_arrays_between_host_and_device(state_dtype: str
     for p in params:
         p.zero_grad_()
     opt.step()
-    copies = []
-    cls = type(params[0].data)
-    for meth in ("copy_to_host", "copy_to_device"):
-        orig = getattr(cls, meth)
-        monkeypatch.setattr(cls, meth, lambda self, *a, _m=meth, _o=orig, **k: copies.append(_m) or _o(self, *a, **k))
-    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append("to_device"))
-    for _ in range(2):
-        for p in params:
-            ncuda.memory.fill_(p.grad, 0.5)
-        opt.step()
-    assert copies == []
+    assert _copies_during_steps(opt, params, 2, monkeypatch) == []
     assert opt.state[params[0]]["step"] == 3.0
 
 
